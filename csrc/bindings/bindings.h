@@ -1,0 +1,53 @@
+// bindings/bindings.h — shared pieces of the pybind11 module medkern._C: one register_* per op
+// family (each in its own file), the list of ops with a compiled CUDA kernel, and small
+// converters. Bindings stay thin: they check arguments, pick CPU or CUDA, release the GIL.
+#pragma once
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "medkern/checks.h"
+#include "medkern/tensor_view.h"
+
+namespace medkern::bindings {
+
+namespace py = pybind11;
+
+void register_core(py::module_& m);
+void register_conv2d(py::module_& m);
+void register_pooling(py::module_& m);
+void register_batch_norm(py::module_& m);
+void register_activation(py::module_& m);
+void register_linear(py::module_& m);
+
+// Names of ops whose CUDA kernel is compiled into this build (medkern.info()["cuda_ops"]).
+std::vector<std::string>& cuda_ops();
+inline void add_cuda_ops(std::initializer_list<const char*> names) {
+  for (const char* n : names) cuda_ops().emplace_back(n);
+}
+
+using OptionalView = std::optional<TensorView>;
+inline const TensorView* get(const OptionalView& v) { return v ? &*v : nullptr; }
+inline Stream to_stream(std::uintptr_t s) { return reinterpret_cast<Stream>(s); }
+
+// Raised when a CUDA tensor reaches an op compiled without its CUDA kernel; the Python layer
+// normally falls back to torch before this, so seeing it means a direct _C call.
+[[noreturn]] inline void no_cuda_kernel(const char* op) {
+  throw NotImplementedError(concat("medkern was built without a CUDA kernel for ", op,
+                                   "; medkern.info()['cuda_ops'] lists those compiled in"));
+}
+
+// A non-negative pair such as stride or padding, checked and named.
+inline std::array<int64_t, 2> pair_arg(const std::vector<int64_t>& v, const char* name, int64_t minimum) {
+  MEDKERN_CHECK_VALUE(v.size() == 2, "argument '", name, "' must have 2 values (h, w), got ", v.size());
+  for (int64_t x : v)
+    MEDKERN_CHECK_VALUE(x >= minimum, "argument '", name, "' must be >= ", minimum, ", got (", v[0], ", ", v[1], ")");
+  return {v[0], v[1]};
+}
+
+}  // namespace medkern::bindings

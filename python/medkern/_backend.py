@@ -1,0 +1,123 @@
+"""Loads the compiled core ``medkern._C`` and adapts arrays to it.
+
+Every array crosses into C++ as a ``_C.TensorView`` (pointer, dtype, shape, strides in
+elements, device), built here without copying. torch is imported lazily so the
+preprocessing path serves numpy users who never import it.
+"""
+from __future__ import annotations
+
+import functools
+import warnings
+from typing import Any
+
+from . import _C
+
+__all__ = [
+    "_C", "DTYPE_CODES", "view", "optional_view", "stream_of", "has_cuda_kernel", "warn_fallback_once",
+    "cuda_usable", "choose_device",
+]
+
+# Codes match medkern::DType in csrc/include/medkern/tensor_view.h.
+DTYPE_CODES = {
+    "float32": 0, "float64": 1, "float16": 2, "bfloat16": 3, "uint8": 4, "int8": 5,
+    "int16": 6, "uint16": 7, "int32": 8, "int64": 9, "bool": 10,
+}
+
+
+def _torch_dtype_name(dtype: Any) -> str:
+    return str(dtype).rpartition(".")[2]
+
+
+def view(array: Any, name: str = "input") -> "_C.TensorView":
+    """A zero-copy TensorView of a torch tensor, numpy array or cupy array.
+
+    ``name`` is the argument's name, used in the error raised for unsupported arrays.
+    """
+    module = type(array).__module__.partition(".")[0]
+    if module == "torch":
+        code = DTYPE_CODES.get(_torch_dtype_name(array.dtype))
+        if code is None:
+            raise TypeError(f"argument '{name}' has unsupported dtype {array.dtype}")
+        device = array.device
+        if device.type not in ("cpu", "cuda"):
+            raise ValueError(f"argument '{name}' is on device '{device}'; medkern supports cpu and cuda")
+        return _C.TensorView(array.data_ptr(), code, array.shape, array.stride(),
+                             1 if device.type == "cuda" else 0, device.index or 0)
+    if module in ("numpy", "cupy"):
+        code = DTYPE_CODES.get(str(array.dtype))
+        if code is None:
+            raise TypeError(f"argument '{name}' has unsupported dtype {array.dtype}")
+        item = array.itemsize
+        if any(s % item for s in array.strides):
+            raise ValueError(f"argument '{name}' has strides {array.strides} that are not whole elements")
+        strides = [s // item for s in array.strides]
+        if module == "numpy":
+            return _C.TensorView(array.ctypes.data, code, array.shape, strides, 0, 0)
+        return _C.TensorView(array.data.ptr, code, array.shape, strides, 1, array.device.id)
+    raise TypeError(f"argument '{name}' must be a torch.Tensor, numpy.ndarray or cupy.ndarray, "
+                    f"got {type(array).__name__}")
+
+
+def optional_view(array: Any, name: str) -> "_C.TensorView | None":
+    return None if array is None else view(array, name)
+
+
+def stream_of(array: Any) -> int:
+    """The caller's current CUDA stream for this array's device (0 for CPU arrays)."""
+    module = type(array).__module__.partition(".")[0]
+    if module == "torch":
+        if array.device.type != "cuda":
+            return 0
+        import torch
+        return torch.cuda.current_stream(array.device).cuda_stream
+    if module == "cupy":
+        import cupy
+        return cupy.cuda.get_current_stream().ptr
+    return 0
+
+
+@functools.lru_cache(maxsize=None)
+def _cuda_op_names() -> frozenset:
+    return frozenset(_C.build_info()["cuda_ops"])
+
+
+def has_cuda_kernel(op: str) -> bool:
+    """Whether this build has medkern's own CUDA kernel for ``op`` (e.g. 'conv2d_forward')."""
+    return op in _cuda_op_names()
+
+
+_warned: set = set()
+
+
+def warn_fallback_once(op: str) -> None:
+    """One warning per op when a CUDA tensor falls back to torch's own kernel."""
+    if op not in _warned:
+        _warned.add(op)
+        warnings.warn(f"medkern has no CUDA kernel for {op} in this build; it falls back to torch's own "
+                      f"CUDA kernel (warned once)", UserWarning, stacklevel=3)
+
+
+def cuda_usable() -> bool:
+    """True when torch can run work on a GPU now (a driver, a device and a CUDA build of torch)."""
+    try:
+        import torch
+        if not torch.cuda.is_available():
+            return False
+        torch.zeros(1, device="cuda")
+        return True
+    except Exception:  # a broken driver or a CPU-only torch
+        return False
+
+
+def choose_device(requested: str = "auto") -> str:
+    """Map ``auto|cpu|cuda[:N]`` to a device string, falling back to the CPU for ``auto``."""
+    if requested == "auto":
+        return "cuda" if cuda_usable() else "cpu"
+    if requested == "cpu":
+        return "cpu"
+    if requested.startswith("cuda"):
+        if not cuda_usable():
+            raise RuntimeError(f"device '{requested}' was asked for but no usable GPU is present "
+                               f"(use --device auto to fall back to the CPU)")
+        return requested
+    raise ValueError(f"argument 'device' must be 'auto', 'cpu' or 'cuda[:N]', got '{requested}'")

@@ -1,0 +1,1 @@
+"""medkern.data (in progress)."""

@@ -1,0 +1,1 @@
+"""medkern.io (in progress)."""

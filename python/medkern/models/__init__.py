@@ -1,0 +1,1 @@
+"""medkern.models (in progress)."""

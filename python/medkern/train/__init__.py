@@ -1,0 +1,1 @@
+"""medkern.train (in progress)."""

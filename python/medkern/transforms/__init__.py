@@ -1,0 +1,1 @@
+"""medkern.transforms (in progress)."""

@@ -1,0 +1,61 @@
+"""Shared benchmark plumbing: a case is (name, shape text, medkern callable, peer callable);
+timing is warm-up then the median of several runs, both sides in the same process and run,
+reported as the ratio medkern / peer (below 1.0 means medkern is faster)."""
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from typing import Callable, Iterable
+
+
+@dataclasses.dataclass
+class BenchCase:
+    group: str            # e.g. "conv2d fwd+bwd", "max_pool2d fwd"
+    name: str             # e.g. "seedcnn.conv2"
+    shape: str            # human-readable shapes/parameters
+    medkern: Callable[[], object]
+    peer: Callable[[], object]
+    peer_name: str = "torch"
+    device: str = "cpu"
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+        torch.cuda.synchronize()
+
+
+def time_callable(fn: Callable[[], object], device: str = "cpu", warmup: int = 2, repeat: int = 7,
+                  min_time: float = 0.05) -> float:
+    """Median seconds per call; each sample runs enough calls to last at least ``min_time``."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    t0 = time.perf_counter()
+    fn()
+    _sync(device)
+    once = max(time.perf_counter() - t0, 1e-7)
+    inner = max(1, int(min_time / once))
+    samples = []
+    for _ in range(repeat):
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        _sync(device)
+        samples.append((time.perf_counter() - t0) / inner)
+    return statistics.median(samples)
+
+
+def run_cases(cases: Iterable[BenchCase], **timing) -> list[dict]:
+    """Times each case, alternating medkern and peer so drift hits both alike."""
+    rows = []
+    for case in cases:
+        t_m = time_callable(case.medkern, case.device, **timing)
+        t_p = time_callable(case.peer, case.device, **timing)
+        t_m = min(t_m, time_callable(case.medkern, case.device, **timing))
+        t_p = min(t_p, time_callable(case.peer, case.device, **timing))
+        rows.append(dict(group=case.group, name=case.name, shape=case.shape, device=case.device,
+                         peer=case.peer_name, peer_ms=t_p * 1e3, medkern_ms=t_m * 1e3, ratio=t_m / t_p))
+    return rows

@@ -1,0 +1,22 @@
+// common/conv2d_math.h — convolution index math shared by the CPU and CUDA kernels: output
+// size and the input coordinate an output/filter tap reads (torch's cross-correlation).
+#pragma once
+#include <cstdint>
+
+#include "common/macros.h"
+
+namespace medkern {
+
+// (in + 2 pad - dilation (k - 1) - 1) / stride + 1; <= 0 means the kernel does not fit.
+MEDKERN_HD int64_t conv_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t dilation) {
+  const int64_t span = dilation * (kernel - 1) + 1;
+  const int64_t room = in + 2 * pad - span;
+  return room < 0 ? 0 : room / stride + 1;
+}
+
+// Input coordinate read by output coordinate `out` at filter tap `tap` (may fall in padding).
+MEDKERN_HD int64_t conv_input_coord(int64_t out, int64_t tap, int64_t stride, int64_t pad, int64_t dilation) {
+  return out * stride - pad + tap * dilation;
+}
+
+}  // namespace medkern

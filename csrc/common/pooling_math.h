@@ -1,0 +1,47 @@
+// common/pooling_math.h — pooling window math shared by the CPU and CUDA kernels, with torch's
+// rules: output size (incl. ceil_mode's "last window starts inside input or left padding"),
+// window bounds and the average-pooling divisor.
+#pragma once
+#include <cstdint>
+
+#include "common/macros.h"
+
+namespace medkern {
+
+MEDKERN_HD int64_t pool_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t dilation,
+                                    bool ceil_mode) {
+  const int64_t span = dilation * (kernel - 1) + 1;
+  const int64_t room = in + 2 * pad - span + (ceil_mode ? stride - 1 : 0);
+  if (room < 0) return 0;
+  int64_t out = room / stride + 1;
+  if (ceil_mode && (out - 1) * stride >= in + pad) --out;
+  return out;
+}
+
+// Average pooling window along one axis for output index `o`:
+//   start = o*stride - pad, end = min(start + kernel, in + pad)   (padded extent, "pool size")
+//   then clipped to [0, in).
+struct PoolWindow {
+  int64_t start, end;   // clipped to the input
+  int64_t padded_size;  // end - start before clipping (counts the padding)
+};
+
+MEDKERN_HD PoolWindow avg_pool_window(int64_t o, int64_t in, int64_t kernel, int64_t stride, int64_t pad) {
+  int64_t start = o * stride - pad;
+  int64_t end = start + kernel < in + pad ? start + kernel : in + pad;
+  const int64_t padded = end - start;
+  start = start < 0 ? 0 : start;
+  end = end > in ? in : end;
+  return {start, end, padded};
+}
+
+// Divisor of one average-pooling output (torch: divisor_override, else the padded window
+// area when count_include_pad, else the number of input elements in the window).
+MEDKERN_HD int64_t avg_pool_divisor(const PoolWindow& h, const PoolWindow& w, bool count_include_pad,
+                                    int64_t divisor_override) {
+  if (divisor_override > 0) return divisor_override;
+  if (count_include_pad) return h.padded_size * w.padded_size;
+  return (h.end - h.start) * (w.end - w.start);
+}
+
+}  // namespace medkern

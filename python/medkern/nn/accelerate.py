@@ -1,4 +1,76 @@
-"""Placeholder: accelerate() lands with the nn layer."""
+"""``accelerate(model)``: swap the torch.nn layers of an existing model for medkern's, in place.
 
-def accelerate(model, verbose=True):
+The swap changes each layer's class to its medkern subclass, so parameters, buffers, hooks and
+optimizer references stay exactly the same objects; outputs and gradients match the original.
+Layers medkern cannot take (a subclass with its own forward, an unsupported option or dtype)
+stay torch's, and the returned report says which and why.
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from .activation import ReLU
+from .conv import Conv2d
+from .linear import Linear
+from .normalization import BatchNorm2d
+from .pooling import AvgPool2d, MaxPool2d
+
+# exact torch class -> medkern class (subclasses of torch's layers keep their own forward)
+_SWAPS = {
+    torch.nn.Conv2d: Conv2d,
+    torch.nn.Linear: Linear,
+    torch.nn.MaxPool2d: MaxPool2d,
+    torch.nn.AvgPool2d: AvgPool2d,
+    torch.nn.BatchNorm2d: BatchNorm2d,
+    torch.nn.ReLU: ReLU,
+}
+_SUPPORTED_DTYPES = (torch.float32, torch.float64)
+
+
+def _reason_to_keep(module: torch.nn.Module) -> str | None:
+    """Why medkern cannot take this layer, or None when it can."""
+    for name, tensor in list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False)):
+        if tensor.is_floating_point() and tensor.dtype not in _SUPPORTED_DTYPES:
+            return f"{name} has dtype {tensor.dtype} (medkern's layers take float32/float64)"
+    if isinstance(module, torch.nn.Conv2d) and module.padding_mode != "zeros":
+        supports = getattr(Conv2d, "SUPPORTED_PADDING_MODES", ("zeros",))
+        if module.padding_mode not in supports:
+            return f"padding_mode='{module.padding_mode}' is not supported"
+    return None
+
+
+def accelerate(model: torch.nn.Module, *, verbose: bool = True, strict: bool = False) -> torch.nn.Module:
+    """Replace supported torch.nn layers of ``model`` by medkern's, in place, and return ``model``.
+
+    ``model.medkern_report`` afterwards holds ``{"accelerated": [names], "kept": {name: reason}}``.
+    With ``verbose`` a warning lists the layers kept as torch's; with ``strict`` that is an error.
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"argument 'model' must be a torch.nn.Module, got {type(model).__name__}")
+    accelerated: list[str] = []
+    kept: dict[str, str] = {}
+    for name, module in model.named_modules():
+        target = _SWAPS.get(type(module))
+        if target is None:
+            if isinstance(module, tuple(_SWAPS)) and not isinstance(module, tuple(_SWAPS.values())):
+                kept[name or "<model>"] = f"{type(module).__name__} subclasses a torch layer with its own forward"
+            continue
+        reason = _reason_to_keep(module)
+        if reason:
+            kept[name or "<model>"] = reason
+            continue
+        module.__class__ = target
+        init_extra = getattr(target, "_init_after_swap", None)
+        if init_extra is not None:
+            init_extra(module)
+        accelerated.append(name or "<model>")
+    if kept and strict:
+        raise ValueError("accelerate(strict=True): these layers stay torch's: "
+                         + "; ".join(f"{n}: {r}" for n, r in kept.items()))
+    if kept and verbose:
+        warnings.warn("medkern.accelerate kept these layers as torch's: "
+                      + "; ".join(f"{n}: {r}" for n, r in kept.items()), UserWarning, stacklevel=2)
+    model.medkern_report = {"accelerated": accelerated, "kept": kept}
     return model

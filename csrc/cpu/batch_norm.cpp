@@ -1,0 +1,257 @@
+// cpu/batch_norm.cpp — batch normalization over (N, C, *) on the CPU. Training statistics are
+// per-channel (count, mean, M2) partials over blocks of rows, each row reduced while it sits
+// in L1 and the partials merged with mean_m2_combine (stable, one pass over memory); then one
+// read+write pass normalizes. Backward: one reduction pass (sum dy, sum dy*(x-mean)) and one
+// pass for grad_input. Rows are (n, c) runs of the collapsed spatial axes, read through strides.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "common/batch_norm_math.h"
+#include "medkern/batch_norm.h"
+#include "medkern/checks.h"
+#include "medkern/parallel.h"
+
+namespace medkern::cpu {
+namespace {
+
+// (N, C, S) view of an (N, C, *) tensor; the spatial axes must collapse to one strided axis.
+struct RowLayout {
+  int64_t N, C, S, stride_n, stride_c, stride_s;
+};
+
+RowLayout row_layout(const TensorView& v, const char* name) {
+  RowLayout r{v.size(0), v.size(1), 1, v.stride(0), v.stride(1), 1};
+  if (v.ndim > 2) {
+    r.stride_s = v.stride(v.ndim - 1);
+    int64_t expected = v.stride(v.ndim - 1);
+    for (int d = v.ndim - 1; d >= 2; --d) {
+      if (v.size(d) != 1)
+        MEDKERN_CHECK_VALUE(v.stride(d) == expected, "argument '", name,
+                            "': its spatial axes must be collapsible to one strided axis (shape ", v.shape_string(),
+                            "); make it contiguous first");
+      expected *= v.size(d);
+      r.S *= v.size(d);
+    }
+    if (r.S == 1) r.stride_s = 1;
+  }
+  return r;
+}
+
+// Blocks of n per channel, so that small-C inputs (1-3 channels) still use every thread.
+int64_t n_blocks(int64_t N, int64_t C) {
+  const int64_t wanted = 4 * static_cast<int64_t>(num_threads());
+  return C >= wanted ? 1 : std::min<int64_t>(N, (wanted + C - 1) / C);
+}
+
+template <class T>
+MeanM2 row_mean_m2(const T* x, int64_t S, int64_t stride) {
+  constexpr int64_t kChunk = 2048;  // stays in L1 between the two sweeps
+  MeanM2 acc;
+  for (int64_t s0 = 0; s0 < S; s0 += kChunk) {
+    const int64_t len = std::min(kChunk, S - s0);
+    const T* p = x + s0 * stride;
+    T sum = 0;
+    if (stride == 1) {
+#pragma omp simd reduction(+ : sum)
+      for (int64_t i = 0; i < len; ++i) sum += p[i];
+    } else {
+      for (int64_t i = 0; i < len; ++i) sum += p[i * stride];
+    }
+    const T mean = sum / static_cast<T>(len);
+    T m2 = 0;
+    if (stride == 1) {
+#pragma omp simd reduction(+ : m2)
+      for (int64_t i = 0; i < len; ++i) m2 += (p[i] - mean) * (p[i] - mean);
+    } else {
+      for (int64_t i = 0; i < len; ++i) m2 += (p[i * stride] - mean) * (p[i * stride] - mean);
+    }
+    acc = mean_m2_combine(acc, MeanM2{static_cast<double>(len), static_cast<double>(mean), static_cast<double>(m2)});
+  }
+  return acc;
+}
+
+template <class T>
+void batch_norm_forward_typed(const TensorView& input, const TensorView* weight, const TensorView* bias,
+                              const TensorView* running_mean, const TensorView* running_var, const TensorView& output,
+                              const TensorView& save_mean, const TensorView& save_invstd, const BatchNormParams& p) {
+  const RowLayout x = row_layout(input, "input");
+  const int64_t N = x.N, C = x.C, S = x.S;
+  const T* in = input.ptr<const T>();
+  T* out = output.ptr<T>();
+  T* smean = save_mean.ptr<T>();
+  T* sinvstd = save_invstd.ptr<T>();
+  auto param = [](const TensorView* v, int64_t c, T fallback) { return v ? v->ptr<const T>()[c * v->stride(0)] : fallback; };
+
+  if (p.training) {
+    const int64_t blocks = n_blocks(N, C);
+    std::vector<MeanM2> partial(C * blocks);
+    parallel_for(0, C * blocks, 1, [&](int64_t b, int64_t e) {
+      for (int64_t item = b; item < e; ++item) {
+        const int64_t c = item / blocks, blk = item % blocks;
+        const int64_t n0 = N * blk / blocks, n1 = N * (blk + 1) / blocks;
+        MeanM2 acc;
+        for (int64_t n = n0; n < n1; ++n)
+          acc = mean_m2_combine(acc, row_mean_m2(in + n * x.stride_n + c * x.stride_c, S, x.stride_s));
+        partial[item] = acc;
+      }
+    });
+    for (int64_t c = 0; c < C; ++c) {
+      MeanM2 acc;
+      for (int64_t blk = 0; blk < blocks; ++blk) acc = mean_m2_combine(acc, partial[c * blocks + blk]);
+      const double var = acc.m2 / acc.count;
+      smean[c * save_mean.stride(0)] = static_cast<T>(acc.mean);
+      sinvstd[c * save_invstd.stride(0)] = static_cast<T>(1.0 / std::sqrt(var + p.eps));
+      if (running_mean && running_var) {
+        T* rm = running_mean->ptr<T>() + c * running_mean->stride(0);
+        T* rv = running_var->ptr<T>() + c * running_var->stride(0);
+        double m = *rm, v = *rv;
+        running_stats_update(acc.mean, var, acc.count, p.momentum, &m, &v);
+        *rm = static_cast<T>(m);
+        *rv = static_cast<T>(v);
+      }
+    }
+  } else {
+    for (int64_t c = 0; c < C; ++c) {
+      const T rm = running_mean->ptr<const T>()[c * running_mean->stride(0)];
+      const T rv = running_var->ptr<const T>()[c * running_var->stride(0)];
+      smean[c * save_mean.stride(0)] = rm;
+      sinvstd[c * save_invstd.stride(0)] = static_cast<T>(1.0 / std::sqrt(static_cast<double>(rv) + p.eps));
+    }
+  }
+
+  // y = x * scale + shift with per-channel scale = weight * invstd, shift = bias - mean * scale
+  std::vector<T> scale(C), shift(C);
+  for (int64_t c = 0; c < C; ++c) {
+    scale[c] = param(weight, c, T(1)) * sinvstd[c * save_invstd.stride(0)];
+    shift[c] = param(bias, c, T(0)) - smean[c * save_mean.stride(0)] * scale[c];
+  }
+  parallel_for(0, N * C, std::max<int64_t>(1, 16384 / std::max<int64_t>(S, 1)), [&](int64_t b, int64_t e) {
+    for (int64_t row = b; row < e; ++row) {
+      const int64_t n = row / C, c = row % C;
+      const T* xp = in + n * x.stride_n + c * x.stride_c;
+      T* yp = out + row * S;
+      const T a = scale[c], sh = shift[c];
+      if (x.stride_s == 1) {
+#pragma omp simd
+        for (int64_t s = 0; s < S; ++s) yp[s] = xp[s] * a + sh;
+      } else {
+        for (int64_t s = 0; s < S; ++s) yp[s] = xp[s * x.stride_s] * a + sh;
+      }
+    }
+  });
+}
+
+template <class T>
+void batch_norm_backward_typed(const TensorView& grad_output, const TensorView& input, const TensorView* weight,
+                               const TensorView& save_mean, const TensorView& save_invstd,
+                               const TensorView* grad_input, const TensorView* grad_weight,
+                               const TensorView* grad_bias, const BatchNormParams& p) {
+  const RowLayout x = row_layout(input, "input");
+  const RowLayout g = row_layout(grad_output, "grad_output");
+  const int64_t N = x.N, C = x.C, S = x.S;
+  const T* in = input.ptr<const T>();
+  const T* go = grad_output.ptr<const T>();
+  std::vector<T> mean(C), invstd(C), w(C);
+  for (int64_t c = 0; c < C; ++c) {
+    mean[c] = save_mean.ptr<const T>()[c * save_mean.stride(0)];
+    invstd[c] = save_invstd.ptr<const T>()[c * save_invstd.stride(0)];
+    w[c] = weight ? weight->ptr<const T>()[c * weight->stride(0)] : T(1);
+  }
+
+  // Reduction pass: sum(dy) and sum(dy * (x - mean)) per channel, partials per block of n.
+  const bool need_sums = grad_weight || grad_bias || (grad_input && p.training);
+  std::vector<double> sum_dy(C, 0.0), sum_dy_xmu(C, 0.0);
+  if (need_sums) {
+    const int64_t blocks = n_blocks(N, C);
+    std::vector<double> part_dy(C * blocks), part_dy_xmu(C * blocks);
+    parallel_for(0, C * blocks, 1, [&](int64_t b, int64_t e) {
+      for (int64_t item = b; item < e; ++item) {
+        const int64_t c = item / blocks, blk = item % blocks;
+        const int64_t n0 = N * blk / blocks, n1 = N * (blk + 1) / blocks;
+        const T m = mean[c];
+        double acc_dy = 0, acc_dy_xmu = 0;
+        for (int64_t n = n0; n < n1; ++n) {
+          const T* xp = in + n * x.stride_n + c * x.stride_c;
+          const T* gp = go + n * g.stride_n + c * g.stride_c;
+          T s_dy = 0, s_dy_xmu = 0;
+          if (x.stride_s == 1 && g.stride_s == 1) {
+#pragma omp simd reduction(+ : s_dy, s_dy_xmu)
+            for (int64_t s = 0; s < S; ++s) {
+              s_dy += gp[s];
+              s_dy_xmu += gp[s] * (xp[s] - m);
+            }
+          } else {
+            for (int64_t s = 0; s < S; ++s) {
+              s_dy += gp[s * g.stride_s];
+              s_dy_xmu += gp[s * g.stride_s] * (xp[s * x.stride_s] - m);
+            }
+          }
+          acc_dy += s_dy;
+          acc_dy_xmu += s_dy_xmu;
+        }
+        part_dy[item] = acc_dy;
+        part_dy_xmu[item] = acc_dy_xmu;
+      }
+    });
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t blk = 0; blk < blocks; ++blk) {
+        sum_dy[c] += part_dy[c * blocks + blk];
+        sum_dy_xmu[c] += part_dy_xmu[c * blocks + blk];
+      }
+  }
+  for (int64_t c = 0; c < C; ++c) {
+    if (grad_weight) grad_weight->ptr<T>()[c] = static_cast<T>(sum_dy_xmu[c] * invstd[c]);
+    if (grad_bias) grad_bias->ptr<T>()[c] = static_cast<T>(sum_dy[c]);
+  }
+  if (!grad_input) return;
+
+  const double count = static_cast<double>(N) * S;
+  std::vector<T> mean_dy(C), mean_dy_xhat(C);
+  for (int64_t c = 0; c < C; ++c) {
+    mean_dy[c] = static_cast<T>(sum_dy[c] / count);
+    mean_dy_xhat[c] = static_cast<T>(sum_dy_xmu[c] * invstd[c] / count);
+  }
+  T* gi = grad_input->ptr<T>();
+  const bool training = p.training;
+  parallel_for(0, N * C, std::max<int64_t>(1, 16384 / std::max<int64_t>(S, 1)), [&](int64_t b, int64_t e) {
+    for (int64_t row = b; row < e; ++row) {
+      const int64_t n = row / C, c = row % C;
+      const T* xp = in + n * x.stride_n + c * x.stride_c;
+      const T* gp = go + n * g.stride_n + c * g.stride_c;
+      T* dx = gi + row * S;
+      const T m = mean[c], is = invstd[c], wc = w[c], mdy = mean_dy[c], mdyx = mean_dy_xhat[c];
+      if (x.stride_s == 1 && g.stride_s == 1) {
+#pragma omp simd
+        for (int64_t s = 0; s < S; ++s) dx[s] = batch_norm_input_grad(gp[s], xp[s], m, is, wc, mdy, mdyx, training);
+      } else {
+        for (int64_t s = 0; s < S; ++s)
+          dx[s] = batch_norm_input_grad(gp[s * g.stride_s], xp[s * x.stride_s], m, is, wc, mdy, mdyx, training);
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void batch_norm_forward(const TensorView& input, const TensorView* weight, const TensorView* bias,
+                        const TensorView* running_mean, const TensorView* running_var, const TensorView& output,
+                        const TensorView& save_mean, const TensorView& save_invstd, const BatchNormParams& p) {
+  if (input.dtype == DType::Float64)
+    batch_norm_forward_typed<double>(input, weight, bias, running_mean, running_var, output, save_mean, save_invstd, p);
+  else
+    batch_norm_forward_typed<float>(input, weight, bias, running_mean, running_var, output, save_mean, save_invstd, p);
+}
+
+void batch_norm_backward(const TensorView& grad_output, const TensorView& input, const TensorView* weight,
+                         const TensorView& save_mean, const TensorView& save_invstd, const TensorView* grad_input,
+                         const TensorView* grad_weight, const TensorView* grad_bias, const BatchNormParams& p) {
+  if (input.dtype == DType::Float64)
+    batch_norm_backward_typed<double>(grad_output, input, weight, save_mean, save_invstd, grad_input, grad_weight,
+                                      grad_bias, p);
+  else
+    batch_norm_backward_typed<float>(grad_output, input, weight, save_mean, save_invstd, grad_input, grad_weight,
+                                     grad_bias, p);
+}
+
+}  // namespace medkern::cpu

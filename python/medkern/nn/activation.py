@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import torch
 
-from ..ops import activation as _activation
+from ..ops.activation import relu
 
 __all__ = ["ReLU"]
 
 
 class ReLU(torch.nn.ReLU):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return _activation.relu(input, inplace=self.inplace)
+        return relu(input, inplace=self.inplace)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from ..ops import batch_norm as _batch_norm
+from ..ops.batch_norm import batch_norm
 
 __all__ = ["BatchNorm2d"]
 
@@ -22,6 +22,6 @@ class BatchNorm2d(torch.nn.BatchNorm2d):
         use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
         # buffers are passed only when they are read (eval) or updated (tracked training)
         pass_buffers = not self.training or self.track_running_stats
-        return _batch_norm.batch_norm(input, self.running_mean if pass_buffers else None,
-                                      self.running_var if pass_buffers else None, self.weight, self.bias,
-                                      use_batch_stats, factor, self.eps)
+        return batch_norm(input, self.running_mean if pass_buffers else None,
+                          self.running_var if pass_buffers else None, self.weight, self.bias,
+                          use_batch_stats, factor, self.eps)

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import torch
 
-from ..ops import pooling as _pooling
+from ..ops.pooling import avg_pool2d, max_pool2d
 
 __all__ = ["MaxPool2d", "AvgPool2d"]
 
 
 class MaxPool2d(torch.nn.MaxPool2d):
     def forward(self, input: torch.Tensor):
-        return _pooling.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation,
-                                   ceil_mode=self.ceil_mode, return_indices=self.return_indices)
+        return max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation,
+                          ceil_mode=self.ceil_mode, return_indices=self.return_indices)
 
 
 class AvgPool2d(torch.nn.AvgPool2d):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return _pooling.avg_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
-                                   self.count_include_pad, self.divisor_override)
+        return avg_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                          self.count_include_pad, self.divisor_override)

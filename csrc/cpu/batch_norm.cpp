@@ -1,6 +1,6 @@
 // cpu/batch_norm.cpp — batch normalization over (N, C, *) on the CPU. Training statistics are
-// per-channel (count, mean, M2) partials over blocks of rows, each row reduced while it sits
-// in L1 and the partials merged with mean_m2_combine (stable, one pass over memory); then one
+// per-channel (count, mean, M2) partials, each row (or row segment) reduced while it sits in
+// L1 and merged with mean_m2_combine (stable, one streaming pass over memory); then one
 // read+write pass normalizes. Backward: one reduction pass (sum dy, sum dy*(x-mean)) and one
 // pass for grad_input. Rows are (n, c) runs of the collapsed spatial axes, read through strides.
 #include <algorithm>
@@ -38,10 +38,42 @@ RowLayout row_layout(const TensorView& v, const char* name) {
   return r;
 }
 
-// Blocks of n per channel, so that small-C inputs (1-3 channels) still use every thread.
-int64_t n_blocks(int64_t N, int64_t C) {
+// Reductions are split into units of (block of n) x (segment of the spatial run), walked in
+// memory order (n, c, s) so reads stream; each unit keeps per-channel partials, merged per
+// channel afterwards in a fixed order (the result does not depend on thread timing).
+struct ReductionUnits {
+  int64_t n_blocks, s_segments;
+  int64_t count() const { return n_blocks * s_segments; }
+};
+
+ReductionUnits reduction_units(int64_t N, int64_t S) {
   const int64_t wanted = 4 * static_cast<int64_t>(num_threads());
-  return C >= wanted ? 1 : std::min<int64_t>(N, (wanted + C - 1) / C);
+  const int64_t n_blocks = std::min<int64_t>(N, wanted);
+  int64_t segments = n_blocks >= wanted ? 1 : (wanted + n_blocks - 1) / n_blocks;
+  segments = std::max<int64_t>(1, std::min<int64_t>(segments, S / 1024));  // segments stay long
+  return {n_blocks, segments};
+}
+
+// Calls f(unit, n0, n1, s0, s1) for every unit, in parallel.
+template <class F>
+void for_each_unit(const ReductionUnits& u, int64_t N, int64_t S, const F& f) {
+  parallel_for(0, u.count(), 1, [&](int64_t b, int64_t e) {
+    for (int64_t unit = b; unit < e; ++unit) {
+      const int64_t blk = unit / u.s_segments, seg = unit % u.s_segments;
+      f(unit, N * blk / u.n_blocks, N * (blk + 1) / u.n_blocks, S * seg / u.s_segments,
+        S * (seg + 1) / u.s_segments);
+    }
+  });
+}
+
+// Calls f(row, c, n) over rows [b, e) of the (N, C) grid without a division per row.
+template <class F>
+void for_rows(int64_t b, int64_t e, int64_t C, const F& f) {
+  int64_t n = b / C, c = b % C;
+  for (int64_t row = b; row < e; ++row) {
+    f(row, c, n);
+    if (++c == C) { c = 0; ++n; }
+  }
 }
 
 template <class T>
@@ -84,21 +116,18 @@ void batch_norm_forward_typed(const TensorView& input, const TensorView* weight,
   auto param = [](const TensorView* v, int64_t c, T fallback) { return v ? v->ptr<const T>()[c * v->stride(0)] : fallback; };
 
   if (p.training) {
-    const int64_t blocks = n_blocks(N, C);
-    std::vector<MeanM2> partial(C * blocks);
-    parallel_for(0, C * blocks, 1, [&](int64_t b, int64_t e) {
-      for (int64_t item = b; item < e; ++item) {
-        const int64_t c = item / blocks, blk = item % blocks;
-        const int64_t n0 = N * blk / blocks, n1 = N * (blk + 1) / blocks;
-        MeanM2 acc;
-        for (int64_t n = n0; n < n1; ++n)
-          acc = mean_m2_combine(acc, row_mean_m2(in + n * x.stride_n + c * x.stride_c, S, x.stride_s));
-        partial[item] = acc;
-      }
+    const ReductionUnits units = reduction_units(N, S);
+    std::vector<MeanM2> partial(units.count() * C);
+    for_each_unit(units, N, S, [&](int64_t unit, int64_t n0, int64_t n1, int64_t s0, int64_t s1) {
+      MeanM2* acc = partial.data() + unit * C;
+      for (int64_t n = n0; n < n1; ++n)
+        for (int64_t c = 0; c < C; ++c)
+          acc[c] = mean_m2_combine(acc[c], row_mean_m2(in + n * x.stride_n + c * x.stride_c + s0 * x.stride_s,
+                                                       s1 - s0, x.stride_s));
     });
     for (int64_t c = 0; c < C; ++c) {
       MeanM2 acc;
-      for (int64_t blk = 0; blk < blocks; ++blk) acc = mean_m2_combine(acc, partial[c * blocks + blk]);
+      for (int64_t unit = 0; unit < units.count(); ++unit) acc = mean_m2_combine(acc, partial[unit * C + c]);
       const double var = acc.m2 / acc.count;
       smean[c * save_mean.stride(0)] = static_cast<T>(acc.mean);
       sinvstd[c * save_invstd.stride(0)] = static_cast<T>(1.0 / std::sqrt(var + p.eps));
@@ -127,8 +156,7 @@ void batch_norm_forward_typed(const TensorView& input, const TensorView* weight,
     shift[c] = param(bias, c, T(0)) - smean[c * save_mean.stride(0)] * scale[c];
   }
   parallel_for(0, N * C, std::max<int64_t>(1, 16384 / std::max<int64_t>(S, 1)), [&](int64_t b, int64_t e) {
-    for (int64_t row = b; row < e; ++row) {
-      const int64_t n = row / C, c = row % C;
+    for_rows(b, e, C, [&](int64_t row, int64_t c, int64_t n) {
       const T* xp = in + n * x.stride_n + c * x.stride_c;
       T* yp = out + row * S;
       const T a = scale[c], sh = shift[c];
@@ -138,7 +166,7 @@ void batch_norm_forward_typed(const TensorView& input, const TensorView* weight,
       } else {
         for (int64_t s = 0; s < S; ++s) yp[s] = xp[s * x.stride_s] * a + sh;
       }
-    }
+    });
   });
 }
 
@@ -163,41 +191,38 @@ void batch_norm_backward_typed(const TensorView& grad_output, const TensorView& 
   const bool need_sums = grad_weight || grad_bias || (grad_input && p.training);
   std::vector<double> sum_dy(C, 0.0), sum_dy_xmu(C, 0.0);
   if (need_sums) {
-    const int64_t blocks = n_blocks(N, C);
-    std::vector<double> part_dy(C * blocks), part_dy_xmu(C * blocks);
-    parallel_for(0, C * blocks, 1, [&](int64_t b, int64_t e) {
-      for (int64_t item = b; item < e; ++item) {
-        const int64_t c = item / blocks, blk = item % blocks;
-        const int64_t n0 = N * blk / blocks, n1 = N * (blk + 1) / blocks;
-        const T m = mean[c];
-        double acc_dy = 0, acc_dy_xmu = 0;
-        for (int64_t n = n0; n < n1; ++n) {
-          const T* xp = in + n * x.stride_n + c * x.stride_c;
-          const T* gp = go + n * g.stride_n + c * g.stride_c;
+    const ReductionUnits units = reduction_units(N, S);
+    std::vector<double> part_dy(units.count() * C, 0.0), part_dy_xmu(units.count() * C, 0.0);
+    for_each_unit(units, N, S, [&](int64_t unit, int64_t n0, int64_t n1, int64_t s0, int64_t s1) {
+      double* acc_dy = part_dy.data() + unit * C;
+      double* acc_dy_xmu = part_dy_xmu.data() + unit * C;
+      const int64_t len = s1 - s0;
+      for (int64_t n = n0; n < n1; ++n)
+        for (int64_t c = 0; c < C; ++c) {
+          const T* xp = in + n * x.stride_n + c * x.stride_c + s0 * x.stride_s;
+          const T* gp = go + n * g.stride_n + c * g.stride_c + s0 * g.stride_s;
+          const T m = mean[c];
           T s_dy = 0, s_dy_xmu = 0;
           if (x.stride_s == 1 && g.stride_s == 1) {
 #pragma omp simd reduction(+ : s_dy, s_dy_xmu)
-            for (int64_t s = 0; s < S; ++s) {
+            for (int64_t s = 0; s < len; ++s) {
               s_dy += gp[s];
               s_dy_xmu += gp[s] * (xp[s] - m);
             }
           } else {
-            for (int64_t s = 0; s < S; ++s) {
+            for (int64_t s = 0; s < len; ++s) {
               s_dy += gp[s * g.stride_s];
               s_dy_xmu += gp[s * g.stride_s] * (xp[s * x.stride_s] - m);
             }
           }
-          acc_dy += s_dy;
-          acc_dy_xmu += s_dy_xmu;
+          acc_dy[c] += s_dy;
+          acc_dy_xmu[c] += s_dy_xmu;
         }
-        part_dy[item] = acc_dy;
-        part_dy_xmu[item] = acc_dy_xmu;
-      }
     });
-    for (int64_t c = 0; c < C; ++c)
-      for (int64_t blk = 0; blk < blocks; ++blk) {
-        sum_dy[c] += part_dy[c * blocks + blk];
-        sum_dy_xmu[c] += part_dy_xmu[c * blocks + blk];
+    for (int64_t unit = 0; unit < units.count(); ++unit)
+      for (int64_t c = 0; c < C; ++c) {
+        sum_dy[c] += part_dy[unit * C + c];
+        sum_dy_xmu[c] += part_dy_xmu[unit * C + c];
       }
   }
   for (int64_t c = 0; c < C; ++c) {
@@ -215,8 +240,7 @@ void batch_norm_backward_typed(const TensorView& grad_output, const TensorView& 
   T* gi = grad_input->ptr<T>();
   const bool training = p.training;
   parallel_for(0, N * C, std::max<int64_t>(1, 16384 / std::max<int64_t>(S, 1)), [&](int64_t b, int64_t e) {
-    for (int64_t row = b; row < e; ++row) {
-      const int64_t n = row / C, c = row % C;
+    for_rows(b, e, C, [&](int64_t row, int64_t c, int64_t n) {
       const T* xp = in + n * x.stride_n + c * x.stride_c;
       const T* gp = go + n * g.stride_n + c * g.stride_c;
       T* dx = gi + row * S;
@@ -228,7 +252,7 @@ void batch_norm_backward_typed(const TensorView& grad_output, const TensorView& 
         for (int64_t s = 0; s < S; ++s)
           dx[s] = batch_norm_input_grad(gp[s * g.stride_s], xp[s * x.stride_s], m, is, wc, mdy, mdyx, training);
       }
-    }
+    });
   });
 }
 

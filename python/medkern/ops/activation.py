@@ -11,18 +11,21 @@ import torch.nn.functional as F
 
 from .. import _backend
 from .._backend import _C
+from ._eager import direct_call_ok
 
 __all__ = ["relu"]
 
 
-@torch.library.custom_op("medkern::relu", mutates_args=())
-def _relu(input: torch.Tensor) -> torch.Tensor:
+def _relu_impl(input: torch.Tensor) -> torch.Tensor:
     if input.is_cuda and not _backend.has_cuda_kernel("relu_forward"):
         _backend.warn_fallback_once("relu")
         return F.relu(input)
     output = torch.empty(input.shape, dtype=input.dtype, device=input.device)
     _C.relu_forward(_backend.view(input, "input"), _backend.view(output, "output"), _backend.stream_of(input))
     return output
+
+
+_relu = torch.library.custom_op("medkern::relu", mutates_args=())(_relu_impl)
 
 
 @_relu.register_fake
@@ -89,6 +92,8 @@ _relu_backward.register_autograd(_relu_backward_grad, setup_context=_relu_backwa
 def relu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     """torch.nn.functional.relu on medkern's kernels."""
     if not inplace:
+        if not (torch.is_grad_enabled() and input.requires_grad) and direct_call_ok(input):
+            return _relu_impl(input)
         return _relu(input)
     if (torch.is_grad_enabled() and input.requires_grad) or not input.is_contiguous():
         # autograd cannot see through a mutating custom op: compute out of place, write back

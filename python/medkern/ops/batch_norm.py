@@ -14,6 +14,7 @@ import torch
 
 from .. import _backend
 from .._backend import _C
+from ._eager import direct_call_ok
 
 __all__ = ["batch_norm"]
 
@@ -33,8 +34,7 @@ def _as_rows(t: torch.Tensor) -> torch.Tensor:
     return t if _spatial_collapsible(t) else t.contiguous()
 
 
-@torch.library.custom_op("medkern::batch_norm", mutates_args=("running_mean", "running_var"))
-def _batch_norm(input: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor],
+def _batch_norm_impl(input: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor],
                 running_mean: Optional[torch.Tensor], running_var: Optional[torch.Tensor], training: bool,
                 momentum: float, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     channels = input.shape[1] if input.dim() > 1 else 0
@@ -56,6 +56,10 @@ def _batch_norm(input: torch.Tensor, weight: Optional[torch.Tensor], bias: Optio
                           _backend.view(save_invstd, "save_invstd"), bool(training), float(momentum), float(eps),
                           _backend.stream_of(x))
     return output, save_mean, save_invstd
+
+
+_batch_norm = torch.library.custom_op("medkern::batch_norm", mutates_args=("running_mean", "running_var"))(
+    _batch_norm_impl)
 
 
 @_batch_norm.register_fake
@@ -96,8 +100,8 @@ class _BatchNormFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, input, weight, bias, running_mean, running_var, training, momentum, eps):
-        output, save_mean, save_invstd = _batch_norm(input, weight, bias, running_mean, running_var, training,
-                                                     momentum, eps)
+        op = _batch_norm_impl if direct_call_ok(input, weight, bias, running_mean, running_var) else _batch_norm
+        output, save_mean, save_invstd = op(input, weight, bias, running_mean, running_var, training, momentum, eps)
         ctx.save_for_backward(input, weight, save_mean, save_invstd)
         ctx.training, ctx.eps = training, eps
         ctx.mark_non_differentiable(save_mean, save_invstd)
@@ -122,4 +126,6 @@ def batch_norm(input: torch.Tensor, running_mean: Optional[torch.Tensor], runnin
     args = (input, weight, bias, running_mean, running_var, bool(training), float(momentum), float(eps))
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (input, weight, bias)):
         return _BatchNormFunction.apply(*args)[0]
+    if direct_call_ok(input, weight, bias, running_mean, running_var):
+        return _batch_norm_impl(*args)[0]
     return _batch_norm(*args)[0]

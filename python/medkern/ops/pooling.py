@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from .. import _backend
 from .._backend import _C
+from ._eager import direct_call_ok
 
 __all__ = ["max_pool2d", "avg_pool2d"]
 
@@ -59,8 +60,7 @@ def _(input, kernel_size, stride, padding, dilation, ceil_mode):
     return input.new_empty(shape), input.new_empty(shape, dtype=torch.int64)
 
 
-@torch.library.custom_op("medkern::max_pool2d_values", mutates_args=())
-def _max_pool2d_values(input: torch.Tensor, kernel_size: list[int], stride: list[int], padding: list[int],
+def _max_pool2d_values_impl(input: torch.Tensor, kernel_size: list[int], stride: list[int], padding: list[int],
                        dilation: list[int], ceil_mode: bool) -> torch.Tensor:
     if input.is_cuda and not _backend.has_cuda_kernel("max_pool2d_forward"):
         _backend.warn_fallback_once("max_pool2d")
@@ -70,6 +70,10 @@ def _max_pool2d_values(input: torch.Tensor, kernel_size: list[int], stride: list
     _C.max_pool2d_forward(_backend.view(input, "input"), _backend.view(output, "output"), None, kernel_size,
                           stride, padding, dilation, ceil_mode, _backend.stream_of(input))
     return output
+
+
+_max_pool2d_values = torch.library.custom_op("medkern::max_pool2d_values", mutates_args=())(
+    _max_pool2d_values_impl)
 
 
 @_max_pool2d_values.register_fake
@@ -125,15 +129,15 @@ def max_pool2d(input: torch.Tensor, kernel_size: IntPair, stride: Optional[IntPa
         if unbatched:
             out, idx = out.squeeze(0), idx.squeeze(0)
         return (out, idx) if return_indices else out
-    out = _max_pool2d_values(x, k, s, p, d, bool(ceil_mode))
+    op = _max_pool2d_values_impl if direct_call_ok(x) else _max_pool2d_values
+    out = op(x, k, s, p, d, bool(ceil_mode))
     return out.squeeze(0) if unbatched else out
 
 
 # ---- average pooling -----------------------------------------------------------------------
 
 
-@torch.library.custom_op("medkern::avg_pool2d", mutates_args=())
-def _avg_pool2d(input: torch.Tensor, kernel_size: list[int], stride: list[int], padding: list[int], ceil_mode: bool,
+def _avg_pool2d_impl(input: torch.Tensor, kernel_size: list[int], stride: list[int], padding: list[int], ceil_mode: bool,
                 count_include_pad: bool, divisor_override: int) -> torch.Tensor:
     if input.is_cuda and not _backend.has_cuda_kernel("avg_pool2d_forward"):
         _backend.warn_fallback_once("avg_pool2d")
@@ -144,6 +148,9 @@ def _avg_pool2d(input: torch.Tensor, kernel_size: list[int], stride: list[int], 
     _C.avg_pool2d_forward(_backend.view(input, "input"), _backend.view(output, "output"), kernel_size, stride,
                           padding, ceil_mode, count_include_pad, divisor_override, _backend.stream_of(input))
     return output
+
+
+_avg_pool2d = torch.library.custom_op("medkern::avg_pool2d", mutates_args=())(_avg_pool2d_impl)
 
 
 @_avg_pool2d.register_fake
@@ -206,5 +213,7 @@ def avg_pool2d(input: torch.Tensor, kernel_size: IntPair, stride: Optional[IntPa
         raise ValueError(f"argument 'divisor_override' must be positive, got {divisor_override}")
     unbatched = input.dim() == 3
     x = input.unsqueeze(0) if unbatched else input
-    out = _avg_pool2d(x, k, s, p, bool(ceil_mode), bool(count_include_pad), int(divisor_override or 0))
+    direct = not (torch.is_grad_enabled() and input.requires_grad) and direct_call_ok(x)
+    out = (_avg_pool2d_impl if direct else _avg_pool2d)(x, k, s, p, bool(ceil_mode), bool(count_include_pad),
+                                                        int(divisor_override or 0))
     return out.squeeze(0) if unbatched else out

@@ -57,8 +57,7 @@ void max_pool2d_forward_typed(const TensorView& input, const TensorView& output,
   const SimdLevel level = simd_level();
   const int64_t planes = input.size(0) * input.size(1);
   parallel_for(0, planes, plane_grain(a.out_h * a.out_w * p.kernel_h * p.kernel_w), [&](int64_t b, int64_t e) {
-    if (level == SimdLevel::AVX512) simd_avx512::max_pool2d_planes(a, b, e);
-    else if (level == SimdLevel::AVX2) simd_avx2::max_pool2d_planes(a, b, e);
+    if (level != SimdLevel::Scalar) simd_avx2::max_pool2d_planes(a, b, e);  // AVX-512: see pooling_kernels.h
     else simd_scalar::max_pool2d_planes(a, b, e);
   });
 }

@@ -118,3 +118,9 @@ def test_rejects_bad_backward_arguments():
         _backend._C.relu_backward(v(g), v(torch.randn(3, 4, dtype=torch.float64)), v(torch.empty(3, 4)))
     with pytest.raises(TypeError, match="'grad_input'"):
         _backend._C.relu_backward(v(g), v(g), v(torch.empty(3, 4, dtype=torch.float64)))
+
+
+def test_fake_tensors_use_the_registered_op():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    with FakeTensorMode():
+        assert relu(torch.empty(2, 7)).shape == (2, 7)

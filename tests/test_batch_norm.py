@@ -11,7 +11,8 @@ from medkern.ops import batch_norm
 from tolerances import assert_close
 
 DTYPES = [torch.float32, torch.float64]
-SHAPES = [(5, 3), (4, 3, 5, 7), (2, 3, 4, 5, 6), (1, 3, 3, 3), (7, 3, 1, 1), (2, 3, 9)]
+# (2, 3, 48, 64): few images with long planes, reduced in several segments per plane
+SHAPES = [(5, 3), (4, 3, 5, 7), (2, 3, 4, 5, 6), (1, 3, 3, 3), (7, 3, 1, 1), (2, 3, 9), (2, 3, 48, 64)]
 
 
 def make(shape, dtype, requires_grad=False):
@@ -181,3 +182,12 @@ def test_rejects_bad_backward_arguments():
     with pytest.raises(ValueError, match="'grad_input'.*contiguous"):
         gi = torch.empty(3, 2, 4).transpose(0, 1)
         _backend._C.batch_norm_backward(v(x), v(x), None, v(m), v(s), v(gi), None, None, True, 1e-5)
+
+
+def test_fake_tensors_use_the_registered_op():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    with FakeTensorMode():
+        x = torch.empty(4, 3, 5, 5)
+        rm, rv = torch.zeros(3), torch.ones(3)
+        out = batch_norm(x, rm, rv, training=True)
+        assert out.shape == x.shape

@@ -83,6 +83,20 @@ def test_max_pool2d_gradient_matches_torch(case, dtype):
     assert_close(x.grad, x_ref.grad)
 
 
+@pytest.mark.parametrize("level", ["scalar", "avx2", "avx512"])
+def test_max_pool2d_every_simd_level(level):
+    before = _backend._C.simd_level()
+    try:
+        _backend._C.set_simd_level(level)  # clamped to what this CPU has
+        for shape, k, s, p, d, ceil in MAX_CASES:
+            x = distinct(shape, torch.float32)
+            out, idx = max_pool2d(x, k, s, p, d, ceil, return_indices=True)
+            ref, ref_idx = F.max_pool2d(x, k, s, p, d, ceil, return_indices=True)
+            assert torch.equal(out, ref) and torch.equal(idx, ref_idx)
+    finally:
+        _backend._C.set_simd_level(before)
+
+
 def test_max_pool2d_propagates_nan_like_torch():
     x = distinct((1, 1, 6, 6), torch.float32)
     x[0, 0, 1, 1] = float("nan")

@@ -2,15 +2,18 @@
 // per-channel (count, mean, M2) partials, each row (or row segment) reduced while it sits in
 // L1 and merged with mean_m2_combine (stable, one streaming pass over memory); then one
 // read+write pass normalizes. Backward: one reduction pass (sum dy, sum dy*(x-mean)) and one
-// pass for grad_input. Rows are (n, c) runs of the collapsed spatial axes, read through strides.
+// pass for grad_input; those two element-wise passes live in simd/batch_norm_kernels.h.
+// Rows are (n, c) runs of the collapsed spatial axes, read through strides.
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "common/batch_norm_math.h"
+#include "cpu/simd/batch_norm_kernels.h"
 #include "medkern/batch_norm.h"
 #include "medkern/checks.h"
 #include "medkern/parallel.h"
+#include "medkern/simd.h"
 
 namespace medkern::cpu {
 namespace {
@@ -66,14 +69,24 @@ void for_each_unit(const ReductionUnits& u, int64_t N, int64_t S, const F& f) {
   });
 }
 
-// Calls f(row, c, n) over rows [b, e) of the (N, C) grid without a division per row.
-template <class F>
-void for_rows(int64_t b, int64_t e, int64_t C, const F& f) {
-  int64_t n = b / C, c = b % C;
-  for (int64_t row = b; row < e; ++row) {
-    f(row, c, n);
-    if (++c == C) { c = 0; ++n; }
-  }
+template <class T>
+void run_normalize_rows(const BatchNormRows<T>& a, int64_t rows) {
+  const SimdLevel level = simd_level();
+  parallel_for(0, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(a.S, 1)), [&](int64_t b, int64_t e) {
+    if (level == SimdLevel::AVX512) simd_avx512::normalize_rows(a, b, e);
+    else if (level == SimdLevel::AVX2) simd_avx2::normalize_rows(a, b, e);
+    else simd_scalar::normalize_rows(a, b, e);
+  });
+}
+
+template <class T>
+void run_input_grad_rows(const BatchNormRows<T>& a, int64_t rows) {
+  const SimdLevel level = simd_level();
+  parallel_for(0, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(a.S, 1)), [&](int64_t b, int64_t e) {
+    if (level == SimdLevel::AVX512) simd_avx512::input_grad_rows(a, b, e);
+    else if (level == SimdLevel::AVX2) simd_avx2::input_grad_rows(a, b, e);
+    else simd_scalar::input_grad_rows(a, b, e);
+  });
 }
 
 template <class T>
@@ -155,19 +168,9 @@ void batch_norm_forward_typed(const TensorView& input, const TensorView* weight,
     scale[c] = param(weight, c, T(1)) * sinvstd[c * save_invstd.stride(0)];
     shift[c] = param(bias, c, T(0)) - smean[c * save_mean.stride(0)] * scale[c];
   }
-  parallel_for(0, N * C, std::max<int64_t>(1, 16384 / std::max<int64_t>(S, 1)), [&](int64_t b, int64_t e) {
-    for_rows(b, e, C, [&](int64_t row, int64_t c, int64_t n) {
-      const T* xp = in + n * x.stride_n + c * x.stride_c;
-      T* yp = out + row * S;
-      const T a = scale[c], sh = shift[c];
-      if (x.stride_s == 1) {
-#pragma omp simd
-        for (int64_t s = 0; s < S; ++s) yp[s] = xp[s] * a + sh;
-      } else {
-        for (int64_t s = 0; s < S; ++s) yp[s] = xp[s * x.stride_s] * a + sh;
-      }
-    });
-  });
+  BatchNormRows<T> rows{C, S, in, x.stride_n, x.stride_c, x.stride_s, nullptr, 0, 0, 0, out,
+                        scale.data(), shift.data(), nullptr, nullptr, nullptr, nullptr, nullptr, p.training};
+  run_normalize_rows(rows, N * C);
 }
 
 template <class T>
@@ -237,23 +240,10 @@ void batch_norm_backward_typed(const TensorView& grad_output, const TensorView& 
     mean_dy[c] = static_cast<T>(sum_dy[c] / count);
     mean_dy_xhat[c] = static_cast<T>(sum_dy_xmu[c] * invstd[c] / count);
   }
-  T* gi = grad_input->ptr<T>();
-  const bool training = p.training;
-  parallel_for(0, N * C, std::max<int64_t>(1, 16384 / std::max<int64_t>(S, 1)), [&](int64_t b, int64_t e) {
-    for_rows(b, e, C, [&](int64_t row, int64_t c, int64_t n) {
-      const T* xp = in + n * x.stride_n + c * x.stride_c;
-      const T* gp = go + n * g.stride_n + c * g.stride_c;
-      T* dx = gi + row * S;
-      const T m = mean[c], is = invstd[c], wc = w[c], mdy = mean_dy[c], mdyx = mean_dy_xhat[c];
-      if (x.stride_s == 1 && g.stride_s == 1) {
-#pragma omp simd
-        for (int64_t s = 0; s < S; ++s) dx[s] = batch_norm_input_grad(gp[s], xp[s], m, is, wc, mdy, mdyx, training);
-      } else {
-        for (int64_t s = 0; s < S; ++s)
-          dx[s] = batch_norm_input_grad(gp[s * g.stride_s], xp[s * x.stride_s], m, is, wc, mdy, mdyx, training);
-      }
-    });
-  });
+  BatchNormRows<T> rows{C, S, in, x.stride_n, x.stride_c, x.stride_s, go, g.stride_n, g.stride_c, g.stride_s,
+                        grad_input->ptr<T>(), nullptr, nullptr, mean.data(), invstd.data(), w.data(), mean_dy.data(),
+                        mean_dy_xhat.data(), p.training};
+  run_input_grad_rows(rows, N * C);
 }
 
 }  // namespace

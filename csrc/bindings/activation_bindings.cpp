@@ -1,6 +1,37 @@
-// bindings/activation_bindings.cpp — placeholder until the activation family lands.
+// bindings/activation_bindings.cpp — _C.relu_forward / relu_backward. The output may be the
+// input itself (in-place relu); otherwise outputs must be dense and match the input's shape.
 #include "bindings/bindings.h"
+#include "medkern/activation.h"
 
 namespace medkern::bindings {
-void register_activation(py::module_& m) {}
+namespace {
+std::vector<int64_t> shape_of(const TensorView& v) { return {v.shape.begin(), v.shape.begin() + v.ndim}; }
+}  // namespace
+
+void register_activation(py::module_& m) {
+  m.def("relu_forward",
+        [](const TensorView& input, const TensorView& output, std::uintptr_t stream) {
+          check_floating(input, "input");
+          // in place (output is input) needs a dense input, which check_output enforces on output
+          check_output(output, "output", input, shape_of(input));
+          if (input.is_cuda()) no_cuda_kernel("relu_forward");  // no CUDA activation kernel yet
+          cpu::relu_forward(input, output);
+        },
+        py::arg("input"), py::arg("output"), py::arg("stream") = 0, py::call_guard<py::gil_scoped_release>());
+
+  m.def("relu_backward",
+        [](const TensorView& grad_output, const TensorView& output, const TensorView& grad_input,
+           std::uintptr_t stream) {
+          check_floating(grad_output, "grad_output");
+          check_same_dtype(grad_output, "grad_output", output, "output");
+          check_same_device(grad_output, "grad_output", output, "output");
+          check_shape(output, "output", shape_of(grad_output));
+          check_output(grad_input, "grad_input", grad_output, shape_of(grad_output));
+          if (grad_output.is_cuda()) no_cuda_kernel("relu_backward");
+          cpu::relu_backward(grad_output, output, grad_input);
+        },
+        py::arg("grad_output"), py::arg("output"), py::arg("grad_input"), py::arg("stream") = 0,
+        py::call_guard<py::gil_scoped_release>());
+}
+
 }  // namespace medkern::bindings

@@ -1,6 +1,90 @@
-// bindings/batch_norm_bindings.cpp — placeholder until the batch_norm family lands.
+// bindings/batch_norm_bindings.cpp — _C.batch_norm_forward / batch_norm_backward. Checks every
+// tensor against the input's channel count, dtype and device (weight, bias and running stats are
+// optional; running stats are required in eval mode) before the GIL is released.
 #include "bindings/bindings.h"
+#include "medkern/batch_norm.h"
 
 namespace medkern::bindings {
-void register_batch_norm(py::module_& m) {}
+namespace {
+
+std::vector<int64_t> shape_of(const TensorView& v) { return {v.shape.begin(), v.shape.begin() + v.ndim}; }
+
+int64_t check_bn_input(const TensorView& input, const char* name) {
+  check_floating(input, name);
+  MEDKERN_CHECK_VALUE(input.ndim >= 2, "argument '", name, "' must be at least 2-D (N, C, *), got shape ",
+                      input.shape_string());
+  MEDKERN_CHECK_VALUE(input.size(0) > 0, "argument '", name, "' has an empty batch (shape ", input.shape_string(), ")");
+  check_not_empty(input, name);
+  return input.size(1);
+}
+
+void check_channel_vector(const OptionalView& v, const char* name, const TensorView& input, int64_t channels) {
+  if (!v) return;
+  check_same_dtype(input, "input", *v, name);
+  check_same_device(input, "input", *v, name);
+  check_shape(*v, name, {channels});
+}
+
+}  // namespace
+
+void register_batch_norm(py::module_& m) {
+  m.def("batch_norm_forward",
+        [](const TensorView& input, const OptionalView& weight, const OptionalView& bias,
+           const OptionalView& running_mean, const OptionalView& running_var, const TensorView& output,
+           const TensorView& save_mean, const TensorView& save_invstd, bool training, double momentum, double eps,
+           std::uintptr_t stream) {
+          const int64_t C = check_bn_input(input, "input");
+          check_channel_vector(weight, "weight", input, C);
+          check_channel_vector(bias, "bias", input, C);
+          check_channel_vector(running_mean, "running_mean", input, C);
+          check_channel_vector(running_var, "running_var", input, C);
+          MEDKERN_CHECK_VALUE(static_cast<bool>(running_mean) == static_cast<bool>(running_var),
+                              "arguments 'running_mean' and 'running_var' must be given together");
+          MEDKERN_CHECK_VALUE(training || running_mean, "argument 'running_mean' is required in eval mode "
+                              "(training=False)");
+          MEDKERN_CHECK_VALUE(!training || input.numel() / C > 1, "argument 'input' has shape ",
+                              input.shape_string(), ": expected more than 1 value per channel when training");
+          MEDKERN_CHECK_VALUE(eps >= 0, "argument 'eps' must be non-negative, got ", eps);
+          check_output(output, "output", input, shape_of(input));
+          check_output(save_mean, "save_mean", input, {C});
+          check_output(save_invstd, "save_invstd", input, {C});
+          if (input.is_cuda()) no_cuda_kernel("batch_norm_forward");  // no CUDA batch-norm kernel yet
+          BatchNormParams p;
+          p.training = training;
+          p.momentum = momentum;
+          p.eps = eps;
+          cpu::batch_norm_forward(input, get(weight), get(bias), get(running_mean), get(running_var), output,
+                                  save_mean, save_invstd, p);
+        },
+        py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("running_mean"), py::arg("running_var"),
+        py::arg("output"), py::arg("save_mean"), py::arg("save_invstd"), py::arg("training"), py::arg("momentum"),
+        py::arg("eps"), py::arg("stream") = 0, py::call_guard<py::gil_scoped_release>());
+
+  m.def("batch_norm_backward",
+        [](const TensorView& grad_output, const TensorView& input, const OptionalView& weight,
+           const TensorView& save_mean, const TensorView& save_invstd, const OptionalView& grad_input,
+           const OptionalView& grad_weight, const OptionalView& grad_bias, bool training, double eps,
+           std::uintptr_t stream) {
+          const int64_t C = check_bn_input(input, "input");
+          check_same_dtype(input, "input", grad_output, "grad_output");
+          check_same_device(input, "input", grad_output, "grad_output");
+          check_shape(grad_output, "grad_output", shape_of(input));
+          check_channel_vector(weight, "weight", input, C);
+          check_channel_vector(save_mean, "save_mean", input, C);
+          check_channel_vector(save_invstd, "save_invstd", input, C);
+          if (grad_input) check_output(*grad_input, "grad_input", input, shape_of(input));
+          if (grad_weight) check_output(*grad_weight, "grad_weight", input, {C});
+          if (grad_bias) check_output(*grad_bias, "grad_bias", input, {C});
+          if (input.is_cuda()) no_cuda_kernel("batch_norm_backward");
+          BatchNormParams p;
+          p.training = training;
+          p.eps = eps;
+          cpu::batch_norm_backward(grad_output, input, get(weight), save_mean, save_invstd, get(grad_input),
+                                   get(grad_weight), get(grad_bias), p);
+        },
+        py::arg("grad_output"), py::arg("input"), py::arg("weight"), py::arg("save_mean"), py::arg("save_invstd"),
+        py::arg("grad_input"), py::arg("grad_weight"), py::arg("grad_bias"), py::arg("training"), py::arg("eps"),
+        py::arg("stream") = 0, py::call_guard<py::gil_scoped_release>());
+}
+
 }  // namespace medkern::bindings

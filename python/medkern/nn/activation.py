@@ -1,5 +1,13 @@
-"""Placeholder: medkern.nn.ReLU not landed yet (plain torch.nn.ReLU)."""
+"""ReLU: torch.nn.ReLU (same constructor, inplace flag) running medkern's relu kernel."""
+from __future__ import annotations
+
 import torch
 
+from ..ops.activation import relu
+
+__all__ = ["ReLU"]
+
+
 class ReLU(torch.nn.ReLU):
-    pass
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return relu(input, inplace=self.inplace)

@@ -1,0 +1,126 @@
+"""relu against torch.relu: values (NaN and signed zeros included), layouts, in-place semantics,
+gradients through the output-only backward, opcheck, the ReLU module and the argument checks."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import medkern.nn
+from medkern import _backend
+from medkern.ops import relu
+from tolerances import assert_close
+
+DTYPES = [torch.float32, torch.float64]
+
+
+def layouts(x):
+    yield "dense", x
+    yield "transposed", x.transpose(0, -1)
+    yield "sliced", torch.cat([x, x], dim=-1)[..., ::2]
+    yield "expanded", x[:1].expand_as(x)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1,), (7,), (3, 5), (2, 3, 4, 5), (100003,)])
+def test_relu_matches_torch(shape, dtype):
+    x = torch.randn(shape, dtype=dtype) + 0.01
+    for name, xv in layouts(x):
+        assert torch.equal(relu(xv), torch.relu(xv)), name
+
+
+def test_relu_keeps_nan():
+    x = torch.tensor([float("nan"), -1.0, 2.0, float("-inf"), float("inf")])
+    out = relu(x)
+    assert out[0].isnan() and torch.equal(out[1:], torch.relu(x)[1:])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_inplace_writes_into_input(dtype):
+    x = torch.randn(4, 5, dtype=dtype)
+    expected = torch.relu(x)
+    out = relu(x, inplace=True)
+    assert out is x and torch.equal(x, expected)
+    y = torch.randn(5, 4, dtype=dtype).t()  # non-contiguous in-place
+    expected = torch.relu(y)
+    assert relu(y, inplace=True) is y and torch.equal(y, expected)
+
+
+def test_inplace_with_autograd_like_torch():
+    a = torch.randn(3, 4, requires_grad=True)
+    b = a.detach().clone().requires_grad_()
+    out = relu(a * 2, inplace=True)
+    ref = F.relu(b * 2, inplace=True)
+    g = torch.randn(3, 4)
+    out.backward(g)
+    ref.backward(g)
+    assert_close(a.grad, b.grad)
+    with pytest.raises(RuntimeError, match="leaf Variable"):
+        relu(torch.randn(3, requires_grad=True), inplace=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gradient_matches_torch(dtype):
+    x = (torch.randn(4, 6, dtype=dtype) + 0.01).requires_grad_()
+    xr = x.detach().clone().requires_grad_()
+    g = torch.randn(6, 4, dtype=dtype).t()  # non-contiguous grad_output
+    relu(x).backward(g)
+    torch.relu(xr).backward(g)
+    assert torch.equal(x.grad, xr.grad)
+
+
+def test_gradcheck_and_gradgradcheck_float64():
+    x = (torch.randn(3, 4, 5, dtype=torch.float64) + 0.05).requires_grad_()
+    assert torch.autograd.gradcheck(relu, (x,))
+    assert torch.autograd.gradgradcheck(relu, (x,))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_opcheck(dtype):
+    x = torch.randn(3, 7, dtype=dtype, requires_grad=True)
+    torch.library.opcheck(torch.ops.medkern.relu.default, (x,))
+    torch.library.opcheck(torch.ops.medkern.relu_.default, (x.detach().clone(),))
+    out = torch.relu(x.detach())
+    torch.library.opcheck(torch.ops.medkern.relu_backward.default, (torch.randn_like(out).requires_grad_(), out))
+
+
+def test_module():
+    x = torch.randn(2, 3, 4)
+    assert torch.equal(medkern.nn.ReLU()(x), torch.relu(x))
+    y = x.clone()
+    assert medkern.nn.ReLU(inplace=True)(y) is y and torch.equal(y, torch.relu(x))
+
+
+# ---- argument checks -------------------------------------------------------------------------
+
+
+def test_rejects_integer_dtype():
+    with pytest.raises(TypeError, match="'input'"):
+        relu(torch.ones(3, dtype=torch.int32))
+
+
+def test_rejects_bad_output():
+    x = torch.randn(4, 4)
+    v = _backend.view
+    with pytest.raises(ValueError, match="'output'.*shape"):
+        _backend._C.relu_forward(v(x), v(torch.empty(4, 5)))
+    with pytest.raises(ValueError, match="'output'.*contiguous"):
+        _backend._C.relu_forward(v(x), v(torch.empty(4, 4).t()))
+    fake_cuda = _backend._C.TensorView(x.data_ptr(), 0, [4, 4], [4, 1], 1, 0)
+    with pytest.raises(ValueError, match="'output'.*same device"):
+        _backend._C.relu_forward(v(x), fake_cuda)
+
+
+def test_rejects_bad_backward_arguments():
+    v = _backend.view
+    g = torch.randn(3, 4)
+    with pytest.raises(ValueError, match="'output'"):
+        _backend._C.relu_backward(v(g), v(torch.randn(4, 3)), v(torch.empty(3, 4)))
+    with pytest.raises(TypeError, match="'output'"):
+        _backend._C.relu_backward(v(g), v(torch.randn(3, 4, dtype=torch.float64)), v(torch.empty(3, 4)))
+    with pytest.raises(TypeError, match="'grad_input'"):
+        _backend._C.relu_backward(v(g), v(g), v(torch.empty(3, 4, dtype=torch.float64)))
+
+
+def test_fake_tensors_use_the_registered_op():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    with FakeTensorMode():
+        assert relu(torch.empty(2, 7)).shape == (2, 7)

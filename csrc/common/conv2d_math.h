@@ -25,7 +25,9 @@ MEDKERN_HD int64_t conv_input_coord(int64_t out, int64_t tap, int64_t stride, in
 MEDKERN_HD int64_t conv_output_coord(int64_t in, int64_t tap, int64_t stride, int64_t pad, int64_t dilation,
                                      int64_t out_size) {
   const int64_t shifted = in + pad - tap * dilation;
-  if (shifted < 0 || shifted % stride != 0) return -1;
+  if (shifted < 0) return -1;
+  if (stride == 1) return shifted < out_size ? shifted : -1;  // the common case, without a division
+  if (shifted % stride != 0) return -1;
   const int64_t out = shifted / stride;
   return out < out_size ? out : -1;
 }

@@ -84,12 +84,12 @@ __global__ void map_strided_kernel(const T* a, Layout la, const T* b, Layout lb,
 
 template <class Op>
 void launch_map(const TensorView& a, const TensorView* b, const TensorView& y, Op op, Stream stream,
-                const char* name) {
+                const char* name, const char* arg_name) {
   const int64_t n = y.numel();
   if (n == 0) return;
   DeviceGuard guard(y);
   const cudaStream_t s = as_cuda_stream(stream);
-  dispatch_floating(a.dtype, name, [&](auto tag) {
+  dispatch_floating(a.dtype, arg_name, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* bp = b ? b->ptr<const T>() : nullptr;
     const bool dense = a.is_contiguous() && y.is_contiguous() && (!b || b->is_contiguous());
@@ -114,12 +114,12 @@ void launch_map(const TensorView& a, const TensorView* b, const TensorView& y, O
 }  // namespace
 
 void relu_forward(const TensorView& input, const TensorView& output, Stream stream) {
-  launch_map(input, nullptr, output, ReluOp{}, stream, "relu_forward");
+  launch_map(input, nullptr, output, ReluOp{}, stream, "relu_forward", "input");
 }
 
 void relu_backward(const TensorView& grad_output, const TensorView& output, const TensorView& grad_input,
                    Stream stream) {
-  launch_map(grad_output, &output, grad_input, ReluGradOp{}, stream, "relu_backward");
+  launch_map(grad_output, &output, grad_input, ReluGradOp{}, stream, "relu_backward", "grad_output");
 }
 
 }  // namespace medkern::cuda

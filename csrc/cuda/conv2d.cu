@@ -50,22 +50,31 @@ template <class T> struct ConvForwardProblem {
   int64_t M, N, K;
   int groups;
 
-  struct ASide {  // im2col(x): rows (n,p,q) are contiguous along q, so rows-fastest
+  // im2col(x): rows (n,p,q) are contiguous along q, so rows-fastest. conv_input_coord is linear
+  // in (out, tap), so its output part is kept per row and its tap part per k.
+  struct ASide {
     static constexpr bool kKFastest = false;
     const T* x; Strides4 sx; int64_t H, W, Cg, PQ, Q; Geometry geo; FastDivmod by_rs, by_s;
-    struct Ctx { const T* base; int64_t p, q; };
+    struct Ctx { const T* base; int64_t h0, w0, pix; };
+    struct KPart { int64_t off; int32_t dh, dw; };
     __device__ Ctx ctx(int64_t m, int g) const {
-      const int64_t n = m / PQ, pq = m - n * PQ, p = pq / Q;
-      return {x + n * sx.n + g * Cg * sx.c, p, pq - p * Q};
+      const int64_t n = m / PQ, pq = m - n * PQ, p = pq / Q, q = pq - p * Q;
+      const int64_t h0 = conv_input_coord(p, 0, geo.stride_h, geo.pad_h, geo.dil_h);
+      const int64_t w0 = conv_input_coord(q, 0, geo.stride_w, geo.pad_w, geo.dil_w);
+      return {x + n * sx.n + g * Cg * sx.c, h0, w0, h0 * sx.h + w0 * sx.w};
     }
-    __device__ Acc load(const Ctx& c, int64_t k) const {
+    __device__ KPart k_part(int64_t k) const {
       uint32_t ci, rs, r, s;
       by_rs.divmod(static_cast<uint32_t>(k), ci, rs);
       by_s.divmod(rs, r, s);
-      const int64_t h = conv_input_coord(c.p, r, geo.stride_h, geo.pad_h, geo.dil_h);
-      const int64_t w = conv_input_coord(c.q, s, geo.stride_w, geo.pad_w, geo.dil_w);
+      const int64_t dh = conv_input_coord(0, r, geo.stride_h, 0, geo.dil_h);
+      const int64_t dw = conv_input_coord(0, s, geo.stride_w, 0, geo.dil_w);
+      return {ci * sx.c + dh * sx.h + dw * sx.w, int32_t(dh), int32_t(dw)};
+    }
+    __device__ Acc load(const Ctx& c, const KPart& kp) const {
+      const int64_t h = c.h0 + kp.dh, w = c.w0 + kp.dw;
       if (h < 0 || h >= H || w < 0 || w >= W) return Acc(0);
-      return to_acc<Acc>(c.base[ci * sx.c + h * sx.h + w * sx.w]);
+      return to_acc<Acc>(c.base[c.pix + kp.off]);
     }
   } a;
 
@@ -73,13 +82,15 @@ template <class T> struct ConvForwardProblem {
     static constexpr bool kKFastest = true;
     const T* w; Strides4 sw; int64_t Kg; FastDivmod by_rs, by_s;
     struct Ctx { const T* base; };
+    struct KPart { int64_t off; };
     __device__ Ctx ctx(int64_t n, int g) const { return {w + (g * Kg + n) * sw.n}; }
-    __device__ Acc load(const Ctx& c, int64_t k) const {
+    __device__ KPart k_part(int64_t k) const {
       uint32_t ci, rs, r, s;
       by_rs.divmod(static_cast<uint32_t>(k), ci, rs);
       by_s.divmod(rs, r, s);
-      return to_acc<Acc>(c.base[ci * sw.c + r * sw.h + s * sw.w]);
+      return {ci * sw.c + r * sw.h + s * sw.w};
     }
+    __device__ Acc load(const Ctx& c, const KPart& kp) const { return to_acc<Acc>(c.base[kp.off]); }
   } b;
 
   T* y; Strides4 sy; int64_t PQ, Q, Kg; const T* bias; int64_t bias_stride; bool fuse_relu;
@@ -130,19 +141,23 @@ template <class T> struct ConvBackwardInputProblem {
     static constexpr bool kKFastest = false;
     const T* dy; Strides4 sdy; int64_t P, Q, Kg, HW, W; Geometry geo; FastDivmod by_rs, by_s;
     struct Ctx { const T* base; int64_t h, w; };
+    struct KPart { int64_t off; int32_t r, s; };
     __device__ Ctx ctx(int64_t m, int g) const {
       const int64_t n = m / HW, hw = m - n * HW, h = hw / W;
       return {dy + n * sdy.n + g * Kg * sdy.c, h, hw - h * W};
     }
-    __device__ Acc load(const Ctx& c, int64_t k) const {
+    __device__ KPart k_part(int64_t k) const {
       uint32_t kk, rs, r, s;
       by_rs.divmod(static_cast<uint32_t>(k), kk, rs);
       by_s.divmod(rs, r, s);
-      const int64_t p = conv_output_coord(c.h, r, geo.stride_h, geo.pad_h, geo.dil_h, P);
+      return {kk * sdy.c, int32_t(r), int32_t(s)};
+    }
+    __device__ Acc load(const Ctx& c, const KPart& kp) const {
+      const int64_t p = conv_output_coord(c.h, kp.r, geo.stride_h, geo.pad_h, geo.dil_h, P);
       if (p < 0) return Acc(0);
-      const int64_t q = conv_output_coord(c.w, s, geo.stride_w, geo.pad_w, geo.dil_w, Q);
+      const int64_t q = conv_output_coord(c.w, kp.s, geo.stride_w, geo.pad_w, geo.dil_w, Q);
       if (q < 0) return Acc(0);
-      return to_acc<Acc>(c.base[kk * sdy.c + p * sdy.h + q * sdy.w]);
+      return to_acc<Acc>(c.base[kp.off + p * sdy.h + q * sdy.w]);
     }
   } a;
 
@@ -150,13 +165,15 @@ template <class T> struct ConvBackwardInputProblem {
     static constexpr bool kKFastest = true;
     const T* w; Strides4 sw; int64_t Kg, Cg; FastDivmod by_rs, by_s;
     struct Ctx { const T* base; };
+    struct KPart { int64_t off; };
     __device__ Ctx ctx(int64_t c, int g) const { return {w + g * Kg * sw.n + c * sw.c}; }
-    __device__ Acc load(const Ctx& c, int64_t k) const {
+    __device__ KPart k_part(int64_t k) const {
       uint32_t kk, rs, r, s;
       by_rs.divmod(static_cast<uint32_t>(k), kk, rs);
       by_s.divmod(rs, r, s);
-      return to_acc<Acc>(c.base[kk * sw.n + r * sw.h + s * sw.w]);
+      return {kk * sw.n + r * sw.h + s * sw.w};
     }
+    __device__ Acc load(const Ctx& c, const KPart& kp) const { return to_acc<Acc>(c.base[kp.off]); }
   } b;
 
   T* dx; Strides4 sdx; int64_t HW, W, Cg;
@@ -204,33 +221,42 @@ template <class T> struct ConvBackwardWeightProblem {
     static constexpr bool kKFastest = true;
     const T* dy; Strides4 sdy; int64_t Kg; FastDivmod by_pq, by_q;
     struct Ctx { const T* base; };
+    struct KPart { int64_t off; };
     __device__ Ctx ctx(int64_t k, int g) const { return {dy + (g * Kg + k) * sdy.c}; }
-    __device__ Acc load(const Ctx& c, int64_t j) const {
+    __device__ KPart k_part(int64_t j) const {
       uint32_t n, pq, p, q;
       by_pq.divmod(static_cast<uint32_t>(j), n, pq);
       by_q.divmod(pq, p, q);
-      return to_acc<Acc>(c.base[n * sdy.n + p * sdy.h + q * sdy.w]);
+      return {n * sdy.n + p * sdy.h + q * sdy.w};
     }
+    __device__ Acc load(const Ctx& c, const KPart& kp) const { return to_acc<Acc>(c.base[kp.off]); }
   } a;
 
-  struct BSide {  // B[(n,p,q)][(c,r,s)] = x at the tap's input position
+  // B[(n,p,q)][(c,r,s)] = x at the tap's input position; conv_input_coord split as in forward:
+  // the tap part per row (c,r,s), the output part per k (n,p,q)
+  struct BSide {
     static constexpr bool kKFastest = true;
     const T* x; Strides4 sx; int64_t H, W, Cg; Geometry geo; FastDivmod by_rs, by_s, by_pq, by_q;
-    struct Ctx { const T* base; int r, s; };
+    struct Ctx { const T* base; int32_t dh, dw; };
+    struct KPart { int64_t n_off, h0, w0; };
     __device__ Ctx ctx(int64_t col, int g) const {
       uint32_t c, rs, r, s;
       by_rs.divmod(static_cast<uint32_t>(col), c, rs);
       by_s.divmod(rs, r, s);
-      return {x + (g * Cg + c) * sx.c, int(r), int(s)};
+      return {x + (g * Cg + c) * sx.c, int32_t(conv_input_coord(0, r, geo.stride_h, 0, geo.dil_h)),
+              int32_t(conv_input_coord(0, s, geo.stride_w, 0, geo.dil_w))};
     }
-    __device__ Acc load(const Ctx& c, int64_t j) const {
+    __device__ KPart k_part(int64_t j) const {
       uint32_t n, pq, p, q;
       by_pq.divmod(static_cast<uint32_t>(j), n, pq);
       by_q.divmod(pq, p, q);
-      const int64_t h = conv_input_coord(p, c.r, geo.stride_h, geo.pad_h, geo.dil_h);
-      const int64_t w = conv_input_coord(q, c.s, geo.stride_w, geo.pad_w, geo.dil_w);
+      return {n * sx.n, conv_input_coord(p, 0, geo.stride_h, geo.pad_h, geo.dil_h),
+              conv_input_coord(q, 0, geo.stride_w, geo.pad_w, geo.dil_w)};
+    }
+    __device__ Acc load(const Ctx& c, const KPart& kp) const {
+      const int64_t h = kp.h0 + c.dh, w = kp.w0 + c.dw;
       if (h < 0 || h >= H || w < 0 || w >= W) return Acc(0);
-      return to_acc<Acc>(c.base[n * sx.n + h * sx.h + w * sx.w]);
+      return to_acc<Acc>(c.base[kp.n_off + h * sx.h + w * sx.w]);
     }
   } b;
 

@@ -36,10 +36,17 @@ struct FastDivmod {
 
 enum class MathMode { Simt, TF32, F16, BF16 };
 
-// Per-thread loading of one operand tile (ROWS x BK). Side::kKFastest says which axis of the
-// source is contiguous: consecutive threads then walk k (e.g. weights, NCHW pixels in a weight
-// gradient) or rows (output pixels of a forward convolution), so global reads coalesce. In the
-// rows-fastest case each thread keeps one row for the whole kernel and caches its context.
+// Per-thread loading of one operand tile (ROWS x BK). A side (the problem's view of A or B) has:
+//   static constexpr bool kKFastest;   which source axis is contiguous
+//   struct Ctx;    per-row state (a base pointer, output coordinates), trivially copyable
+//   struct KPart;  per-k state (the decomposed reduction index), trivially copyable
+//   Ctx ctx(int64_t row, int group); KPart k_part(int64_t k); Acc load(const Ctx&, const KPart&)
+// so index decompositions (divisions) are done once per row and once per k, never per element.
+// k-fastest sides (consecutive threads walk k: weights, NCHW pixels of a weight gradient) keep
+// each thread on one k, compute its KPart once per k-tile and read row contexts from a shared
+// table filled at block start. Rows-fastest sides (consecutive threads walk rows: output pixels
+// of a forward convolution) keep each thread on one row with its context in registers and read
+// KParts from a shared table that BK threads fill per k-tile (double-buffered).
 template <class Side, class Acc, int ROWS, int BK, int THREADS>
 struct TileLoader {
   static constexpr bool kKFastest = Side::kKFastest;
@@ -47,9 +54,17 @@ struct TileLoader {
   static_assert(ROWS * BK % THREADS == 0, "tile must divide among the threads");
   static_assert(kKFastest || THREADS % ROWS == 0, "rows-fastest loading keeps one row per thread");
   static_assert(!kKFastest || THREADS % BK == 0, "k-fastest loading keeps one k per thread");
+  static_assert(THREADS >= BK, "BK threads fill the k table");
+  using Ctx = typename Side::Ctx;
+  using KPart = typename Side::KPart;
+
+  struct Shared {
+    Ctx rows[kKFastest ? ROWS : 1];
+    KPart ks[kKFastest ? 1 : 2][BK];
+  };
 
   Acc reg[kLoads];
-  typename Side::Ctx ctx;
+  Ctx ctx;
   bool row_ok = false;
   int tid;
 
@@ -61,24 +76,40 @@ struct TileLoader {
     const int idx = tid + i * THREADS;
     return kKFastest ? idx % BK : idx / ROWS;
   }
-  __device__ __forceinline__ void init(const Side& side, int thread, int64_t row0, int64_t rows, int g) {
+  // Row contexts; visible to the block after the next barrier.
+  __device__ __forceinline__ void init(const Side& side, Shared& sh, int thread, int64_t row0, int64_t rows, int g) {
     tid = thread;
-    if constexpr (!kKFastest) {
+    if constexpr (kKFastest) {
+      for (int r = tid; r < ROWS; r += THREADS)
+        if (row0 + r < rows) sh.rows[r] = side.ctx(row0 + r, g);
+    } else {
       const int64_t r = row0 + tid % ROWS;
       row_ok = r < rows;
       if (row_ok) ctx = side.ctx(r, g);
     }
   }
-  __device__ __forceinline__ void fetch(const Side& side, int64_t row0, int64_t rows, int g, int64_t k0,
-                                        int64_t k_end) {
+  // KParts of the k-tile starting at k0 into table `buf`; visible after the next barrier.
+  __device__ __forceinline__ void prepare(const Side& side, Shared& sh, int buf, int64_t k0) const {
+    if constexpr (!kKFastest) {
+      if (tid < BK) sh.ks[buf][tid] = side.k_part(k0 + tid);
+    }
+  }
+  __device__ __forceinline__ void fetch(const Side& side, const Shared& sh, int buf, int64_t row0, int64_t rows,
+                                        int64_t k0, int64_t k_end) {
+    if constexpr (kKFastest) {
+      const int64_t k = k0 + tid % BK;  // the same k for every i
+      const bool k_ok = k < k_end;
+      const KPart kp = side.k_part(k);
 #pragma unroll
-    for (int i = 0; i < kLoads; ++i) {
-      const int64_t k = k0 + k_of(i);
-      if constexpr (kKFastest) {
-        const int64_t r = row0 + row_of(i);
-        reg[i] = (r < rows && k < k_end) ? side.load(side.ctx(r, g), k) : Acc(0);
-      } else {
-        reg[i] = (row_ok && k < k_end) ? side.load(ctx, k) : Acc(0);
+      for (int i = 0; i < kLoads; ++i) {
+        const int r = row_of(i);
+        reg[i] = (k_ok && row0 + r < rows) ? side.load(sh.rows[r], kp) : Acc(0);
+      }
+    } else {
+#pragma unroll
+      for (int i = 0; i < kLoads; ++i) {
+        const int kk = k_of(i);
+        reg[i] = (row_ok && k0 + kk < k_end) ? side.load(ctx, sh.ks[buf][kk]) : Acc(0);
       }
     }
   }
@@ -101,10 +132,14 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
   const int64_t k_begin = split * k_chunk;
   const int64_t k_end = std::min<int64_t>(prob.K, k_begin + k_chunk);
 
-  TileLoader<typename P::ASide, Acc, BM, BK, THREADS> la;
-  TileLoader<typename P::BSide, Acc, BN, BK, THREADS> lb;
-  la.init(prob.a, tid, m0, prob.M, g);
-  lb.init(prob.b, tid, n0, prob.N, g);
+  using LoaderA = TileLoader<typename P::ASide, Acc, BM, BK, THREADS>;
+  using LoaderB = TileLoader<typename P::BSide, Acc, BN, BK, THREADS>;
+  __shared__ typename LoaderA::Shared a_sh;
+  __shared__ typename LoaderB::Shared b_sh;
+  LoaderA la;
+  LoaderB lb;
+  la.init(prob.a, a_sh, tid, m0, prob.M, g);
+  lb.init(prob.b, b_sh, tid, n0, prob.N, g);
 
   Acc acc[TM][TN];
 #pragma unroll
@@ -112,9 +147,15 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
 #pragma unroll
     for (int j = 0; j < TN; ++j) acc[i][j] = Acc(0);
 
+  int buf = 0;
   if (k_begin < k_end) {
-    la.fetch(prob.a, m0, prob.M, g, k_begin, k_end);
-    lb.fetch(prob.b, n0, prob.N, g, k_begin, k_end);
+    la.prepare(prob.a, a_sh, 0, k_begin);
+    lb.prepare(prob.b, b_sh, 0, k_begin);
+  }
+  __syncthreads();
+  if (k_begin < k_end) {
+    la.fetch(prob.a, a_sh, 0, m0, prob.M, k_begin, k_end);
+    lb.fetch(prob.b, b_sh, 0, n0, prob.N, k_begin, k_end);
   }
   for (int64_t kt = k_begin; kt < k_end; kt += BK) {
     __syncthreads();  // the previous tile's reads are done
@@ -122,11 +163,17 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
     for (int i = 0; i < la.kLoads; ++i) As[la.k_of(i)][la.row_of(i)] = la.reg[i];
 #pragma unroll
     for (int i = 0; i < lb.kLoads; ++i) Bs[lb.k_of(i)][lb.row_of(i)] = lb.reg[i];
-    __syncthreads();
-    if (kt + BK < k_end) {
-      la.fetch(prob.a, m0, prob.M, g, kt + BK, k_end);
-      lb.fetch(prob.b, n0, prob.N, g, kt + BK, k_end);
+    const bool more = kt + BK < k_end;
+    if (more) {
+      la.prepare(prob.a, a_sh, buf ^ 1, kt + BK);
+      lb.prepare(prob.b, b_sh, buf ^ 1, kt + BK);
     }
+    __syncthreads();
+    if (more) {  // next tile's global loads overlap this tile's math
+      la.fetch(prob.a, a_sh, buf ^ 1, m0, prob.M, kt + BK, k_end);
+      lb.fetch(prob.b, b_sh, buf ^ 1, n0, prob.N, kt + BK, k_end);
+    }
+    buf ^= 1;
 #pragma unroll
     for (int kk = 0; kk < BK; ++kk) {
       Acc av[TM], bv[TN];
@@ -224,10 +271,14 @@ __global__ void __launch_bounds__(128) gemm_mma_kernel(P prob, int splits, int64
   const int64_t k_begin = split * k_chunk;
   const int64_t k_end = std::min<int64_t>(prob.K, k_begin + k_chunk);
 
-  TileLoader<typename P::ASide, float, BM, BK, THREADS> la;
-  TileLoader<typename P::BSide, float, BN, BK, THREADS> lb;
-  la.init(prob.a, tid, m0, prob.M, g);
-  lb.init(prob.b, tid, n0, prob.N, g);
+  using LoaderA = TileLoader<typename P::ASide, float, BM, BK, THREADS>;
+  using LoaderB = TileLoader<typename P::BSide, float, BN, BK, THREADS>;
+  __shared__ typename LoaderA::Shared a_sh;
+  __shared__ typename LoaderB::Shared b_sh;
+  LoaderA la;
+  LoaderB lb;
+  la.init(prob.a, a_sh, tid, m0, prob.M, g);
+  lb.init(prob.b, b_sh, tid, n0, prob.N, g);
 
   float acc[2][4][4];
 #pragma unroll
@@ -242,9 +293,15 @@ __global__ void __launch_bounds__(128) gemm_mma_kernel(P prob, int splits, int64
     return *reinterpret_cast<const uint32_t*>(row_ptr + k);
   };
 
+  int buf = 0;
   if (k_begin < k_end) {
-    la.fetch(prob.a, m0, prob.M, g, k_begin, k_end);
-    lb.fetch(prob.b, n0, prob.N, g, k_begin, k_end);
+    la.prepare(prob.a, a_sh, 0, k_begin);
+    lb.prepare(prob.b, b_sh, 0, k_begin);
+  }
+  __syncthreads();
+  if (k_begin < k_end) {
+    la.fetch(prob.a, a_sh, 0, m0, prob.M, k_begin, k_end);
+    lb.fetch(prob.b, b_sh, 0, n0, prob.N, k_begin, k_end);
   }
   for (int64_t kt = k_begin; kt < k_end; kt += BK) {
     __syncthreads();
@@ -252,11 +309,17 @@ __global__ void __launch_bounds__(128) gemm_mma_kernel(P prob, int splits, int64
     for (int i = 0; i < la.kLoads; ++i) As[la.row_of(i)][la.k_of(i)] = Tr::convert(la.reg[i]);
 #pragma unroll
     for (int i = 0; i < lb.kLoads; ++i) Bs[lb.row_of(i)][lb.k_of(i)] = Tr::convert(lb.reg[i]);
-    __syncthreads();
-    if (kt + BK < k_end) {
-      la.fetch(prob.a, m0, prob.M, g, kt + BK, k_end);
-      lb.fetch(prob.b, n0, prob.N, g, kt + BK, k_end);
+    const bool more = kt + BK < k_end;
+    if (more) {
+      la.prepare(prob.a, a_sh, buf ^ 1, kt + BK);
+      lb.prepare(prob.b, b_sh, buf ^ 1, kt + BK);
     }
+    __syncthreads();
+    if (more) {
+      la.fetch(prob.a, a_sh, buf ^ 1, m0, prob.M, kt + BK, k_end);
+      lb.fetch(prob.b, b_sh, buf ^ 1, n0, prob.N, kt + BK, k_end);
+    }
+    buf ^= 1;
 #pragma unroll
     for (int ks = 0; ks < BK; ks += Tr::kStep) {
       // fragment k offsets: tf32 uses columns tig and tig+4; 16-bit types pairs at 2tig and 2tig+8

@@ -20,8 +20,10 @@ template <class T, bool KFastest> struct MatrixSide {
   const T* data;
   int64_t row_stride, k_stride;
   struct Ctx { const T* base; };
+  struct KPart { int64_t off; };
   __device__ Ctx ctx(int64_t row, int) const { return {data + row * row_stride}; }
-  __device__ Acc load(const Ctx& c, int64_t k) const { return to_acc<Acc>(c.base[k * k_stride]); }
+  __device__ KPart k_part(int64_t k) const { return {k * k_stride}; }
+  __device__ Acc load(const Ctx& c, const KPart& kp) const { return to_acc<Acc>(c.base[kp.off]); }
 };
 
 template <class T, bool AKFastest, bool BKFastest> struct MatmulProblem {

@@ -124,7 +124,8 @@ def _memory_cases(device: str, batch: int) -> list[CudaBenchCase]:
     import medkern.ops as mops
 
     cases: list[CudaBenchCase] = []
-    # ResNet-18@224 stem output: max-pool 3x3/2 (indices are int64)
+    # ResNet-18@224 stem output: max-pool 3x3/2; traffic = input read once + output and int64
+    # indices written (backward: output gradient and indices read, input gradient written)
     x = torch.randn(batch, 64, 112, 112, device=device)
     size = x.numel() * 4
     out_numel = batch * 64 * 56 * 56
@@ -132,18 +133,20 @@ def _memory_cases(device: str, batch: int) -> list[CudaBenchCase]:
     gp = torch.randn(batch, 64, 56, 56, device=device)
     cases.append(CudaBenchCase("max_pool2d fwd", "resnet18@224.maxpool", "N128 C64 112x112 k3 s2 p1",
                                lambda: mops.max_pool2d(x, 3, 2, 1), lambda: F.max_pool2d(x, 3, 2, 1), "torch",
-                               device, bytes_moved=size + out_numel * 4))
+                               device, bytes_moved=size + out_numel * 12))
     cases.append(CudaBenchCase(
         "max_pool2d fwd+bwd", "resnet18@224.maxpool", "N128 C64 112x112 k3 s2 p1",
         lambda: torch.autograd.grad(mops.max_pool2d(xg, 3, 2, 1), xg, gp),
         lambda: torch.autograd.grad(F.max_pool2d(xg, 3, 2, 1), xg, gp), "torch", device,
-        bytes_moved=size + out_numel * 4 + out_numel * 4 + size))
+        bytes_moved=2 * (size + out_numel * 12)))
     # seed CNN style 2x2 average pool
     y = torch.randn(batch, 64, 56, 56, device=device)
     cases.append(CudaBenchCase("avg_pool2d fwd", "avgpool2x2", "N128 C64 56x56 k2 s2",
                                lambda: mops.avg_pool2d(y, 2, 2), lambda: F.avg_pool2d(y, 2, 2), "torch", device,
                                bytes_moved=y.numel() * 4 * 5 // 4))
-    # batch norm, training mode: compulsory traffic read x + write y (fwd); + read dy, x, write dx (bwd)
+    # batch norm, training mode, counted as the traffic of the two-pass algorithm that both
+    # libraries run: forward reads x twice (statistics, normalization) and writes y; backward
+    # reads dy and x twice (sums, input gradient) and writes dx
     for shape, label in (((batch, 64, 112, 112), "resnet18@224.bn1"), ((batch, 256, 14, 14), "resnet18@224.layer3.bn"),
                          ((batch, 64, 28, 28), "resnet18@28.bn")):
         t = torch.randn(*shape, device=device)
@@ -158,14 +161,14 @@ def _memory_cases(device: str, batch: int) -> list[CudaBenchCase]:
         cases.append(CudaBenchCase("batch_norm fwd (train)", label, text,
                                    lambda t=t, w=w, b=b, rm=rm, rv=rv: mops.batch_norm(t, rm, rv, w, b, True),
                                    lambda t=t, w=w, b=b, rm=rm, rv=rv: F.batch_norm(t, rm, rv, w, b, True),
-                                   "torch", device, bytes_moved=2 * nbytes))
+                                   "torch", device, bytes_moved=3 * nbytes))
         cases.append(CudaBenchCase(
             "batch_norm fwd+bwd (train)", label, text,
             lambda tg=tg, wg=wg, bg=bg, rm=rm, rv=rv, gb=gb: torch.autograd.grad(
                 mops.batch_norm(tg, rm, rv, wg, bg, True), (tg, wg, bg), gb),
             lambda tg=tg, wg=wg, bg=bg, rm=rm, rv=rv, gb=gb: torch.autograd.grad(
                 F.batch_norm(tg, rm, rv, wg, bg, True), (tg, wg, bg), gb),
-            "torch", device, bytes_moved=5 * nbytes))
+            "torch", device, bytes_moved=8 * nbytes))
     cases.append(CudaBenchCase("relu fwd", "resnet18@224.relu", "N128 C64 112x112", lambda: mops.relu(x),
                                lambda: F.relu(x), "torch", device, bytes_moved=2 * size))
     return cases

@@ -3,14 +3,16 @@
 #   1. build medkern in place with CUDA for the detected architecture (e.g. sm_90 on H100/H200;
 #      override with MEDKERN_CUDA_ARCH=80), Release, ninja -j16
 #   2. print medkern.info()
-#   3. pytest -m cuda (junit xml in OUTDIR)
+#   3. pytest -m "cuda and not slow" (junit xml in OUTDIR); the slow ones (training parity) run last
 #   4. compute-sanitizer memcheck over scripts/sanitizer_driver.py (every CUDA op once), and
 #      racecheck over the shared-memory kernels (conv2d, linear, batch_norm)
 #   5. GPU benchmarks (scripts/gpu_bench.py -> OUTDIR/gpu_bench.json)
+#   6. pytest -m "cuda and slow"
 # and writes OUTDIR/results.json (per-step verdicts, test counts, bench summary) and
 # OUTDIR/gpu_check.log. A failing step is recorded and the next one runs; the exit status is
 # nonzero if any step failed. Steps share a time budget (GPU_CHECK_BUDGET_S, default 540 s) so
 # the run stays inside a 10-minute call; a step that no longer fits is recorded as skipped.
+# On the device machine: `scripts/gpu_check.sh "$OUT"` (about 5-7 minutes; timeout_s 600).
 set -u -o pipefail
 
 OUTDIR=${1:?usage: scripts/gpu_check.sh OUTDIR}
@@ -73,13 +75,16 @@ build() {
     -DCMAKE_CUDA_ARCHITECTURES="$ARCH" -DCMAKE_BUILD_TYPE=Release -Dpybind11_DIR="$pybind_dir" \
     -DPython_EXECUTABLE="$(command -v $PY)" && ninja -C build-gpu -j16
 }
-run_step build 300 build
+export ARCH PY
+export -f build
+run_step build 300 bash -c build
 
 # ---- 2. info ---------------------------------------------------------------------------------
 run_step info 60 $PY -c "import json, medkern; print(json.dumps(medkern.info(), indent=1, default=str))"
 
 # ---- 3. tests --------------------------------------------------------------------------------
-run_step pytest 200 $PY -m pytest -m cuda -q tests -p no:cacheprovider --junitxml="$OUTDIR/junit.xml" -o junit_family=xunit2
+run_step pytest 200 $PY -m pytest -m "cuda and not slow" -q tests -p no:cacheprovider \
+  --junitxml="$OUTDIR/junit.xml" -o junit_family=xunit2
 
 # ---- 4. sanitizers ---------------------------------------------------------------------------
 SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer 2>/dev/null | head -1)
@@ -98,6 +103,11 @@ fi
 # ---- 5. benchmarks ---------------------------------------------------------------------------
 run_step bench 200 env PYTHONPATH="$ROOT:$PYTHONPATH" $PY scripts/gpu_bench.py "$OUTDIR"
 
+# ---- 6. slow GPU tests (training parity), last: they are worth least per second ------------------
+# (pytest's exit status 5, "no tests collected", is not a failure here)
+run_step pytest_slow 150 bash -c '"$0" -m pytest -m "cuda and slow" -q tests -p no:cacheprovider \
+  --junitxml="$1/junit_slow.xml" -o junit_family=xunit2; rc=$?; [ $rc -eq 5 ] && exit 0; exit $rc' "$PY" "$OUTDIR"
+
 # ---- results.json ----------------------------------------------------------------------------
 $PY - "$OUTDIR" "$ARCH" "$(elapsed)" <<'PYEOF' || FAILED=1
 import json, pathlib, sys
@@ -109,9 +119,12 @@ for line in (out / "steps.tsv").read_text().splitlines():
     name, verdict, dt = line.split("\t")
     steps[name] = {"verdict": verdict, "seconds": int(dt)}
 tests = None
-if (out / "junit.xml").exists():
-    root = ET.parse(out / "junit.xml").getroot()
-    suites = [root] if root.tag == "testsuite" else list(root)
+junits = [p for p in (out / "junit.xml", out / "junit_slow.xml") if p.exists()]
+if junits:
+    suites = []
+    for path in junits:
+        root = ET.parse(path).getroot()
+        suites += [root] if root.tag == "testsuite" else list(root)
     count = lambda key: sum(int(s.get(key, 0)) for s in suites)
     tests = {"total": count("tests"), "failures": count("failures"), "errors": count("errors"),
              "skipped": count("skipped")}
@@ -124,10 +137,12 @@ if (out / "gpu_bench.json").exists():
 results = {"cuda_arch": arch, "seconds": seconds, "steps": steps, "tests": tests,
            "sanitizers": {k: steps.get(k, {}).get("verdict", "not run") for k in ("memcheck", "racecheck")},
            "bench": bench,
-           "ok": all(s["verdict"] in ("pass", "unavailable") for s in steps.values())}
+           "ok": all(s["verdict"] in ("pass", "unavailable") for s in steps.values())
+                 and bool(tests) and tests["passed"] > 0 and not tests["failed_names"]}
 (out / "results.json").write_text(json.dumps(results, indent=2))
 print(json.dumps({k: v for k, v in results.items() if k != "tests"} | {"tests": tests and
       {k: v for k, v in tests.items() if k != "failed_names"}}, indent=1))
+sys.exit(0 if results["ok"] else 1)
 PYEOF
 
 echo "gpu_check finished in $(elapsed)s: $([[ $FAILED == 0 ]] && echo ALL OK || echo SOMETHING FAILED)"

@@ -6,6 +6,7 @@ Exits nonzero if any op raised."""
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 import sys
 import traceback
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "python"))
 import medkern.ops as mops  # noqa: E402
 
-DEV = "cuda"
+DEV = os.environ.get("MEDKERN_SANITIZER_DEVICE", "cuda")  # "cpu": a dry run of the driver itself
 
 
 def grads(out, inputs):
@@ -57,8 +58,9 @@ def batch_norm(dtype):
     for shape in [(4, 3, 5, 5), (64, 4, 32, 32), (6, 5)]:
         c = shape[1]
         x = req(*shape, dtype=dtype)
-        w, b = req(c), req(c)
-        rm, rv = torch.zeros(c, device=DEV), torch.ones(c, device=DEV)
+        pdt = torch.float64 if dtype == torch.float64 else torch.float32  # torch's parameter dtype rule
+        w, b = req(c, dtype=pdt), req(c, dtype=pdt)
+        rm, rv = torch.zeros(c, device=DEV, dtype=pdt), torch.ones(c, device=DEV, dtype=pdt)
         grads(mops.batch_norm(x, rm, rv, w, b, True), [x, w, b])
         grads(mops.batch_norm(x, rm, rv, w, b, False), [x, w, b])
         grads(mops.batch_norm(x, None, None, None, None, True), [x])
@@ -93,7 +95,8 @@ def main() -> int:
     for name, fn in steps:
         try:
             fn()
-            torch.cuda.synchronize()
+            if DEV == "cuda":
+                torch.cuda.synchronize()
             print(f"ok      {name}")
         except Exception:  # noqa: BLE001 - report every failing op, then fail
             failed += 1

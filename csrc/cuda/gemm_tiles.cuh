@@ -12,27 +12,9 @@
 
 #include "cuda/cuda_check.cuh"
 #include "cuda/dtype_dispatch.cuh"
+#include "cuda/fast_divmod.cuh"
 
 namespace medkern::cuda {
-
-// Division by a run-time constant with a multiply and a shift (Granlund-Montgomery), for the
-// index decompositions in the inner loads, where a real 64-bit division would cost more than the
-// math. Numerators must be < 2^31; the launchers check that the reduced axes fit.
-struct FastDivmod {
-  uint32_t divisor = 1, multiplier = 0, shift = 0;
-  FastDivmod() = default;
-  explicit FastDivmod(int64_t d) : divisor(static_cast<uint32_t>(d)) {
-    while ((uint64_t{1} << shift) < divisor) ++shift;
-    multiplier = static_cast<uint32_t>(((uint64_t{1} << 32) * ((uint64_t{1} << shift) - divisor)) / divisor + 1);
-  }
-  __device__ __forceinline__ uint32_t div(uint32_t n) const {
-    return static_cast<uint32_t>((static_cast<uint64_t>(__umulhi(n, multiplier)) + n) >> shift);
-  }
-  __device__ __forceinline__ void divmod(uint32_t n, uint32_t& q, uint32_t& r) const {
-    q = div(n);
-    r = n - q * divisor;
-  }
-};
 
 enum class MathMode { Simt, TF32, F16, BF16 };
 
@@ -252,8 +234,13 @@ __device__ __forceinline__ void mma_tile(float (&c)[4], const uint32_t (&a)[4], 
 #endif
 }
 
+// Blocks per SM the tensor-core kernel is compiled for (register budget 65536 / (128 * this)).
+#ifndef MEDKERN_MMA_MIN_BLOCKS
+#define MEDKERN_MMA_MIN_BLOCKS 2
+#endif
+
 template <class P, MathMode Mode>
-__global__ void __launch_bounds__(128) gemm_mma_kernel(P prob, int splits, int64_t k_chunk) {
+__global__ void __launch_bounds__(128, MEDKERN_MMA_MIN_BLOCKS) gemm_mma_kernel(P prob, int splits, int64_t k_chunk) {
   using Tr = MmaTraits<Mode>;
   using Smem = typename Tr::Smem;
   constexpr int BM = 64, BN = 64, BK = 32, THREADS = 128;

@@ -94,11 +94,15 @@ template <class T> struct ConvForwardProblem {
   } b;
 
   T* y; Strides4 sy; int64_t PQ, Q, Kg; const T* bias; int64_t bias_stride; bool fuse_relu;
-  __device__ void store(int64_t m, int64_t n, int g, Acc v, bool /*accumulate: never split*/) const {
-    const int64_t img = m / PQ, pq = m - img * PQ, p = pq / Q, q = pq - p * Q, k = g * Kg + n;
-    if (bias) v += to_acc<Acc>(bias[k * bias_stride]);
+  struct OutRow { T* ptr; };  // output pixel (n, p, q) of group g's first channel
+  __device__ OutRow out_row(int64_t m, int g) const {
+    const int64_t img = m / PQ, pq = m - img * PQ, p = pq / Q, q = pq - p * Q;
+    return {y + img * sy.n + g * Kg * sy.c + p * sy.h + q * sy.w};
+  }
+  __device__ void store(const OutRow& row, int64_t n, int g, Acc v, bool /*accumulate: never split*/) const {
+    if (bias) v += to_acc<Acc>(bias[(g * Kg + n) * bias_stride]);
     if (fuse_relu) v = relu(v);
-    y[img * sy.n + k * sy.c + p * sy.h + q * sy.w] = from_acc<T>(v);
+    row.ptr[n * sy.c] = from_acc<T>(v);
   }
 };
 
@@ -177,10 +181,12 @@ template <class T> struct ConvBackwardInputProblem {
   } b;
 
   T* dx; Strides4 sdx; int64_t HW, W, Cg;
-  __device__ void store(int64_t m, int64_t n, int g, Acc v, bool) const {
+  struct OutRow { T* ptr; };  // input pixel (n, h, w) of group g's first channel
+  __device__ OutRow out_row(int64_t m, int g) const {
     const int64_t img = m / HW, hw = m - img * HW, h = hw / W, w = hw - h * W;
-    dx[img * sdx.n + (g * Cg + n) * sdx.c + h * sdx.h + w * sdx.w] = from_acc<T>(v);
+    return {dx + img * sdx.n + g * Cg * sdx.c + h * sdx.h + w * sdx.w};
   }
+  __device__ void store(const OutRow& row, int64_t n, int, Acc v, bool) const { row.ptr[n * sdx.c] = from_acc<T>(v); }
 };
 
 template <class T>
@@ -261,11 +267,13 @@ template <class T> struct ConvBackwardWeightProblem {
   } b;
 
   T* dw; Strides4 sdw; int64_t Kg; FastDivmod by_rs, by_s;
-  __device__ void store(int64_t m, int64_t col, int g, Acc v, bool accumulate) const {
+  struct OutRow { T* ptr; };  // output channel g*Kg + m
+  __device__ OutRow out_row(int64_t m, int g) const { return {dw + (g * Kg + m) * sdw.n}; }
+  __device__ void store(const OutRow& row, int64_t col, int, Acc v, bool accumulate) const {
     uint32_t c, rs, r, s;
     by_rs.divmod(static_cast<uint32_t>(col), c, rs);
     by_s.divmod(rs, r, s);
-    T* out = dw + (g * Kg + m) * sdw.n + c * sdw.c + r * sdw.h + s * sdw.w;
+    T* out = row.ptr + c * sdw.c + r * sdw.h + s * sdw.w;
     if (accumulate) atomic_add(out, v); else *out = from_acc<T>(v);
   }
 };

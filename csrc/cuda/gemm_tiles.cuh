@@ -1,6 +1,7 @@
 // cuda/gemm_tiles.cuh — the tiled GEMM shared by convolution (implicit GEMM: the im2col matrix is
 // never built, tiles gather straight from NCHW tensors) and linear. A problem supplies two "sides"
-// that load one element of A(m, k) / B(k, n) and an epilogue that stores C(m, n); the kernels here
+// that load A(m, k) / B(k, n) (see TileLoader) and an epilogue (out_row(m, g) once per output row,
+// then store(row, n, g, value, accumulate)) that writes C(m, n); the kernels here
 // own tiling, shared memory and the math: a SIMT FMA kernel (float64, or float32 without TF32) and
 // a tensor-core kernel on mma.sync (TF32 for float32, FP16 / BF16 inputs, FP32 accumulation).
 #pragma once
@@ -174,10 +175,11 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
   for (int i = 0; i < TM; ++i) {
     const int64_t m = m0 + ty + i * TY;
     if (m >= prob.M) continue;
+    const typename P::OutRow row = prob.out_row(m, g);  // once per row: its index split is not cheap
 #pragma unroll
     for (int j = 0; j < TN; ++j) {
       const int64_t n = n0 + tx + j * TX;
-      if (n < prob.N) prob.store(m, n, g, acc[i][j], accumulate);
+      if (n < prob.N) prob.store(row, n, g, acc[i][j], accumulate);
     }
   }
 }
@@ -334,17 +336,23 @@ __global__ void __launch_bounds__(128, MEDKERN_MMA_MIN_BLOCKS) gemm_mma_kernel(P
         for (int j = 0; j < 4; ++j) mma_tile<Mode>(acc[i][j], af[i], bf[j]);
     }
   }
+  // each thread owns 4 output rows (2 m16 tiles x rows grp, grp + 8) of 8 columns each
   const bool accumulate = splits > 1;
 #pragma unroll
   for (int i = 0; i < 2; ++i)
 #pragma unroll
-    for (int j = 0; j < 4; ++j)
+    for (int half = 0; half < 2; ++half) {
+      const int64_t m = m0 + wm + i * 16 + grp + half * 8;
+      if (m >= prob.M) continue;
+      const typename P::OutRow row = prob.out_row(m, g);
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int64_t m = m0 + wm + i * 16 + grp + (e >= 2 ? 8 : 0);
-        const int64_t n = n0 + wn + j * 8 + tig * 2 + (e & 1);
-        if (m < prob.M && n < prob.N) prob.store(m, n, g, acc[i][j][e], accumulate);
-      }
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int64_t n = n0 + wn + j * 8 + tig * 2 + e;
+          if (n < prob.N) prob.store(row, n, g, acc[i][j][half * 2 + e], accumulate);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -36,8 +36,10 @@ template <class T, bool AKFastest, bool BKFastest> struct MatmulProblem {
   ASide a;
   BSide b;
   T* c; int64_t c_row, c_col; const T* bias; int64_t bias_stride;
-  __device__ void store(int64_t m, int64_t n, int, Acc v, bool accumulate) const {
-    T* out = c + m * c_row + n * c_col;
+  struct OutRow { T* ptr; };
+  __device__ OutRow out_row(int64_t m, int) const { return {c + m * c_row}; }
+  __device__ void store(const OutRow& row, int64_t n, int, Acc v, bool accumulate) const {
+    T* out = row.ptr + n * c_col;
     if (accumulate) {
       atomic_add(out, v);
       return;

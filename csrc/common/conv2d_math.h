@@ -19,4 +19,17 @@ MEDKERN_HD int64_t conv_input_coord(int64_t out, int64_t tap, int64_t stride, in
   return out * stride - pad + tap * dilation;
 }
 
+// Inverse of conv_input_coord for the input gradient as a gather: the output coordinate whose
+// tap `tap` reads input coordinate `in`, or -1 when none does (off the stride grid, or outside
+// [0, out_size)).
+MEDKERN_HD int64_t conv_output_coord(int64_t in, int64_t tap, int64_t stride, int64_t pad, int64_t dilation,
+                                     int64_t out_size) {
+  const int64_t shifted = in + pad - tap * dilation;
+  if (shifted < 0) return -1;
+  if (stride == 1) return shifted < out_size ? shifted : -1;  // the common case, without a division
+  if (shifted % stride != 0) return -1;
+  const int64_t out = shifted / stride;
+  return out < out_size ? out : -1;
+}
+
 }  // namespace medkern

@@ -35,6 +35,23 @@ MEDKERN_HD PoolWindow avg_pool_window(int64_t o, int64_t in, int64_t kernel, int
   return {start, end, padded};
 }
 
+// Outputs whose undilated window covers input coordinate `in`, as [start, end): the gather form
+// of the pooling backward pass. Output o covers in when o*stride - pad <= in <= o*stride - pad +
+// kernel - 1. `divide_by_stride(x)` returns x / stride for x >= 0 (the GPU passes a
+// multiply-shift divider, the CPU a plain division).
+template <class I> struct OutputRange {
+  I start, end;
+};
+template <class I, class DivideByStride>
+MEDKERN_HD OutputRange<I> pool_output_range(I in, I kernel, I pad, I out_size, const DivideByStride& divide_by_stride) {
+  const I last = in + pad;           // latest window start that still covers in
+  const I first = last - kernel + 1;  // earliest window start that covers in
+  const I start = first <= 0 ? I(0) : divide_by_stride(first - 1) + 1;  // ceil(first / stride)
+  I end = divide_by_stride(last) + 1;
+  if (end > out_size) end = out_size;
+  return {start, end < start ? start : end};
+}
+
 // Divisor of one average-pooling output (torch: divisor_override, else the padded window
 // area when count_include_pad, else the number of input elements in the window).
 MEDKERN_HD int64_t avg_pool_divisor(const PoolWindow& h, const PoolWindow& w, bool count_include_pad,

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "medkern/errors.h"
+#include "medkern/tensor_view.h"
 
 #define MEDKERN_CUDA_CHECK(expr)                                                                      \
   do {                                                                                               \
@@ -36,5 +37,31 @@ inline unsigned grid_for(int64_t n, int threads, int max_blocks = 65535 * 8) {
   if (blocks > max_blocks) blocks = max_blocks;
   return static_cast<unsigned>(blocks);
 }
+
+}  // namespace medkern::cuda
+
+namespace medkern::cuda {
+
+// Makes the view's device current for the op's duration and restores the caller's device, so a
+// tensor on cuda:1 works while cuda:0 is current (torch does the same with its device guard).
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(const TensorView& v) {
+    MEDKERN_CUDA_CHECK(cudaGetDevice(&previous_));
+    if (v.device.index != previous_) {
+      MEDKERN_CUDA_CHECK(cudaSetDevice(v.device.index));
+      switched_ = true;
+    }
+  }
+  ~DeviceGuard() {
+    if (switched_) cudaSetDevice(previous_);
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = 0;
+  bool switched_ = false;
+};
 
 }  // namespace medkern::cuda

@@ -1,0 +1,109 @@
+"""Calls every medkern CUDA op once (forward and backward, each dtype family) on small shapes, for
+compute-sanitizer: `compute-sanitizer --tool memcheck python scripts/sanitizer_driver.py`.
+Shapes are chosen to hit each kernel variant: implicit-GEMM tiles with ragged edges, the split-K
+weight gradient, the direct single-channel kernels, both batch-norm paths, both relu paths.
+Exits nonzero if any op raised."""
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import sys
+import traceback
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "python"))
+import medkern.ops as mops  # noqa: E402
+
+DEV = os.environ.get("MEDKERN_SANITIZER_DEVICE", "cuda")  # "cpu": a dry run of the driver itself
+
+
+def grads(out, inputs):
+    wanted = [t for t in inputs if t is not None and t.requires_grad]
+    return torch.autograd.grad(out, wanted, torch.randn_like(out))
+
+
+def req(*shape, dtype=torch.float32):
+    return torch.randn(*shape, device=DEV, dtype=dtype).requires_grad_(True)
+
+
+def conv(dtype, tf32):
+    torch.backends.cudnn.allow_tf32 = tf32
+    for (n, c, h, w, k, ks, stride, pad, groups) in [(2, 5, 9, 7, 67, 3, 1, 1, 1), (3, 1, 8, 8, 4, 3, 2, 1, 1),
+                                                     (2, 6, 7, 7, 6, 3, 1, 1, 6), (16, 8, 20, 20, 8, 3, 1, 1, 1),
+                                                     (2, 4, 6, 6, 6, 1, 2, 0, 2)]:
+        x, wt, b = req(n, c, h, w, dtype=dtype), req(k, c // groups, ks, ks, dtype=dtype), req(k, dtype=dtype)
+        grads(mops.conv2d(x, wt, b, stride=stride, padding=pad, groups=groups), [x, wt, b])
+        grads(mops.conv2d_relu(x, wt, b, stride=stride, padding=pad, groups=groups), [x, wt, b])
+
+
+def linear(dtype, tf32):
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    for m, k, n in [(5, 7, 3), (300, 70, 66), (2048, 16, 8)]:
+        x, w, b = req(m, k, dtype=dtype), req(n, k, dtype=dtype), req(n, dtype=dtype)
+        grads(mops.linear(x, w, b), [x, w, b])
+
+
+def pooling(dtype):
+    x = req(2, 3, 9, 11, dtype=dtype)
+    grads(mops.max_pool2d(x, 3, 2, 1, ceil_mode=True), [x])
+    grads(mops.max_pool2d(x, (2, 3), (1, 2), (1, 0), dilation=(2, 1)), [x])
+    grads(mops.avg_pool2d(x, 3, 2, 1, count_include_pad=False), [x])
+    grads(mops.avg_pool2d(x, 2, 2, ceil_mode=True, divisor_override=3), [x])
+
+
+def batch_norm(dtype):
+    for shape in [(4, 3, 5, 5), (64, 4, 32, 32), (6, 5)]:
+        c = shape[1]
+        x = req(*shape, dtype=dtype)
+        pdt = torch.float64 if dtype == torch.float64 else torch.float32  # torch's parameter dtype rule
+        w, b = req(c, dtype=pdt), req(c, dtype=pdt)
+        rm, rv = torch.zeros(c, device=DEV, dtype=pdt), torch.ones(c, device=DEV, dtype=pdt)
+        grads(mops.batch_norm(x, rm, rv, w, b, True), [x, w, b])
+        grads(mops.batch_norm(x, rm, rv, w, b, False), [x, w, b])
+        grads(mops.batch_norm(x, None, None, None, None, True), [x])
+
+
+def relu(dtype):
+    x = req(3, 5, 7, dtype=dtype)
+    grads(mops.relu(x), [x])
+    y = torch.randn(1001, device=DEV, dtype=dtype)[1:].requires_grad_(True)   # misaligned: scalar path
+    grads(mops.relu(y), [y])
+    z = torch.randn(4, 6, device=DEV, dtype=dtype).t().requires_grad_(True)  # strided path
+    grads(mops.relu(z), [z])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", default="", help="comma-separated families (conv2d,linear,pooling,batch_norm,relu)")
+    parser.add_argument("--dtypes", default="float32,float64,float16,bfloat16")
+    args = parser.parse_args()
+    families = [f for f in args.only.split(",") if f]
+    steps = []
+    for dtype in (getattr(torch, name) for name in args.dtypes.split(",")):
+        for tf32 in ((False, True) if dtype == torch.float32 else (False,)):
+            steps += [(f"conv2d {dtype} tf32={tf32}", lambda d=dtype, t=tf32: conv(d, t)),
+                      (f"linear {dtype} tf32={tf32}", lambda d=dtype, t=tf32: linear(d, t))]
+        steps += [(f"pooling {dtype}", lambda d=dtype: pooling(d)),
+                  (f"batch_norm {dtype}", lambda d=dtype: batch_norm(d)),
+                  (f"relu {dtype}", lambda d=dtype: relu(d))]
+    if families:
+        steps = [(name, fn) for name, fn in steps if name.split()[0] in families]
+    failed = 0
+    for name, fn in steps:
+        try:
+            fn()
+            if DEV == "cuda":
+                torch.cuda.synchronize()
+            print(f"ok      {name}")
+        except Exception:  # noqa: BLE001 - report every failing op, then fail
+            failed += 1
+            print(f"FAILED  {name}\n{traceback.format_exc()}")
+    print(f"sanitizer driver: {len(steps) - failed}/{len(steps)} steps ok")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,564 @@
+"""medkern's CUDA kernels through the public API (medkern.ops / medkern.nn) against torch's own
+CUDA ops, against medkern's CPU kernels and against float64 references, plus gradcheck, opcheck,
+CUDA-graph capture of a training step and CPU/GPU training parity. Every test is marked `cuda`
+and skips without a GPU.
+
+Reduced precision (TF32, float16, bfloat16) is judged relative to torch: medkern's error versus a
+float64 reference may be at most a small multiple of torch's own error in the same precision.
+Setting MEDKERN_CUDA_TEST_DEVICE=cpu runs the same checks on the CPU (a dry run of the tests).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import medkern
+import medkern.ops as mops
+from medkern import _backend
+from tolerances import TOLERANCES, assert_close
+
+pytestmark = pytest.mark.cuda
+DEVICE = os.environ.get("MEDKERN_CUDA_TEST_DEVICE", "cuda")
+
+CUDA_OPS = [
+    "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_backward_bias",
+    "linear_forward", "linear_backward_input", "linear_backward_weight", "linear_backward_bias",
+    "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
+    "batch_norm_forward", "batch_norm_backward", "relu_forward", "relu_backward",
+]
+
+# How many times torch's own error (vs float64) medkern's error may be in reduced precision.
+ERROR_FACTOR = 4.0
+
+
+@contextlib.contextmanager
+def tf32(enabled: bool):
+    """Sets torch's TF32 flags (which medkern's ops pass to the kernels) for both libraries."""
+    old = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = enabled
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+
+
+@pytest.fixture(autouse=True)
+def _exact_float32():
+    # float32 comparisons run without TF32 on both sides unless a test asks for it
+    with tf32(False):
+        yield
+
+
+def rand(*shape, dtype=torch.float32, device=DEVICE):
+    # non-zero, mixed-sign values
+    return (torch.rand(*shape, dtype=torch.float64) * 2 - 1).add_(0.05).to(device=device, dtype=dtype)
+
+
+def leaf(t):
+    return t.detach().clone().requires_grad_(True)
+
+
+def run_with_grads(fn, inputs, grad_out=None):
+    """fn(*inputs) and the gradients of <out, grad_out> w.r.t. the inputs that require grad."""
+    out = fn(*inputs)
+    if grad_out is None:
+        grad_out = rand(*out.shape, dtype=out.dtype, device=out.device)
+    wanted = [t for t in inputs if isinstance(t, torch.Tensor) and t.requires_grad]
+    grads = torch.autograd.grad(out, wanted, grad_out) if wanted else []
+    return out, list(grads), grad_out
+
+
+def assert_close_reduction(actual, expected, msg=""):
+    """assert_close for the results of long sums (conv, linear): the dtype's tolerance, with the
+    absolute floor scaled by the result's magnitude, as the rounding error of a sum grows with
+    the size of its terms (see tests/tolerances.py) and near-zero outputs of large sums carry it."""
+    tol = dict(TOLERANCES[expected.dtype])
+    scale = expected.abs().max().item() if expected.numel() else 1.0
+    tol["atol"] *= max(1.0, scale)
+    torch.testing.assert_close(actual, expected, **tol, msg=msg or None)
+
+
+def max_error(a, b):
+    return (a.double() - b.double()).abs().max().item() if a.numel() else 0.0
+
+
+def assert_error_like_torch(ours, theirs, reference, what=""):
+    """ours' error vs the float64 reference is at most ERROR_FACTOR x torch's own, with a floor of
+    one unit of the dtype's precision at the reference's scale (torch may be exact by luck)."""
+    eps = torch.finfo(ours.dtype).eps if ours.dtype != torch.float32 else 2.0 ** -11  # TF32 mantissa
+    scale = reference.abs().max().item() if reference.numel() else 0.0
+    e_ours, e_torch = max_error(ours, reference), max_error(theirs, reference)
+    bound = ERROR_FACTOR * e_torch + eps * scale
+    assert e_ours <= bound, f"{what}: medkern error {e_ours:.3e} > bound {bound:.3e} (torch error {e_torch:.3e})"
+
+
+def layouts(x):
+    """The same values as a contiguous tensor, channels-last (4-D) and a strided view."""
+    yield "contiguous", x
+    if x.dim() == 4:
+        yield "channels_last", x.contiguous(memory_format=torch.channels_last)
+    yield "strided", torch.stack([x, x], dim=-1)[..., 0]
+
+
+# --------------------------------------------------------------------------------------------
+def test_every_cuda_kernel_is_compiled():
+    if DEVICE != "cuda":
+        pytest.skip("dry run on the CPU")
+    missing = [op for op in CUDA_OPS if not _backend.has_cuda_kernel(op)]
+    assert not missing, f"this build has no CUDA kernel for {missing}; info: {medkern.info()}"
+
+
+# ---- conv2d --------------------------------------------------------------------------------
+# (N, C, H, W, K, kernel, stride, padding, dilation, groups, bias)
+CONV_CASES = [
+    (2, 3, 9, 11, 5, (3, 3), 1, 1, 1, 1, True),
+    (1, 1, 7, 7, 4, (3, 3), 1, 0, 1, 1, False),           # one input channel: direct kernel
+    (3, 8, 10, 9, 8, (3, 3), 2, 1, 1, 8, True),           # depthwise
+    (2, 6, 12, 13, 4, (3, 2), (2, 1), (1, 0), (2, 1), 2, True),  # groups, dilation, asymmetric
+    (2, 16, 5, 5, 33, (1, 1), 1, 0, 1, 1, True),          # 1x1, K not a tile multiple
+    (1, 70, 8, 8, 65, (3, 3), 1, 1, 1, 1, True),          # several tiles along K and (c,r,s)
+    (5, 3, 1, 1, 2, (1, 1), 1, 0, 1, 1, False),           # 1x1 images
+    (2, 4, 6, 6, 6, (5, 5), 3, 2, 1, 2, True),            # kernel 5, stride 3, groups 2
+    (8, 16, 24, 24, 32, (3, 3), 1, 1, 1, 1, True),        # long (n,p,q): split-K weight gradient
+    (2, 4, 9, 9, 4, (3, 3), 2, 0, 2, 4, False),           # depthwise with stride and dilation
+]
+
+
+def conv_case_inputs(case, dtype=torch.float32, device=DEVICE):
+    n, c, h, w, k, ks, stride, pad, dil, groups, has_bias = case
+    x = rand(n, c, h, w, dtype=dtype, device=device)
+    wt = rand(k, c // groups, *ks, dtype=dtype, device=device)
+    b = rand(k, dtype=dtype, device=device) if has_bias else None
+    return x, wt, b, dict(stride=stride, padding=pad, dilation=dil, groups=groups)
+
+
+def conv_fn(lib, kw, relu=False):
+    def f(x, w, b):
+        if lib == "medkern":
+            return (mops.conv2d_relu if relu else mops.conv2d)(x, w, b, **kw)
+        out = F.conv2d(x, w, b, **kw)
+        return F.relu(out) if relu else out
+    return f
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=[f"conv{i}" for i in range(len(CONV_CASES))])
+def test_conv2d_matches_torch_float32(case):
+    # the reference is torch's CUDA convolution in float64 (cuDNN's float32 algorithms, e.g.
+    # Winograd, carry errors of their own that the float32 tolerance is not meant to absorb)
+    x, w, b, kw = conv_case_inputs(case)
+    for name, xl in layouts(x):
+        ins = [leaf(xl), leaf(w)] + ([leaf(b)] if b is not None else [None])
+        ref_ins = [leaf(t.double()) if t is not None else None for t in (xl, w, b)]
+        out, grads, g = run_with_grads(conv_fn("medkern", kw), ins)
+        ref, ref_grads, _ = run_with_grads(conv_fn("torch", kw), ref_ins, g.double())
+        assert_close_reduction(out, ref.float(), msg=f"forward ({name})")
+        for got, exp in zip(grads, ref_grads):
+            assert_close_reduction(got, exp.float(), msg=f"backward ({name})")
+
+
+@pytest.mark.parametrize("case", CONV_CASES[:4], ids=[f"conv{i}" for i in range(4)])
+def test_conv2d_relu_fused_matches_torch(case):
+    x, w, b, kw = conv_case_inputs(case)
+    ins = [leaf(x), leaf(w), leaf(b) if b is not None else None]
+    ref_ins = [leaf(t.double()) if t is not None else None for t in (x, w, b)]
+    out, grads, g = run_with_grads(conv_fn("medkern", kw, relu=True), ins)
+    ref, ref_grads, _ = run_with_grads(conv_fn("torch", kw, relu=True), ref_ins, g.double())
+    assert_close_reduction(out, ref.float())
+    for got, exp in zip(grads, ref_grads):
+        assert_close_reduction(got, exp.float())
+
+
+@pytest.mark.parametrize("case", CONV_CASES[::2], ids=[f"conv{i}" for i in range(0, len(CONV_CASES), 2)])
+def test_conv2d_cuda_matches_medkern_cpu(case):
+    x, w, b, kw = conv_case_inputs(case)
+    ins = [leaf(x), leaf(w), leaf(b) if b is not None else None]
+    cpu_ins = [leaf(t.cpu()) if t is not None else None for t in (x, w, b)]
+    out, grads, g = run_with_grads(conv_fn("medkern", kw), ins)
+    cpu_out, cpu_grads, _ = run_with_grads(conv_fn("medkern", kw), cpu_ins, g.cpu())
+    assert_close_reduction(out.cpu(), cpu_out)
+    for got, exp in zip(grads, cpu_grads):
+        assert_close_reduction(got.cpu(), exp)
+
+
+REDUCED = [("tf32", torch.float32), ("float16", torch.float16), ("bfloat16", torch.bfloat16)]
+
+
+@pytest.mark.parametrize("mode,dtype", REDUCED, ids=[m for m, _ in REDUCED])
+@pytest.mark.parametrize("case", [CONV_CASES[0], CONV_CASES[3], CONV_CASES[5], CONV_CASES[8]],
+                         ids=["conv0", "conv3", "conv5", "conv8"])
+def test_conv2d_reduced_precision_error_like_torch(case, mode, dtype):
+    x, w, b, kw = conv_case_inputs(case, dtype=dtype)
+    with tf32(mode == "tf32"):
+        out, grads, g = run_with_grads(conv_fn("medkern", kw), [leaf(x), leaf(w), leaf(b) if b is not None else None])
+        ref, ref_grads, _ = run_with_grads(conv_fn("torch", kw), [leaf(x), leaf(w), leaf(b) if b is not None else None], g)
+    exact_ins = [leaf(t.double()) if t is not None else None for t in (x, w, b)]
+    exact, exact_grads, _ = run_with_grads(conv_fn("torch", kw), exact_ins, g.double())
+    assert out.dtype == dtype
+    assert_error_like_torch(out, ref, exact, f"{mode} forward")
+    for name, got, exp, ex in zip(["grad_input", "grad_weight", "grad_bias"], grads, ref_grads, exact_grads):
+        assert_error_like_torch(got, exp, ex, f"{mode} {name}")
+
+
+@pytest.mark.parametrize("case", [CONV_CASES[0], CONV_CASES[2], CONV_CASES[3], CONV_CASES[7]],
+                         ids=["conv0", "conv2", "conv3", "conv7"])
+def test_conv2d_gradcheck_float64(case):
+    n, c, h, w, k, ks, stride, pad, dil, groups, has_bias = case
+    small = (1, c, min(h, 7), min(w, 7), k, ks, stride, pad, dil, groups, has_bias)
+    x, wt, b, kw = conv_case_inputs(small, dtype=torch.float64)
+    ins = (leaf(x), leaf(wt)) + ((leaf(b),) if b is not None else ())
+    assert torch.autograd.gradcheck(lambda *t: mops.conv2d(*t, **kw), ins)
+
+
+def test_conv2d_runs_on_the_callers_stream():
+    x, w, b, kw = conv_case_inputs(CONV_CASES[8])
+    expected = F.conv2d(x, w, b, **kw)
+    if DEVICE != "cuda":
+        pytest.skip("streams are a CUDA notion")
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        out = mops.conv2d(x, w, b, **kw)
+    side.synchronize()
+    assert_close(out, expected)
+
+
+# ---- linear --------------------------------------------------------------------------------
+LINEAR_CASES = [((7, 13), 5, True), ((1, 1), 1, False), ((3, 4, 70), 66, True), ((4096, 64), 32, True),
+                ((130, 257), 2, True)]
+
+
+@pytest.mark.parametrize("in_shape,out_features,has_bias", LINEAR_CASES)
+def test_linear_matches_torch_float32(in_shape, out_features, has_bias):
+    x = rand(*in_shape)
+    w = rand(out_features, in_shape[-1])
+    b = rand(out_features) if has_bias else None
+    ins = [leaf(x), leaf(w), leaf(b) if has_bias else None]
+    ref_ins = [leaf(t.double()) if t is not None else None for t in (x, w, b)]
+    out, grads, g = run_with_grads(mops.linear, ins)
+    ref, ref_grads, _ = run_with_grads(F.linear, ref_ins, g.double())
+    assert_close_reduction(out, ref.float())
+    for got, exp in zip(grads, ref_grads):
+        assert_close_reduction(got, exp.float())
+    cpu_out, cpu_grads, _ = run_with_grads(mops.linear, [leaf(t.cpu()) if t is not None else None for t in (x, w, b)],
+                                           g.cpu())
+    assert_close_reduction(out.cpu(), cpu_out)
+
+
+@pytest.mark.parametrize("mode,dtype", REDUCED, ids=[m for m, _ in REDUCED])
+def test_linear_reduced_precision_error_like_torch(mode, dtype):
+    x, w, b = rand(300, 96, dtype=dtype), rand(40, 96, dtype=dtype), rand(40, dtype=dtype)
+    with tf32(mode == "tf32"):
+        out, grads, g = run_with_grads(mops.linear, [leaf(x), leaf(w), leaf(b)])
+        ref, ref_grads, _ = run_with_grads(F.linear, [leaf(x), leaf(w), leaf(b)], g)
+    exact, exact_grads, _ = run_with_grads(F.linear, [leaf(x.double()), leaf(w.double()), leaf(b.double())], g.double())
+    assert_error_like_torch(out, ref, exact, f"{mode} forward")
+    for got, exp, ex in zip(grads, ref_grads, exact_grads):
+        assert_error_like_torch(got, exp, ex, f"{mode} backward")
+
+
+def test_linear_gradcheck_float64():
+    ins = (leaf(rand(4, 6, dtype=torch.float64)), leaf(rand(3, 6, dtype=torch.float64)),
+           leaf(rand(3, dtype=torch.float64)))
+    assert torch.autograd.gradcheck(mops.linear, ins)
+
+
+# ---- pooling -------------------------------------------------------------------------------
+MAX_POOL_CASES = [
+    dict(kernel_size=2, stride=2),
+    dict(kernel_size=3, stride=2, padding=1),
+    dict(kernel_size=(3, 2), stride=(1, 2), padding=(1, 0), dilation=(2, 1)),
+    dict(kernel_size=3, stride=2, ceil_mode=True),
+    dict(kernel_size=1),
+]
+AVG_POOL_CASES = [
+    dict(kernel_size=2, stride=2),
+    dict(kernel_size=3, stride=2, padding=1),
+    dict(kernel_size=3, stride=2, padding=1, count_include_pad=False),
+    dict(kernel_size=3, stride=2, ceil_mode=True, count_include_pad=False),
+    dict(kernel_size=(2, 3), stride=(2, 1), divisor_override=5),
+]
+POOL_SHAPES = [(2, 3, 9, 11), (1, 1, 4, 4), (3, 5, 1, 7)]
+
+
+def pool_fn(lib, kind, kw):
+    if kind == "max":
+        return (lambda x: mops.max_pool2d(x, **kw)) if lib == "medkern" else (lambda x: F.max_pool2d(x, **kw))
+    return (lambda x: mops.avg_pool2d(x, **kw)) if lib == "medkern" else (lambda x: F.avg_pool2d(x, **kw))
+
+
+def _pool_applies(shape, kw):
+    k = kw["kernel_size"]
+    k = (k, k) if isinstance(k, int) else k
+    p = kw.get("padding", 0)
+    p = (p, p) if isinstance(p, int) else p
+    d = kw.get("dilation", 1)
+    d = (d, d) if isinstance(d, int) else d
+    return all(shape[2 + i] + 2 * p[i] >= d[i] * (k[i] - 1) + 1 for i in range(2))
+
+
+@pytest.mark.parametrize("shape", POOL_SHAPES)
+@pytest.mark.parametrize("kind,kw", [("max", c) for c in MAX_POOL_CASES] + [("avg", c) for c in AVG_POOL_CASES])
+def test_pooling_matches_torch_float32(kind, kw, shape):
+    if not _pool_applies(shape, kw):
+        pytest.skip("window larger than the padded input")
+    x = rand(*shape)
+    for name, xl in layouts(x):
+        out, grads, g = run_with_grads(pool_fn("medkern", kind, kw), [leaf(xl)])
+        ref, ref_grads, _ = run_with_grads(pool_fn("torch", kind, kw), [leaf(xl)], g)
+        assert_close(out, ref, msg=f"forward ({name})")
+        assert_close(grads[0], ref_grads[0], msg=f"backward ({name})")
+    cpu_out, cpu_grads, _ = run_with_grads(pool_fn("medkern", kind, kw), [leaf(x.cpu())], g.cpu())
+    assert_close(out.cpu(), cpu_out)
+    assert_close(grads[0].cpu(), cpu_grads[0])
+
+
+def test_max_pool2d_returns_torch_indices():
+    x = rand(2, 3, 9, 11)
+    out, idx = mops.max_pool2d(x, 3, 2, 1, return_indices=True)
+    ref, ref_idx = F.max_pool2d(x, 3, 2, 1, return_indices=True)
+    assert_close(out, ref)
+    assert torch.equal(idx, ref_idx)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("kind,kw", [("max", MAX_POOL_CASES[1]), ("avg", AVG_POOL_CASES[2])])
+def test_pooling_reduced_precision_error_like_torch(kind, kw, dtype):
+    x = rand(4, 8, 15, 15, dtype=dtype)
+    out, grads, g = run_with_grads(pool_fn("medkern", kind, kw), [leaf(x)])
+    ref, ref_grads, _ = run_with_grads(pool_fn("torch", kind, kw), [leaf(x)], g)
+    exact, exact_grads, _ = run_with_grads(pool_fn("torch", kind, kw), [leaf(x.double())], g.double())
+    assert_error_like_torch(out, ref, exact, "forward")
+    assert_error_like_torch(grads[0], ref_grads[0], exact_grads[0], "backward")
+
+
+@pytest.mark.parametrize("kind,kw", [("max", MAX_POOL_CASES[2]), ("avg", AVG_POOL_CASES[3])])
+def test_pooling_gradcheck_float64(kind, kw):
+    x = leaf(rand(1, 2, 7, 6, dtype=torch.float64))
+    assert torch.autograd.gradcheck(pool_fn("medkern", kind, kw), (x,))
+
+
+# ---- batch norm ----------------------------------------------------------------------------
+BN_SHAPES = [(4, 3, 5, 7), (6, 5), (3, 4, 9), (64, 8, 32, 32), (2, 1, 1, 3)]
+
+
+def bn_call(lib, x, rm, rv, w, b, training, momentum=0.1, eps=1e-5):
+    fn = mops.batch_norm if lib == "medkern" else F.batch_norm
+    return fn(x, rm, rv, w, b, training, momentum, eps)
+
+
+@pytest.mark.parametrize("shape", BN_SHAPES)
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm_matches_torch_float32(shape, training, affine):
+    c = shape[1]
+    x = rand(*shape)
+    w, b = (rand(c), rand(c)) if affine else (None, None)
+    rm0, rv0 = rand(c), rand(c).abs() + 0.5
+    for name, xl in layouts(x):
+        rm, rv, rm_ref, rv_ref = rm0.clone(), rv0.clone(), rm0.clone(), rv0.clone()
+        ins = [leaf(xl)] + ([leaf(w), leaf(b)] if affine else [])
+        ref_ins = [leaf(xl)] + ([leaf(w), leaf(b)] if affine else [])
+
+        def ours(*t):
+            return bn_call("medkern", t[0], rm, rv, t[1] if affine else None, t[2] if affine else None, training)
+
+        def theirs(*t):
+            return bn_call("torch", t[0], rm_ref, rv_ref, t[1] if affine else None, t[2] if affine else None,
+                           training)
+
+        out, grads, g = run_with_grads(ours, ins)
+        ref, ref_grads, _ = run_with_grads(theirs, ref_ins, g)
+        assert_close(out, ref, msg=f"forward ({name})")
+        assert_close(rm, rm_ref, msg="running_mean")
+        assert_close(rv, rv_ref, msg="running_var")
+        for got, exp in zip(grads, ref_grads):
+            assert_close(got, exp, msg=f"backward ({name})")
+
+
+def test_batch_norm_without_running_stats_uses_batch_statistics():
+    x, w, b = rand(8, 4, 6, 6), rand(4), rand(4)
+    out = mops.batch_norm(x, None, None, w, b, True)
+    assert_close(out, F.batch_norm(x, None, None, w, b, True))
+
+
+def test_batch_norm_statistics_are_stable_for_large_means():
+    # sum / sum-of-squares in float32 loses the variance of 1000 + N(0, 1); Welford does not
+    x = rand(32, 3, 40, 40) * 0.5 + 1000.0
+    rm, rv = torch.zeros(3, device=DEVICE), torch.ones(3, device=DEVICE)
+    out = mops.batch_norm(x, rm, rv, None, None, True, 1.0, 1e-5)
+    exact = F.batch_norm(x.double(), None, None, None, None, True, 0.0, 1e-5)
+    assert max_error(out, exact) < 1e-3
+    exact_var = x.double().transpose(0, 1).reshape(3, -1).var(dim=1)
+    assert ((rv.double() - exact_var).abs() / exact_var).max().item() < 1e-3, "unbiased running_var"
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_batch_norm_mixed_precision_error_like_torch(dtype):
+    x = rand(16, 8, 12, 12, dtype=dtype)
+    w, b = rand(8), rand(8)
+
+    def run(lib, xx, ww, bb, grad):
+        # batch statistics only (training, no running buffers): the float64 run cannot share them
+        return run_with_grads(lambda *t: bn_call(lib, t[0], None, None, t[1], t[2], True),
+                              [leaf(xx), leaf(ww), leaf(bb)], grad)
+
+    g = rand(16, 8, 12, 12, dtype=dtype)
+    out, grads, _ = run("medkern", x, w, b, g)
+    ref, ref_grads, _ = run("torch", x, w, b, g)
+    exact, exact_grads, _ = run("torch", x.double(), w.double(), b.double(), g.double())
+    assert out.dtype == dtype
+    assert_error_like_torch(out, ref, exact, "forward")
+    for got, exp, ex in zip(grads, ref_grads, exact_grads):
+        assert_error_like_torch(got.to(exp.dtype), exp, ex, "backward")
+
+
+def test_batch_norm_gradcheck_float64():
+    x, w, b = (leaf(rand(3, 2, 4, 5, dtype=torch.float64)), leaf(rand(2, dtype=torch.float64)),
+               leaf(rand(2, dtype=torch.float64)))
+    assert torch.autograd.gradcheck(lambda *t: mops.batch_norm(t[0], None, None, t[1], t[2], True), (x, w, b))
+
+
+# ---- relu ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(7,), (3, 5, 11), (2, 4, 8, 8), (1, 0, 3)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_relu_matches_torch(shape, dtype):
+    x = rand(*shape, dtype=dtype)
+    for name, xl in layouts(x):
+        out, grads, g = run_with_grads(mops.relu, [leaf(xl)])
+        ref, ref_grads, _ = run_with_grads(F.relu, [leaf(xl)], g)
+        assert torch.equal(out, ref), name   # relu is exact in every dtype
+        assert torch.equal(grads[0], ref_grads[0]), name
+    misaligned = rand(int(x.numel()) + 1, dtype=dtype)[1:]  # 16-byte vector path must not apply
+    assert torch.equal(mops.relu(misaligned), F.relu(misaligned))
+
+
+def test_relu_gradcheck_float64():
+    x = rand(4, 5, dtype=torch.float64)
+    x = torch.where(x.abs() < 0.1, x + 0.2, x)   # away from the kink
+    assert torch.autograd.gradcheck(mops.relu, (leaf(x),))
+
+
+# ---- opcheck ---------------------------------------------------------------------------------
+def _opcheck_sample(name):
+    if name == "conv2d":
+        x, w, b, kw = conv_case_inputs(CONV_CASES[3])
+        return lambda: mops.conv2d(leaf(x), leaf(w), leaf(b), **kw)
+    return {
+        "linear": lambda: mops.linear(leaf(rand(5, 7)), leaf(rand(3, 7)), leaf(rand(3))),
+        "max_pool2d": lambda: mops.max_pool2d(leaf(rand(2, 3, 8, 8)), 3, 2, 1),
+        "avg_pool2d": lambda: mops.avg_pool2d(leaf(rand(2, 3, 8, 8)), 3, 2, 1),
+        "batch_norm": lambda: mops.batch_norm(leaf(rand(4, 3, 5, 5)), rand(3), rand(3).abs() + 0.5,
+                                              leaf(rand(3)), leaf(rand(3)), True),
+        "relu": lambda: mops.relu(leaf(rand(4, 9))),
+    }[name]
+
+
+@pytest.mark.parametrize("name", ["conv2d", "linear", "max_pool2d", "avg_pool2d", "batch_norm", "relu"])
+def test_opcheck_on_cuda_samples(name):
+    """Records the first torch.ops.medkern op a public call dispatches to and opchecks it with the
+    arguments it received (so the test does not hard-code op schemas)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    seen = []
+
+    class Recorder(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func.namespace == "medkern":
+                seen.append((func, args, kwargs))
+            return func(*args, **kwargs)
+
+    call = _opcheck_sample(name)
+    with Recorder():
+        call()
+    if not seen:
+        pytest.skip(f"medkern.ops.{name} does not dispatch to a torch.ops.medkern op in this tree")
+    op, args, kwargs = seen[0]
+    torch.library.opcheck(op, args, kwargs)
+
+
+# ---- whole-network checks ------------------------------------------------------------------------
+def _seed_cnn():
+    models = pytest.importorskip("medkern.models")
+    if not hasattr(models, "SeedCNN"):
+        pytest.skip("medkern.models.SeedCNN is not in this tree yet")
+    return models.SeedCNN
+
+
+def test_cuda_graph_capture_and_replay_of_a_training_step():
+    if DEVICE != "cuda":
+        pytest.skip("CUDA graphs need a GPU")
+    torch.manual_seed(0)
+    model = _seed_cnn()().to(DEVICE).train()
+    for m in model.modules():   # replay and eager must draw the same (no) dropout masks
+        if isinstance(m, (torch.nn.Dropout, torch.nn.Dropout2d)):
+            m.p = 0.0
+    in_shape = getattr(model, "input_shape", (1, 28, 28))
+    static_x = rand(16, *in_shape)
+    static_y = torch.randint(0, 2, (16,), device=DEVICE)
+
+    def step():
+        out = model(static_x)
+        if out.dim() == 2 and out.shape[1] == 1:
+            out = out[:, 0]
+        loss = (F.binary_cross_entropy_with_logits(out, static_y.float()) if out.dim() == 1
+                else F.cross_entropy(out, static_y))
+        loss.backward()
+        return loss
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):   # warm-up outside capture (lazy init, autograd buffers)
+            model.zero_grad(set_to_none=False)
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+
+    graph = torch.cuda.CUDAGraph()
+    model.zero_grad(set_to_none=False)
+    with torch.cuda.graph(graph):
+        static_loss = step()
+
+    new_x = rand(16, *in_shape)
+    static_x.copy_(new_x)
+    model.zero_grad(set_to_none=False)
+    graph.replay()
+    torch.cuda.synchronize()
+    replay_loss = static_loss.clone()
+    replay_grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    model.zero_grad(set_to_none=False)
+    eager_loss = step()
+    eager_grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    # batch-norm running stats moved once more between the two runs; train-mode outputs do not use them
+    torch.testing.assert_close(replay_loss, eager_loss, rtol=1e-4, atol=1e-5)
+    for got, exp in zip(replay_grads, eager_grads):
+        torch.testing.assert_close(got, exp, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_training_parity_gpu_vs_cpu(data_dir):
+    train = pytest.importorskip("medkern.train")
+    if not hasattr(train, "fit"):
+        pytest.skip("medkern.train.fit is not in this tree yet")
+    seed_cnn = _seed_cnn()
+
+    def auc_of(result):
+        for key in ("val_auc", "auc", "test_auc"):
+            if isinstance(result, dict) and key in result:
+                return float(result[key])
+            if hasattr(result, key):
+                return float(getattr(result, key))
+        raise AssertionError(f"cannot find an AUC in the result of medkern.train.fit: {result!r}")
+
+    aucs = {}
+    for device in ("cpu", DEVICE):
+        torch.manual_seed(0)
+        result = train.fit(seed_cnn(), data_dir=data_dir, epochs=2, device=device, seed=0)
+        aucs[device] = auc_of(result)
+    assert abs(aucs["cpu"] - aucs[DEVICE]) <= 0.02, aucs

@@ -52,7 +52,8 @@ namespace cpu {
 namespace {
 
 // Workspace slots (gemm_blocked owns 6 and 7).
-constexpr int kSlotColumns = 0, kSlotColumnsT = 1, kSlotWeight = 2, kSlotPartial = 3;
+constexpr int kSlotColumns = 0, kSlotColumnsT = 1, kSlotWeight = 2, kSlotPartial = 3, kSlotOutput = 4;
+constexpr int64_t kDenseOutputBelow = 256;  // pixels per sample
 
 struct Geometry {
   int64_t N, C, H, W, K, Cg, Kg, G, R, S, P, Q, PQ, CRS;
@@ -100,7 +101,8 @@ ChunkPlan plan_chunks(const Geometry& g, int64_t column_rows) {
   nb = std::min(nb, std::max<int64_t>(1, max_buffer / std::max<int64_t>(1, column_rows * g.PQ)));
   nb = std::min(nb, g.N);
   int64_t chunks = (g.N + nb - 1) / nb;
-  if (threads > 1 && chunks >= 2 * threads) {
+  const bool enough_work = g.N * g.K * g.PQ * g.CRS >= (int64_t(1) << 21);
+  if (threads > 1 && chunks >= 2 * threads && enough_work) {
     chunks = (chunks + threads - 1) / threads * threads;  // whole rounds, so no thread idles at the end
     nb = (g.N + chunks - 1) / chunks;
     chunks = (g.N + nb - 1) / nb;
@@ -108,6 +110,9 @@ ChunkPlan plan_chunks(const Geometry& g, int64_t column_rows) {
   }
   return {nb, chunks, false};
 }
+
+// Whether a copy/scatter pass over `elements` is worth splitting over threads.
+bool worth_threads(int64_t elements) { return elements >= (int64_t(1) << 16); }
 
 // im2col for samples [n0, n0+nb) and input channels [c0, c0+Cg): column matrix rows (c, r, s),
 // columns (sample, p, q), row length `cols`. Reads the input through its strides.
@@ -136,7 +141,7 @@ void im2col(const T* x, const Geometry& g, int64_t n0, int64_t nb, int64_t c0, T
       }
     }
   };
-  if (threaded) parallel_for(0, g.CRS, 4, rows);
+  if (threaded && worth_threads(g.CRS * cols)) parallel_for(0, g.CRS, 4, rows);
   else rows(0, g.CRS);
 }
 
@@ -164,7 +169,7 @@ void col2im(const T* buf, const Geometry& g, int64_t n0, int64_t nb, int64_t c0,
             }
         }
   };
-  if (threaded) parallel_for(0, g.Cg, 1, channels);
+  if (threaded && worth_threads(g.CRS * cols)) parallel_for(0, g.Cg, 1, channels);
   else channels(0, g.Cg);
 }
 
@@ -179,7 +184,7 @@ ActivationRef<T> dense_pixels(const TensorView& v) {
   if ((v.stride(3) == 1 || W == 1) && (v.stride(2) == W || H == 1)) return {v.ptr<const T>(), v.stride(0), v.stride(1)};
   T* d = thread_workspace_as<T>(static_cast<size_t>(v.numel()), 5);
   const T* s = v.ptr<const T>();
-  parallel_for(0, N * C, 16, [&](int64_t b, int64_t e) {
+  parallel_for(0, N * C, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, H * W)), [&](int64_t b, int64_t e) {
     for (int64_t nc = b; nc < e; ++nc) {
       const T* src = s + (nc / C) * v.stride(0) + (nc % C) * v.stride(1);
       T* dst = d + nc * H * W;
@@ -237,9 +242,21 @@ void forward_gemm(const TensorView& input, const TensorView& weight, const Tenso
         B = dense_matrix<const T>(cols, nb * g.PQ);
       }
       MatrixRef<const T> A = dense_matrix<const T>(w + grp * g.Kg * g.CRS, g.CRS);
+      const T* group_bias = b ? b + grp * g.Kg : nullptr;
+      if (nb > 1 && g.PQ < kDenseOutputBelow) {
+        // Small feature maps: most register tiles would straddle two samples and take the slow
+        // scatter path, so the GEMM writes a dense (K/groups, samples*pixels) block, copied out
+        // one (channel, sample) row at a time.
+        T* dense = thread_workspace_as<T>(static_cast<size_t>(g.Kg * nb * g.PQ), kSlotOutput);
+        gemm_blocked<T>(g.Kg, nb * g.PQ, g.CRS, A, B, dense_matrix<T>(dense, nb * g.PQ), false, group_bias, nullptr,
+                        relu, threaded);
+        for (int64_t k = 0; k < g.Kg; ++k)
+          for (int64_t n = 0; n < nb; ++n)
+            std::memcpy(y + ((n0 + n) * g.K + grp * g.Kg + k) * g.PQ, dense + (k * nb + n) * g.PQ, sizeof(T) * g.PQ);
+        continue;
+      }
       MatrixRef<T> Cm = activation_matrix<T>(y, n0, grp * g.Kg, g.PQ, g.PQ, g.K * g.PQ);
-      gemm_blocked<T>(g.Kg, nb * g.PQ, g.CRS, A, B, Cm, false, b ? b + grp * g.Kg : nullptr, nullptr, relu,
-                      threaded);
+      gemm_blocked<T>(g.Kg, nb * g.PQ, g.CRS, A, B, Cm, false, group_bias, nullptr, relu, threaded);
     }
   };
   if (plan.parallel_chunks)
@@ -313,7 +330,7 @@ void backward_weight_gemm(const TensorView& grad_output, const TensorView& input
       T* colbuf = thread_workspace_as<T>(static_cast<size_t>(g.CRS * cols), kSlotColumns);
       T* colT = thread_workspace_as<T>(static_cast<size_t>(g.CRS * cols), kSlotColumnsT);
       im2col(x, g, n0, nb, grp * g.Cg, colbuf, threaded);
-      if (threaded) {
+      if (threaded && worth_threads(g.CRS * cols)) {
         // transpose by row blocks in parallel
         parallel_for(0, (g.CRS + 31) / 32, 1, [&](int64_t b, int64_t e) {
           for (int64_t blk = b; blk < e; ++blk) {
@@ -351,7 +368,7 @@ void backward_weight_gemm(const TensorView& grad_output, const TensorView& input
       for (int64_t c = c0; c < c1; ++c) run_chunk(c, c == c0, out, false);
     }
   });
-  parallel_for(0, wsize, 4096, [&](int64_t b, int64_t e) {
+  parallel_for(0, wsize, 65536, [&](int64_t b, int64_t e) {
     for (int t = 1; t < threads; ++t) {
       if (!partials[t]) continue;
       for (int64_t i = b; i < e; ++i) dw[i] += partials[t][i];
@@ -364,7 +381,7 @@ void backward_bias_impl(const TensorView& dy, const TensorView& db) {
   const int64_t N = dy.size(0), K = dy.size(1), H = dy.size(2), W = dy.size(3);
   const T* d = dy.ptr<const T>();
   T* out = db.ptr<T>();
-  parallel_for(0, K, 1, [&](int64_t b, int64_t e) {
+  parallel_for(0, K, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, N * H * W)), [&](int64_t b, int64_t e) {
     for (int64_t k = b; k < e; ++k) {
       double sum = 0;  // double accumulation: the batch x pixels sum is long
       for (int64_t n = 0; n < N; ++n)

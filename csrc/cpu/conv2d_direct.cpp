@@ -40,7 +40,8 @@ void conv2d_direct_forward(const T* x, const int64_t* shape, const int64_t* xs, 
   const int64_t k_blocks = (Kg + 3) / 4;
   const DirectRowsFn<T> rows = row_kernel<T>();
   const int64_t items = N * G * k_blocks;
-  parallel_for(0, items, 1, [&](int64_t b, int64_t e) {
+  const int64_t work_per_item = 4 * P * Q * Cg * R * S;  // multiply-adds
+  parallel_for(0, items, std::max<int64_t>(1, (int64_t(1) << 18) / work_per_item), [&](int64_t b, int64_t e) {
     T* padded = thread_workspace_as<T>(static_cast<size_t>(Cg * plane), kSlotPadded);
     int64_t cached = -1;  // (sample, group) whose padded copy is in the buffer
     for (int64_t item = b; item < e; ++item) {

@@ -111,7 +111,9 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, const MatrixRef<const T>& A, 
   const int MR = kernel.mr, NR = kernel.nr;
   const int64_t m_panels = ceil_div(M, MR);
   const int64_t m_padded = m_panels * MR;
-  const int threads = allow_threads ? num_threads() : 1;
+  // Below ~1M multiply-adds waking a second thread costs more than it saves (and far more on a
+  // loaded machine, where the other thread may not be scheduled soon).
+  const int threads = allow_threads && M * N * K >= (int64_t(1) << 20) ? num_threads() : 1;
 
   // A is packed whole once (shared, read-only afterwards): block kb at [k0 * m_padded], panel p
   // inside it at [p * MR * kc].

@@ -53,6 +53,9 @@ namespace {
 
 // Workspace slots (gemm_blocked owns 6 and 7).
 constexpr int kSlotColumns = 0, kSlotColumnsT = 1, kSlotWeight = 2, kSlotPartial = 3, kSlotOutput = 4;
+// Weights packed once per call for all sample chunks; gemm_blocked leaves its packed-A slot
+// alone when handed a pre-packed A.
+constexpr int kSlotPackedWeights = 6;
 constexpr int64_t kDenseOutputBelow = 256;  // pixels per sample
 
 struct Geometry {
@@ -230,6 +233,12 @@ void forward_gemm(const TensorView& input, const TensorView& weight, const Tenso
   }
   const bool direct_input = is_pointwise(g) && g.xs[3] == 1 && g.xs[2] == g.W;
   const ChunkPlan plan = plan_chunks(g, direct_input ? 0 : g.CRS);
+  const int64_t packed_size = packed_a_size<T>(g.Kg, g.CRS);
+  T* packed = thread_workspace_as<T>(static_cast<size_t>(packed_size * g.G), kSlotPackedWeights);
+  std::vector<PackedA<T>> weights(g.G);
+  for (int64_t grp = 0; grp < g.G; ++grp)
+    weights[grp] = pack_a<T>(g.Kg, g.CRS, dense_matrix<const T>(w + grp * g.Kg * g.CRS, g.CRS),
+                             packed + grp * packed_size, true);
   auto run_chunk = [&](int64_t chunk, bool threaded) {
     const int64_t n0 = chunk * plan.per_chunk, nb = std::min(plan.per_chunk, g.N - n0);
     for (int64_t grp = 0; grp < g.G; ++grp) {
@@ -241,22 +250,22 @@ void forward_gemm(const TensorView& input, const TensorView& weight, const Tenso
         im2col(x, g, n0, nb, grp * g.Cg, cols, threaded);
         B = dense_matrix<const T>(cols, nb * g.PQ);
       }
-      MatrixRef<const T> A = dense_matrix<const T>(w + grp * g.Kg * g.CRS, g.CRS);
+      const PackedA<T>& A = weights[grp];
       const T* group_bias = b ? b + grp * g.Kg : nullptr;
       if (nb > 1 && g.PQ < kDenseOutputBelow) {
         // Small feature maps: most register tiles would straddle two samples and take the slow
         // scatter path, so the GEMM writes a dense (K/groups, samples*pixels) block, copied out
         // one (channel, sample) row at a time.
         T* dense = thread_workspace_as<T>(static_cast<size_t>(g.Kg * nb * g.PQ), kSlotOutput);
-        gemm_blocked<T>(g.Kg, nb * g.PQ, g.CRS, A, B, dense_matrix<T>(dense, nb * g.PQ), false, group_bias, nullptr,
-                        relu, threaded);
+        gemm_blocked<T>(nb * g.PQ, A, B, dense_matrix<T>(dense, nb * g.PQ), false, group_bias, nullptr, relu,
+                        threaded);
         for (int64_t k = 0; k < g.Kg; ++k)
           for (int64_t n = 0; n < nb; ++n)
             std::memcpy(y + ((n0 + n) * g.K + grp * g.Kg + k) * g.PQ, dense + (k * nb + n) * g.PQ, sizeof(T) * g.PQ);
         continue;
       }
       MatrixRef<T> Cm = activation_matrix<T>(y, n0, grp * g.Kg, g.PQ, g.PQ, g.K * g.PQ);
-      gemm_blocked<T>(g.Kg, nb * g.PQ, g.CRS, A, B, Cm, false, group_bias, nullptr, relu, threaded);
+      gemm_blocked<T>(nb * g.PQ, A, B, Cm, false, group_bias, nullptr, relu, threaded);
     }
   };
   if (plan.parallel_chunks)
@@ -275,20 +284,25 @@ void backward_input_gemm(const TensorView& grad_output, const TensorView& weight
   const int64_t dy_sample = dy_ref.sample_stride, dy_channel = dy_ref.channel_stride;
   const bool pointwise = is_pointwise(g);
   const ChunkPlan plan = plan_chunks(g, pointwise ? 0 : g.CRS);
+  // A = W_g^T: (C/groups*R*S) x (K/groups), packed once for all chunks
+  const int64_t packed_size = packed_a_size<T>(g.CRS, g.Kg);
+  T* packed = thread_workspace_as<T>(static_cast<size_t>(packed_size * g.G), kSlotPackedWeights);
+  std::vector<PackedA<T>> weights_t(g.G);
+  for (int64_t grp = 0; grp < g.G; ++grp)
+    weights_t[grp] = pack_a<T>(g.CRS, g.Kg, dense_matrix<const T>(w + grp * g.Kg * g.CRS, 1, g.CRS),
+                               packed + grp * packed_size, true);
   auto run_chunk = [&](int64_t chunk, bool threaded) {
     const int64_t n0 = chunk * plan.per_chunk, nb = std::min(plan.per_chunk, g.N - n0);
     if (!pointwise) std::fill(dx + n0 * g.C * g.H * g.W, dx + (n0 + nb) * g.C * g.H * g.W, T(0));
     for (int64_t grp = 0; grp < g.G; ++grp) {
-      // A = W_g^T: (C/groups*R*S) x (K/groups)
-      MatrixRef<const T> A = dense_matrix<const T>(w + grp * g.Kg * g.CRS, 1, g.CRS);
+      const PackedA<T>& A = weights_t[grp];
       MatrixRef<const T> B = activation_matrix<const T>(dy, n0, grp * g.Kg, g.PQ, dy_channel, dy_sample);
       if (pointwise) {
         MatrixRef<T> Cm = activation_matrix<T>(dx, n0, grp * g.Cg, g.PQ, g.PQ, g.C * g.PQ);
-        gemm_blocked<T>(g.CRS, nb * g.PQ, g.Kg, A, B, Cm, false, nullptr, nullptr, false, threaded);
+        gemm_blocked<T>(nb * g.PQ, A, B, Cm, false, nullptr, nullptr, false, threaded);
       } else {
         T* cols = thread_workspace_as<T>(static_cast<size_t>(g.CRS * nb * g.PQ), kSlotColumns);
-        gemm_blocked<T>(g.CRS, nb * g.PQ, g.Kg, A, B, dense_matrix<T>(cols, nb * g.PQ), false, nullptr, nullptr,
-                        false, threaded);
+        gemm_blocked<T>(nb * g.PQ, A, B, dense_matrix<T>(cols, nb * g.PQ), false, nullptr, nullptr, false, threaded);
         col2im(cols, g, n0, nb, grp * g.Cg, dx, threaded);
       }
     }

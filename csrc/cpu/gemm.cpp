@@ -93,11 +93,34 @@ void pack_b_panel(const MatrixRef<const T>& B, int64_t j0, int nr, int64_t k0, i
 }  // namespace
 
 template <class T>
+int64_t packed_a_size(int64_t M, int64_t K) {
+  const int MR = gemm_kernel_for<T>(simd_level()).mr;
+  return ceil_div(M, MR) * MR * std::max<int64_t>(K, 1);
+}
+
+// Layout: k block kb at [k0 * m_padded], row panel p inside it at [p * MR * kc], dst[k*MR + i].
+template <class T>
+PackedA<T> pack_a(int64_t M, int64_t K, const MatrixRef<const T>& A, T* dst, bool allow_threads) {
+  const int MR = gemm_kernel_for<T>(simd_level()).mr;
+  const int64_t m_panels = ceil_div(M, MR), m_padded = m_panels * MR;
+  const int64_t k_blocks = ceil_div(K, kBlockK);
+  auto pack_range = [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t kb = t / m_panels, p = t % m_panels;
+      const int64_t k0 = kb * kBlockK, kc = std::min(kBlockK, K - k0);
+      pack_a_panel(A, M, p * MR, k0, kc, MR, dst + k0 * m_padded + p * MR * kc);
+    }
+  };
+  if (allow_threads && M * K >= (int64_t(1) << 16)) parallel_for(0, k_blocks * m_panels, 4, pack_range);
+  else pack_range(0, k_blocks * m_panels);
+  return {dst, M, K, MR};
+}
+
+template <class T>
 void gemm_blocked(int64_t M, int64_t N, int64_t K, const MatrixRef<const T>& A, const MatrixRef<const T>& B,
                   const MatrixRef<T>& C, bool accumulate, const T* row_bias, const T* col_bias, bool relu,
                   bool allow_threads) {
   if (M <= 0 || N <= 0) return;
-  MEDKERN_CHECK_RUNTIME(C.col_stride == 1, "gemm: C must have unit column stride");
   if (K <= 0) {  // the product is empty: C = (C or 0) + bias
     for (int64_t i = 0; i < M; ++i)
       for_column_offsets(C, 0, N, [&](int64_t j, int64_t off) {
@@ -107,27 +130,27 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, const MatrixRef<const T>& A, 
       });
     return;
   }
+  T* buffer = thread_workspace_as<T>(static_cast<size_t>(packed_a_size<T>(M, K)), kSlotPackedA);
+  const bool threaded = allow_threads && M * N * K >= (int64_t(1) << 20);
+  const PackedA<T> packed = pack_a(M, K, A, buffer, threaded);
+  gemm_blocked(N, packed, B, C, accumulate, row_bias, col_bias, relu, allow_threads);
+}
+
+template <class T>
+void gemm_blocked(int64_t N, const PackedA<T>& A, const MatrixRef<const T>& B, const MatrixRef<T>& C,
+                  bool accumulate, const T* row_bias, const T* col_bias, bool relu, bool allow_threads) {
+  const int64_t M = A.M, K = A.K;
+  if (M <= 0 || N <= 0 || K <= 0) return;
+  MEDKERN_CHECK_RUNTIME(C.col_stride == 1, "gemm: C must have unit column stride");
   const GemmKernel<T> kernel = gemm_kernel_for<T>(simd_level());
+  MEDKERN_CHECK_RUNTIME(kernel.mr == A.mr, "gemm: A was packed for another SIMD level");
   const int MR = kernel.mr, NR = kernel.nr;
   const int64_t m_panels = ceil_div(M, MR);
   const int64_t m_padded = m_panels * MR;
+  const T* packed_a = A.data;
   // Below ~1M multiply-adds waking a second thread costs more than it saves (and far more on a
   // loaded machine, where the other thread may not be scheduled soon).
   const int threads = allow_threads && M * N * K >= (int64_t(1) << 20) ? num_threads() : 1;
-
-  // A is packed whole once (shared, read-only afterwards): block kb at [k0 * m_padded], panel p
-  // inside it at [p * MR * kc].
-  T* packed_a = thread_workspace_as<T>(static_cast<size_t>(m_padded * K), kSlotPackedA);
-  const int64_t k_blocks = ceil_div(K, kBlockK);
-  auto pack_a_range = [&](int64_t b, int64_t e) {
-    for (int64_t t = b; t < e; ++t) {
-      const int64_t kb = t / m_panels, p = t % m_panels;
-      const int64_t k0 = kb * kBlockK, kc = std::min(kBlockK, K - k0);
-      pack_a_panel(A, M, p * MR, k0, kc, MR, packed_a + k0 * m_padded + p * MR * kc);
-    }
-  };
-  if (threads > 1) parallel_for(0, k_blocks * m_panels, 4, pack_a_range);
-  else pack_a_range(0, k_blocks * m_panels);
 
   // Work items: column blocks of nc x row blocks; split rows only when columns are too few.
   int64_t nc = std::max<int64_t>(NR, (kBlockNTarget / NR) * NR);
@@ -208,6 +231,14 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, const MatrixRef<const T>& A, 
   else run_items(0, items);
 }
 
+template int64_t packed_a_size<float>(int64_t, int64_t);
+template int64_t packed_a_size<double>(int64_t, int64_t);
+template PackedA<float> pack_a<float>(int64_t, int64_t, const MatrixRef<const float>&, float*, bool);
+template PackedA<double> pack_a<double>(int64_t, int64_t, const MatrixRef<const double>&, double*, bool);
+template void gemm_blocked<float>(int64_t, const PackedA<float>&, const MatrixRef<const float>&,
+                                  const MatrixRef<float>&, bool, const float*, const float*, bool, bool);
+template void gemm_blocked<double>(int64_t, const PackedA<double>&, const MatrixRef<const double>&,
+                                   const MatrixRef<double>&, bool, const double*, const double*, bool, bool);
 template void gemm_blocked<float>(int64_t, int64_t, int64_t, const MatrixRef<const float>&,
                                   const MatrixRef<const float>&, const MatrixRef<float>&, bool, const float*,
                                   const float*, bool, bool);

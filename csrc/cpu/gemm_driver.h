@@ -26,6 +26,28 @@ MatrixRef<T> dense_matrix(T* data, int64_t row_stride, int64_t col_stride = 1) {
   return m;
 }
 
+// A packed once into the register tile's row panels, reusable across many GEMMs with the same
+// left operand (a conv's weights across sample chunks). `mr` records the tile it was packed for.
+template <class T>
+struct PackedA {
+  const T* data = nullptr;
+  int64_t M = 0, K = 0;
+  int mr = 0;
+};
+
+// Elements needed to pack an M x K left operand for the current SIMD level.
+template <class T>
+int64_t packed_a_size(int64_t M, int64_t K);
+
+// Packs A into dst (packed_a_size elements); threaded when allow_threads.
+template <class T>
+PackedA<T> pack_a(int64_t M, int64_t K, const MatrixRef<const T>& A, T* dst, bool allow_threads);
+
+// As below, with A already packed.
+template <class T>
+void gemm_blocked(int64_t N, const PackedA<T>& A, const MatrixRef<const T>& B, const MatrixRef<T>& C,
+                  bool accumulate, const T* row_bias, const T* col_bias, bool relu, bool allow_threads);
+
 // C[M,N] (+)= A[M,K] * B[K,N] (+ row_bias[i]) (+ col_bias[j]), then max(.,0) when relu.
 // C must have col_stride 1. Uses thread_workspace slots 6 (packed A) and 7 (packed B) of each
 // thread; callers use slots 0..5. With allow_threads the work is split over OpenMP threads

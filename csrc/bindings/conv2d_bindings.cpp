@@ -1,6 +1,146 @@
-// bindings/conv2d_bindings.cpp — placeholder until the conv2d family lands.
+// bindings/conv2d_bindings.cpp — _C.conv2d_*: argument checks (dtype, rank, channel agreement,
+// devices, output shapes; messages name the argument), then CPU or CUDA dispatch with the GIL
+// released. Shape rules live once, in medkern::conv2d_output_shape.
 #include "bindings/bindings.h"
+#include "medkern/conv2d.h"
 
 namespace medkern::bindings {
-void register_conv2d(py::module_& m) {}
+namespace {
+
+Conv2dParams make_params(const std::vector<int64_t>& stride, const std::vector<int64_t>& padding,
+                         const std::vector<int64_t>& dilation, int64_t groups, bool fuse_relu) {
+  Conv2dParams p;
+  const auto s = pair_arg(stride, "stride", 1);
+  const auto pad = pair_arg(padding, "padding", 0);
+  const auto d = pair_arg(dilation, "dilation", 1);
+  MEDKERN_CHECK_VALUE(groups >= 1, "argument 'groups' must be >= 1, got ", groups);
+  p.stride_h = s[0]; p.stride_w = s[1];
+  p.pad_h = pad[0]; p.pad_w = pad[1];
+  p.dilation_h = d[0]; p.dilation_w = d[1];
+  p.groups = groups;
+  p.fuse_relu = fuse_relu;
+  return p;
+}
+
+std::vector<int64_t> shape_of(const TensorView& v) { return {v.shape.begin(), v.shape.begin() + v.ndim}; }
+
+// Checks input/weight dtypes, ranks, devices; returns the output shape (N, K, P, Q).
+std::vector<int64_t> check_conv(const TensorView& input, const char* input_name, const TensorView& weight,
+                                const char* weight_name, const Conv2dParams& p) {
+  check_floating(input, input_name);
+  check_same_dtype(input, input_name, weight, weight_name);
+  check_same_device(input, input_name, weight, weight_name);
+  check_ndim(input, input_name, 4, "(N, C, H, W)");
+  check_ndim(weight, weight_name, 4, "(K, C/groups, R, S)");
+  return conv2d_output_shape(shape_of(input), shape_of(weight), p);
+}
+
+void check_bias(const TensorView* bias, const TensorView& like, int64_t channels, const char* name) {
+  if (!bias) return;
+  check_same_dtype(like, "input", *bias, name);
+  check_same_device(like, "input", *bias, name);
+  check_shape(*bias, name, {channels});
+}
+
+using Pair = std::vector<int64_t>;
+
+}  // namespace
+
+void register_conv2d(py::module_& m) {
+  m.def("conv2d_output_shape",
+        [](const std::vector<int64_t>& input_shape, const std::vector<int64_t>& weight_shape, const Pair& stride,
+           const Pair& padding, const Pair& dilation, int64_t groups) {
+          return conv2d_output_shape(input_shape, weight_shape, make_params(stride, padding, dilation, groups, false));
+        },
+        py::arg("input_shape"), py::arg("weight_shape"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+        py::arg("groups"), "Validated output shape (N, K, P, Q) of a 2-D convolution.");
+
+  m.def("conv2d_forward",
+        [](const TensorView& input, const TensorView& weight, const OptionalView& bias, const TensorView& output,
+           const Pair& stride, const Pair& padding, const Pair& dilation, int64_t groups, bool fuse_relu,
+           bool allow_tf32, std::uintptr_t stream) {
+          const Conv2dParams p = make_params(stride, padding, dilation, groups, fuse_relu);
+          const auto out_shape = check_conv(input, "input", weight, "weight", p);
+          check_bias(get(bias), input, weight.size(0), "bias");
+          check_output(output, "output", input, out_shape);
+          if (input.is_cuda()) {
+#ifdef MEDKERN_WITH_CUDA
+            cuda::conv2d_forward(input, weight, get(bias), output, p, allow_tf32, to_stream(stream));
+#else
+            no_cuda_kernel("conv2d_forward");
+#endif
+          } else {
+            cpu::conv2d_forward(input, weight, get(bias), output, p);
+          }
+        },
+        py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("output"), py::arg("stride"), py::arg("padding"),
+        py::arg("dilation"), py::arg("groups"), py::arg("fuse_relu") = false, py::arg("allow_tf32") = false,
+        py::arg("stream") = 0, py::call_guard<py::gil_scoped_release>(),
+        "output = conv2d(input, weight) + bias, then max(., 0) when fuse_relu.");
+
+  m.def("conv2d_backward_input",
+        [](const TensorView& grad_output, const TensorView& weight, const TensorView& grad_input, const Pair& stride,
+           const Pair& padding, const Pair& dilation, int64_t groups, bool allow_tf32, std::uintptr_t stream) {
+          const Conv2dParams p = make_params(stride, padding, dilation, groups, false);
+          const auto out_shape = check_conv(grad_input, "grad_input", weight, "weight", p);
+          check_same_dtype(weight, "weight", grad_output, "grad_output");
+          check_same_device(weight, "weight", grad_output, "grad_output");
+          check_shape(grad_output, "grad_output", out_shape);
+          check_contiguous(grad_input, "grad_input");
+          if (grad_output.is_cuda()) {
+#ifdef MEDKERN_WITH_CUDA
+            cuda::conv2d_backward_input(grad_output, weight, grad_input, p, allow_tf32, to_stream(stream));
+#else
+            no_cuda_kernel("conv2d_backward_input");
+#endif
+          } else {
+            cpu::conv2d_backward_input(grad_output, weight, grad_input, p);
+          }
+        },
+        py::arg("grad_output"), py::arg("weight"), py::arg("grad_input"), py::arg("stride"), py::arg("padding"),
+        py::arg("dilation"), py::arg("groups"), py::arg("allow_tf32") = false, py::arg("stream") = 0,
+        py::call_guard<py::gil_scoped_release>(), "grad_input (shape of the forward input) from grad_output.");
+
+  m.def("conv2d_backward_weight",
+        [](const TensorView& grad_output, const TensorView& input, const TensorView& grad_weight, const Pair& stride,
+           const Pair& padding, const Pair& dilation, int64_t groups, bool allow_tf32, std::uintptr_t stream) {
+          const Conv2dParams p = make_params(stride, padding, dilation, groups, false);
+          const auto out_shape = check_conv(input, "input", grad_weight, "grad_weight", p);
+          check_same_dtype(input, "input", grad_output, "grad_output");
+          check_same_device(input, "input", grad_output, "grad_output");
+          check_shape(grad_output, "grad_output", out_shape);
+          check_contiguous(grad_weight, "grad_weight");
+          if (grad_output.is_cuda()) {
+#ifdef MEDKERN_WITH_CUDA
+            cuda::conv2d_backward_weight(grad_output, input, grad_weight, p, allow_tf32, to_stream(stream));
+#else
+            no_cuda_kernel("conv2d_backward_weight");
+#endif
+          } else {
+            cpu::conv2d_backward_weight(grad_output, input, grad_weight, p);
+          }
+        },
+        py::arg("grad_output"), py::arg("input"), py::arg("grad_weight"), py::arg("stride"), py::arg("padding"),
+        py::arg("dilation"), py::arg("groups"), py::arg("allow_tf32") = false, py::arg("stream") = 0,
+        py::call_guard<py::gil_scoped_release>(), "grad_weight (shape of the weight) from grad_output and input.");
+
+  m.def("conv2d_backward_bias",
+        [](const TensorView& grad_output, const TensorView& grad_bias, std::uintptr_t stream) {
+          check_floating(grad_output, "grad_output");
+          check_ndim(grad_output, "grad_output", 4, "(N, K, P, Q)");
+          check_output(grad_bias, "grad_bias", grad_output, {grad_output.size(1)});
+          if (grad_output.is_cuda()) {
+#ifdef MEDKERN_WITH_CUDA
+            cuda::conv2d_backward_bias(grad_output, grad_bias, to_stream(stream));
+#else
+            no_cuda_kernel("conv2d_backward_bias");
+#endif
+          } else {
+            cpu::conv2d_backward_bias(grad_output, grad_bias);
+          }
+        },
+        py::arg("grad_output"), py::arg("grad_bias"), py::arg("stream") = 0, py::call_guard<py::gil_scoped_release>(),
+        "grad_bias[k] = sum of grad_output over batch and pixels.");
+}
+
 }  // namespace medkern::bindings

@@ -32,4 +32,17 @@ MEDKERN_HD int64_t conv_output_coord(int64_t in, int64_t tap, int64_t stride, in
   return out < out_size ? out : -1;
 }
 
+// Output coordinates [*lo, *hi) whose tap `tap` reads inside [0, in): outside them the tap reads
+// padding. Lets loops split into zero-fill and straight copy without a test per element.
+MEDKERN_HD void conv_valid_output_range(int64_t in, int64_t out_size, int64_t tap, int64_t stride, int64_t pad,
+                                        int64_t dilation, int64_t* lo, int64_t* hi) {
+  const int64_t shift = tap * dilation - pad;  // input = out * stride + shift
+  int64_t a = shift >= 0 ? 0 : (-shift + stride - 1) / stride;
+  int64_t b = in - 1 - shift < 0 ? 0 : (in - 1 - shift) / stride + 1;
+  if (b > out_size) b = out_size;
+  if (a > b) a = b;
+  *lo = a;
+  *hi = b;
+}
+
 }  // namespace medkern

@@ -1,8 +1,198 @@
-"""Placeholder: conv2d family not landed yet (falls through to torch)."""
+"""2-D convolution as the torch custom ops ``torch.ops.medkern.conv2d`` (+ private backward ops).
+
+The public ``conv2d`` / ``conv2d_relu`` take ``torch.nn.functional.conv2d``'s arguments (int or
+pair, ``padding='same'|'valid'``); the op itself takes normalised pairs and a ``fuse_relu`` flag
+that makes the kernel's epilogue apply max(., 0). Outputs are allocated here, shapes and all
+argument checks come from ``_C`` so they exist once, in C++.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import torch
 import torch.nn.functional as F
+from torch import Tensor
 
-def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
+from .. import _backend
+from .._backend import _C
 
-def conv2d_relu(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    return F.relu(F.conv2d(input, weight, bias, stride, padding, dilation, groups))
+__all__ = ["conv2d", "conv2d_relu"]
+
+IntPair = Union[int, Sequence[int]]
+
+
+def _pair(value: IntPair, name: str) -> list[int]:
+    if isinstance(value, int):
+        return [value, value]
+    value = list(value)
+    if len(value) == 1:
+        return [int(value[0])] * 2
+    if len(value) != 2:
+        raise ValueError(f"argument '{name}' must be an int or a pair (h, w), got {value}")
+    return [int(v) for v in value]
+
+
+def _output_shape(input: Tensor, weight: Tensor, stride, padding, dilation, groups) -> list:
+    shapes = list(input.shape) + list(weight.shape)
+    if all(isinstance(s, int) for s in shapes):
+        return _C.conv2d_output_shape(list(input.shape), list(weight.shape), stride, padding, dilation, groups)
+    # symbolic shapes (torch.compile with dynamic dims) cannot cross into C++; this is the same
+    # rule as conv_output_size in csrc/common/conv2d_math.h
+    n, _, h, w = input.shape
+    k, _, r, s = weight.shape
+    p = (h + 2 * padding[0] - dilation[0] * (r - 1) - 1) // stride[0] + 1
+    q = (w + 2 * padding[1] - dilation[1] * (s - 1) - 1) // stride[1] + 1
+    return [n, k, p, q]
+
+
+def _cuda_fallback_needed(t: Tensor, op: str) -> bool:
+    if t.device.type != "cuda" or _backend.has_cuda_kernel(op):
+        return False
+    _backend.warn_fallback_once(op)
+    return True
+
+
+@torch.library.custom_op("medkern::conv2d", mutates_args=())
+def _conv2d_op(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride: list[int], padding: list[int],
+               dilation: list[int], groups: int, fuse_relu: bool) -> Tensor:
+    if _cuda_fallback_needed(input, "conv2d_forward"):
+        out = F.conv2d(input, weight, bias, stride, padding, dilation, groups)
+        return F.relu(out) if fuse_relu else out
+    shape = _output_shape(input, weight, stride, padding, dilation, groups)
+    out = torch.empty(shape, dtype=input.dtype, device=input.device)
+    _C.conv2d_forward(_backend.view(input, "input"), _backend.view(weight, "weight"),
+                      _backend.optional_view(bias, "bias"), _backend.view(out, "output"), stride, padding, dilation,
+                      groups, fuse_relu, torch.backends.cudnn.allow_tf32, _backend.stream_of(input))
+    return out
+
+
+@_conv2d_op.register_fake
+def _(input, weight, bias, stride, padding, dilation, groups, fuse_relu):
+    return input.new_empty(_output_shape(input, weight, stride, padding, dilation, groups))
+
+
+@torch.library.custom_op("medkern::conv2d_backward_input", mutates_args=())
+def _conv2d_backward_input(grad_output: Tensor, weight: Tensor, input_shape: list[int], stride: list[int],
+                           padding: list[int], dilation: list[int], groups: int) -> Tensor:
+    if _cuda_fallback_needed(grad_output, "conv2d_backward_input"):
+        return torch.nn.grad.conv2d_input(input_shape, weight, grad_output, stride, padding, dilation, groups)
+    grad_input = torch.empty(input_shape, dtype=grad_output.dtype, device=grad_output.device)
+    _C.conv2d_backward_input(_backend.view(grad_output, "grad_output"), _backend.view(weight, "weight"),
+                             _backend.view(grad_input, "grad_input"), stride, padding, dilation, groups,
+                             torch.backends.cudnn.allow_tf32, _backend.stream_of(grad_output))
+    return grad_input
+
+
+@_conv2d_backward_input.register_fake
+def _(grad_output, weight, input_shape, stride, padding, dilation, groups):
+    return grad_output.new_empty(input_shape)
+
+
+@torch.library.custom_op("medkern::conv2d_backward_weight", mutates_args=())
+def _conv2d_backward_weight(grad_output: Tensor, input: Tensor, weight_shape: list[int], stride: list[int],
+                            padding: list[int], dilation: list[int], groups: int) -> Tensor:
+    if _cuda_fallback_needed(grad_output, "conv2d_backward_weight"):
+        return torch.nn.grad.conv2d_weight(input, weight_shape, grad_output, stride, padding, dilation, groups)
+    grad_weight = torch.empty(weight_shape, dtype=grad_output.dtype, device=grad_output.device)
+    _C.conv2d_backward_weight(_backend.view(grad_output, "grad_output"), _backend.view(input, "input"),
+                              _backend.view(grad_weight, "grad_weight"), stride, padding, dilation, groups,
+                              torch.backends.cudnn.allow_tf32, _backend.stream_of(grad_output))
+    return grad_weight
+
+
+@_conv2d_backward_weight.register_fake
+def _(grad_output, input, weight_shape, stride, padding, dilation, groups):
+    return grad_output.new_empty(weight_shape)
+
+
+@torch.library.custom_op("medkern::conv2d_backward_bias", mutates_args=())
+def _conv2d_backward_bias(grad_output: Tensor) -> Tensor:
+    if _cuda_fallback_needed(grad_output, "conv2d_backward_bias"):
+        return grad_output.sum(dim=(0, 2, 3))
+    grad_bias = torch.empty(grad_output.shape[1], dtype=grad_output.dtype, device=grad_output.device)
+    _C.conv2d_backward_bias(_backend.view(grad_output, "grad_output"), _backend.view(grad_bias, "grad_bias"),
+                            _backend.stream_of(grad_output))
+    return grad_bias
+
+
+@_conv2d_backward_bias.register_fake
+def _(grad_output):
+    return grad_output.new_empty(grad_output.shape[1])
+
+
+def _setup_context(ctx, inputs, output):
+    input, weight, bias, stride, padding, dilation, groups, fuse_relu = inputs
+    ctx.save_for_backward(input, weight, output if fuse_relu else None)
+    ctx.params = (list(stride), list(padding), list(dilation), groups)
+    ctx.fuse_relu = fuse_relu
+    ctx.has_bias = bias is not None
+
+
+def _backward(ctx, grad):
+    input, weight, output = ctx.saved_tensors
+    stride, padding, dilation, groups = ctx.params
+    if ctx.fuse_relu:
+        grad = grad * (output > 0)
+    grad_input = grad_weight = grad_bias = None
+    if ctx.needs_input_grad[0]:
+        grad_input = _conv2d_backward_input(grad, weight, list(input.shape), stride, padding, dilation, groups)
+    if ctx.needs_input_grad[1]:
+        grad_weight = _conv2d_backward_weight(grad, input, list(weight.shape), stride, padding, dilation, groups)
+    if ctx.has_bias and ctx.needs_input_grad[2]:
+        grad_bias = _conv2d_backward_bias(grad)
+    return grad_input, grad_weight, grad_bias, None, None, None, None, None
+
+
+_conv2d_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _resolve_padding(input: Tensor, weight: Tensor, padding, stride: list[int], dilation: list[int]):
+    """Maps padding (int, pair, 'same', 'valid') to (input, symmetric pair), padding the input
+    itself only for 'same' with an odd total (torch puts the extra row/column at the end)."""
+    if not isinstance(padding, str):
+        return input, _pair(padding, "padding")
+    if padding == "valid":
+        return input, [0, 0]
+    if padding != "same":
+        raise ValueError(f"argument 'padding' must be an int, a pair, 'same' or 'valid', got '{padding}'")
+    if stride != [1, 1]:
+        raise ValueError("argument 'padding'='same' is not supported for strided convolutions (as in torch)")
+    if weight.dim() != 4:
+        raise ValueError(f"argument 'weight' must be 4-D (K, C/groups, R, S), got shape {tuple(weight.shape)}")
+    totals = [dilation[i] * (weight.shape[2 + i] - 1) for i in range(2)]
+    pad = [t // 2 for t in totals]
+    if any(t % 2 for t in totals):
+        input = F.pad(input, [0, totals[1] % 2, 0, totals[0] % 2])
+    return input, pad
+
+
+def _check_devices(input: Tensor, weight: Tensor, bias: Optional[Tensor]) -> None:
+    if not isinstance(input, Tensor):
+        raise TypeError(f"argument 'input' must be a torch.Tensor, got {type(input).__name__}")
+    if weight.device != input.device:
+        raise ValueError(f"argument 'weight' is on {weight.device} but 'input' is on {input.device}; "
+                         f"they must be on the same device")
+    if bias is not None and bias.device != input.device:
+        raise ValueError(f"argument 'bias' is on {bias.device} but 'input' is on {input.device}; "
+                         f"they must be on the same device")
+
+
+def _conv2d(input, weight, bias, stride, padding, dilation, groups, fuse_relu):
+    _check_devices(input, weight, bias)
+    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    input, padding = _resolve_padding(input, weight, padding, stride, dilation)
+    if input.dim() == 3:  # unbatched (C, H, W), as torch accepts
+        return _conv2d_op(input.unsqueeze(0), weight, bias, stride, padding, dilation, int(groups), fuse_relu)[0]
+    return _conv2d_op(input, weight, bias, stride, padding, dilation, int(groups), fuse_relu)
+
+
+def conv2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride: IntPair = 1,
+           padding: Union[IntPair, str] = 0, dilation: IntPair = 1, groups: int = 1) -> Tensor:
+    """``torch.nn.functional.conv2d`` on medkern's kernels (NCHW, float32/float64)."""
+    return _conv2d(input, weight, bias, stride, padding, dilation, groups, False)
+
+
+def conv2d_relu(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride: IntPair = 1,
+                padding: Union[IntPair, str] = 0, dilation: IntPair = 1, groups: int = 1) -> Tensor:
+    """``relu(conv2d(...))`` in one pass: the ReLU is applied in the GEMM's epilogue."""
+    return _conv2d(input, weight, bias, stride, padding, dilation, groups, True)

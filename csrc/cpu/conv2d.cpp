@@ -1,0 +1,462 @@
+// cpu/conv2d.cpp — 2-D convolution on the CPU: shape checks, and forward / backward passes as
+// GEMMs over im2col columns of several samples at once (so small feature maps still fill the
+// register tile), 1x1 stride-1 convs without im2col, and a direct kernel for few input channels.
+#include <algorithm>
+#include <cstring>
+
+#include "common/conv2d_math.h"
+#include "cpu/conv2d_direct.h"
+#include "cpu/gemm_driver.h"
+#include "medkern/checks.h"
+#include "medkern/conv2d.h"
+#include "medkern/parallel.h"
+#include "medkern/workspace.h"
+
+namespace medkern {
+
+std::vector<int64_t> conv2d_output_shape(const std::vector<int64_t>& in, const std::vector<int64_t>& w,
+                                         const Conv2dParams& p) {
+  MEDKERN_CHECK_VALUE(in.size() == 4, "argument 'input' must be 4-D (N, C, H, W), got ", in.size(), " dimensions");
+  MEDKERN_CHECK_VALUE(w.size() == 4, "argument 'weight' must be 4-D (K, C/groups, R, S), got ", w.size(),
+                      " dimensions");
+  MEDKERN_CHECK_VALUE(p.stride_h >= 1 && p.stride_w >= 1, "argument 'stride' must be >= 1, got (", p.stride_h, ", ",
+                      p.stride_w, ")");
+  MEDKERN_CHECK_VALUE(p.pad_h >= 0 && p.pad_w >= 0, "argument 'padding' must be >= 0, got (", p.pad_h, ", ",
+                      p.pad_w, ")");
+  MEDKERN_CHECK_VALUE(p.dilation_h >= 1 && p.dilation_w >= 1, "argument 'dilation' must be >= 1, got (",
+                      p.dilation_h, ", ", p.dilation_w, ")");
+  MEDKERN_CHECK_VALUE(p.groups >= 1, "argument 'groups' must be >= 1, got ", p.groups);
+  MEDKERN_CHECK_VALUE(in[0] >= 1, "argument 'input' has an empty batch (shape (", in[0], ", ", in[1], ", ", in[2],
+                      ", ", in[3], ")); expected at least one sample");
+  MEDKERN_CHECK_VALUE(in[1] >= 1 && in[2] >= 1 && in[3] >= 1, "argument 'input' has an empty dimension: shape (",
+                      in[0], ", ", in[1], ", ", in[2], ", ", in[3], ")");
+  MEDKERN_CHECK_VALUE(w[0] >= 1 && w[1] >= 1 && w[2] >= 1 && w[3] >= 1,
+                      "argument 'weight' has an empty dimension: shape (", w[0], ", ", w[1], ", ", w[2], ", ", w[3],
+                      ")");
+  MEDKERN_CHECK_VALUE(in[1] % p.groups == 0, "argument 'groups' (", p.groups, ") must divide the input channels (",
+                      in[1], ")");
+  MEDKERN_CHECK_VALUE(w[0] % p.groups == 0, "argument 'groups' (", p.groups, ") must divide the output channels (",
+                      w[0], ") of 'weight'");
+  MEDKERN_CHECK_VALUE(w[1] * p.groups == in[1], "argument 'weight' has ", w[1], " input channels per group, but "
+                      "'input' has ", in[1], " channels and groups=", p.groups, "; expected weight.shape[1] == ",
+                      in[1] / p.groups);
+  const int64_t span_h = p.dilation_h * (w[2] - 1) + 1, span_w = p.dilation_w * (w[3] - 1) + 1;
+  MEDKERN_CHECK_VALUE(span_h <= in[2] + 2 * p.pad_h && span_w <= in[3] + 2 * p.pad_w,
+                      "argument 'weight': kernel extent (", span_h, ", ", span_w, ") (with dilation) is larger than "
+                      "the padded 'input' (", in[2] + 2 * p.pad_h, ", ", in[3] + 2 * p.pad_w, ")");
+  return {in[0], w[0], conv_output_size(in[2], w[2], p.stride_h, p.pad_h, p.dilation_h),
+          conv_output_size(in[3], w[3], p.stride_w, p.pad_w, p.dilation_w)};
+}
+
+namespace cpu {
+namespace {
+
+// Workspace slots (gemm_blocked owns 6 and 7).
+constexpr int kSlotColumns = 0, kSlotColumnsT = 1, kSlotWeight = 2, kSlotPartial = 3, kSlotOutput = 4;
+// Weights packed once per call for all sample chunks; gemm_blocked leaves its packed-A slot
+// alone when handed a pre-packed A.
+constexpr int kSlotPackedWeights = 6;
+constexpr int64_t kDenseOutputBelow = 256;  // pixels per sample
+
+struct Geometry {
+  int64_t N, C, H, W, K, Cg, Kg, G, R, S, P, Q, PQ, CRS;
+  Conv2dParams p;
+  int64_t xs[4];  // input (or grad_input) strides
+};
+
+Geometry make_geometry(const TensorView& x, const TensorView& w, const Conv2dParams& p) {
+  Geometry g;
+  g.N = x.size(0); g.C = x.size(1); g.H = x.size(2); g.W = x.size(3);
+  g.K = w.size(0); g.Cg = w.size(1); g.R = w.size(2); g.S = w.size(3);
+  g.G = p.groups; g.Kg = g.K / g.G;
+  g.P = conv_output_size(g.H, g.R, p.stride_h, p.pad_h, p.dilation_h);
+  g.Q = conv_output_size(g.W, g.S, p.stride_w, p.pad_w, p.dilation_w);
+  g.PQ = g.P * g.Q; g.CRS = g.Cg * g.R * g.S;
+  g.p = p;
+  for (int i = 0; i < 4; ++i) g.xs[i] = x.stride(i);
+  return g;
+}
+
+// The weight as a dense (K, C/groups*R*S) matrix: a view when it already is, else a copy.
+template <class T>
+const T* dense_weight(const TensorView& w, int slot) {
+  if (w.is_contiguous()) return w.ptr<const T>();
+  T* d = thread_workspace_as<T>(static_cast<size_t>(w.numel()), slot);
+  const T* s = w.ptr<const T>();
+  int64_t i = 0;
+  for (int64_t a = 0; a < w.size(0); ++a)
+    for (int64_t b = 0; b < w.size(1); ++b)
+      for (int64_t c = 0; c < w.size(2); ++c)
+        for (int64_t e = 0; e < w.size(3); ++e)
+          d[i++] = s[a * w.stride(0) + b * w.stride(1) + c * w.stride(2) + e * w.stride(3)];
+  return d;
+}
+
+// How samples are grouped: `per_chunk` samples share one im2col matrix (wide enough for the
+// register tile); chunks run in parallel when there are enough of them, else the GEMM inside
+// each chunk is threaded (small batches).
+struct ChunkPlan { int64_t per_chunk, chunks; bool parallel_chunks; };
+
+ChunkPlan plan_chunks(const Geometry& g, int64_t column_rows) {
+  const int threads = num_threads();
+  const int64_t target_cols = 512, max_buffer = int64_t(1) << 20;
+  int64_t nb = std::max<int64_t>(1, (target_cols + g.PQ - 1) / g.PQ);
+  nb = std::min(nb, std::max<int64_t>(1, max_buffer / std::max<int64_t>(1, column_rows * g.PQ)));
+  nb = std::min(nb, g.N);
+  int64_t chunks = (g.N + nb - 1) / nb;
+  const bool enough_work = g.N * g.K * g.PQ * g.CRS >= (int64_t(1) << 21);
+  if (threads > 1 && chunks >= 2 * threads && enough_work) {
+    chunks = (chunks + threads - 1) / threads * threads;  // whole rounds, so no thread idles at the end
+    nb = (g.N + chunks - 1) / chunks;
+    chunks = (g.N + nb - 1) / nb;
+    return {nb, chunks, true};
+  }
+  return {nb, chunks, false};
+}
+
+// Whether a copy/scatter pass over `elements` is worth splitting over threads.
+bool worth_threads(int64_t elements) { return elements >= (int64_t(1) << 16); }
+
+// im2col for samples [n0, n0+nb) and input channels [c0, c0+Cg): column matrix rows (c, r, s),
+// columns (sample, p, q), row length `cols`. Reads the input through its strides.
+template <class T>
+void im2col(const T* x, const Geometry& g, int64_t n0, int64_t nb, int64_t c0, T* buf, bool threaded) {
+  const int64_t cols = nb * g.PQ;
+  auto rows = [&](int64_t b, int64_t e) {
+    for (int64_t row = b; row < e; ++row) {
+      const int64_t c = row / (g.R * g.S), r = (row / g.S) % g.R, s = row % g.S;
+      int64_t q_lo, q_hi;
+      conv_valid_output_range(g.W, g.Q, s, g.p.stride_w, g.p.pad_w, g.p.dilation_w, &q_lo, &q_hi);
+      const int64_t iw0 = q_lo * g.p.stride_w - g.p.pad_w + s * g.p.dilation_w;
+      T* drow = buf + row * cols;
+      for (int64_t n = 0; n < nb; ++n) {
+        for (int64_t pp = 0; pp < g.P; ++pp) {
+          T* d = drow + n * g.PQ + pp * g.Q;
+          const int64_t ih = conv_input_coord(pp, r, g.p.stride_h, g.p.pad_h, g.p.dilation_h);
+          if (ih < 0 || ih >= g.H) { std::fill(d, d + g.Q, T(0)); continue; }
+          const T* src = x + (n0 + n) * g.xs[0] + (c0 + c) * g.xs[1] + ih * g.xs[2] + iw0 * g.xs[3];
+          std::fill(d, d + q_lo, T(0));
+          const int64_t step = g.p.stride_w * g.xs[3];
+          if (step == 1) std::memcpy(d + q_lo, src, sizeof(T) * (q_hi - q_lo));
+          else for (int64_t q = q_lo; q < q_hi; ++q) d[q] = src[(q - q_lo) * step];
+          std::fill(d + q_hi, d + g.Q, T(0));
+        }
+      }
+    }
+  };
+  if (threaded && worth_threads(g.CRS * cols)) parallel_for(0, g.CRS, 4, rows);
+  else rows(0, g.CRS);
+}
+
+// The adjoint of im2col: adds the column matrix back into a dense grad_input (already zeroed).
+template <class T>
+void col2im(const T* buf, const Geometry& g, int64_t n0, int64_t nb, int64_t c0, T* dx, bool threaded) {
+  const int64_t cols = nb * g.PQ;
+  const int64_t HW = g.H * g.W;
+  auto channels = [&](int64_t b, int64_t e) {
+    for (int64_t c = b; c < e; ++c)
+      for (int64_t r = 0; r < g.R; ++r)
+        for (int64_t s = 0; s < g.S; ++s) {
+          const T* drow = buf + ((c * g.R + r) * g.S + s) * cols;
+          int64_t q_lo, q_hi;
+          conv_valid_output_range(g.W, g.Q, s, g.p.stride_w, g.p.pad_w, g.p.dilation_w, &q_lo, &q_hi);
+          const int64_t iw0 = q_lo * g.p.stride_w - g.p.pad_w + s * g.p.dilation_w;
+          for (int64_t n = 0; n < nb; ++n)
+            for (int64_t pp = 0; pp < g.P; ++pp) {
+              const int64_t ih = conv_input_coord(pp, r, g.p.stride_h, g.p.pad_h, g.p.dilation_h);
+              if (ih < 0 || ih >= g.H) continue;
+              const T* d = drow + n * g.PQ + pp * g.Q;
+              T* dst = dx + ((n0 + n) * g.C + c0 + c) * HW + ih * g.W + iw0;
+              const int64_t step = g.p.stride_w;
+              for (int64_t q = q_lo; q < q_hi; ++q) dst[(q - q_lo) * step] += d[q];
+            }
+        }
+  };
+  if (threaded && worth_threads(g.CRS * cols)) parallel_for(0, g.Cg, 1, channels);
+  else channels(0, g.Cg);
+}
+
+// grad_output as a (pointer, sample stride, channel stride) with dense pixels, which is what the
+// GEMM's segmented matrices read; other layouts are copied once into workspace slot 5.
+template <class T>
+struct ActivationRef { const T* data; int64_t sample_stride, channel_stride; };
+
+template <class T>
+ActivationRef<T> dense_pixels(const TensorView& v) {
+  const int64_t N = v.size(0), C = v.size(1), H = v.size(2), W = v.size(3);
+  if ((v.stride(3) == 1 || W == 1) && (v.stride(2) == W || H == 1)) return {v.ptr<const T>(), v.stride(0), v.stride(1)};
+  T* d = thread_workspace_as<T>(static_cast<size_t>(v.numel()), 5);
+  const T* s = v.ptr<const T>();
+  parallel_for(0, N * C, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, H * W)), [&](int64_t b, int64_t e) {
+    for (int64_t nc = b; nc < e; ++nc) {
+      const T* src = s + (nc / C) * v.stride(0) + (nc % C) * v.stride(1);
+      T* dst = d + nc * H * W;
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t w = 0; w < W; ++w) dst[h * W + w] = src[h * v.stride(2) + w * v.stride(3)];
+    }
+  });
+  return {d, C * H * W, H * W};
+}
+
+bool is_pointwise(const Geometry& g) {
+  return g.R == 1 && g.S == 1 && g.p.stride_h == 1 && g.p.stride_w == 1 && g.p.pad_h == 0 && g.p.pad_w == 0;
+}
+
+// An NCHW activation tensor as a (channels, samples*pixels) matrix starting at sample n0,
+// channel c0: rows are channels, columns run over pixels, then samples.
+template <class T>
+MatrixRef<T> activation_matrix(T* base, int64_t n0, int64_t c0, int64_t pixels, int64_t channel_stride,
+                               int64_t sample_stride) {
+  MatrixRef<T> m;
+  m.data = base + n0 * sample_stride + c0 * channel_stride;
+  m.row_stride = channel_stride;
+  m.col_stride = 1;
+  m.seg_len = pixels;
+  m.seg_stride = sample_stride;
+  return m;
+}
+
+template <class T>
+void forward_gemm(const TensorView& input, const TensorView& weight, const TensorView* bias,
+                  const TensorView& output, const Geometry& g) {
+  const T* x = input.ptr<const T>();
+  const T* w = dense_weight<T>(weight, kSlotWeight);
+  const T* b = bias ? bias->ptr<const T>() : nullptr;
+  T* y = output.ptr<T>();
+  const bool relu = g.p.fuse_relu;
+  // bias may be strided: the epilogue wants it dense
+  std::vector<T> bias_dense;
+  if (b && bias->stride(0) != 1) {
+    bias_dense.resize(g.K);
+    for (int64_t k = 0; k < g.K; ++k) bias_dense[k] = b[k * bias->stride(0)];
+    b = bias_dense.data();
+  }
+  const bool direct_input = is_pointwise(g) && g.xs[3] == 1 && g.xs[2] == g.W;
+  const ChunkPlan plan = plan_chunks(g, direct_input ? 0 : g.CRS);
+  const int64_t packed_size = packed_a_size<T>(g.Kg, g.CRS);
+  T* packed = thread_workspace_as<T>(static_cast<size_t>(packed_size * g.G), kSlotPackedWeights);
+  std::vector<PackedA<T>> weights(g.G);
+  for (int64_t grp = 0; grp < g.G; ++grp)
+    weights[grp] = pack_a<T>(g.Kg, g.CRS, dense_matrix<const T>(w + grp * g.Kg * g.CRS, g.CRS),
+                             packed + grp * packed_size, true);
+  auto run_chunk = [&](int64_t chunk, bool threaded) {
+    const int64_t n0 = chunk * plan.per_chunk, nb = std::min(plan.per_chunk, g.N - n0);
+    for (int64_t grp = 0; grp < g.G; ++grp) {
+      MatrixRef<const T> B;
+      if (direct_input) {
+        B = activation_matrix<const T>(x, n0, grp * g.Cg, g.PQ, g.xs[1], g.xs[0]);
+      } else {
+        T* cols = thread_workspace_as<T>(static_cast<size_t>(g.CRS * nb * g.PQ), kSlotColumns);
+        im2col(x, g, n0, nb, grp * g.Cg, cols, threaded);
+        B = dense_matrix<const T>(cols, nb * g.PQ);
+      }
+      const PackedA<T>& A = weights[grp];
+      const T* group_bias = b ? b + grp * g.Kg : nullptr;
+      if (nb > 1 && g.PQ < kDenseOutputBelow) {
+        // Small feature maps: most register tiles would straddle two samples and take the slow
+        // scatter path, so the GEMM writes a dense (K/groups, samples*pixels) block, copied out
+        // one (channel, sample) row at a time.
+        T* dense = thread_workspace_as<T>(static_cast<size_t>(g.Kg * nb * g.PQ), kSlotOutput);
+        gemm_blocked<T>(nb * g.PQ, A, B, dense_matrix<T>(dense, nb * g.PQ), false, group_bias, nullptr, relu,
+                        threaded);
+        for (int64_t k = 0; k < g.Kg; ++k)
+          for (int64_t n = 0; n < nb; ++n)
+            std::memcpy(y + ((n0 + n) * g.K + grp * g.Kg + k) * g.PQ, dense + (k * nb + n) * g.PQ, sizeof(T) * g.PQ);
+        continue;
+      }
+      MatrixRef<T> Cm = activation_matrix<T>(y, n0, grp * g.Kg, g.PQ, g.PQ, g.K * g.PQ);
+      gemm_blocked<T>(nb * g.PQ, A, B, Cm, false, group_bias, nullptr, relu, threaded);
+    }
+  };
+  if (plan.parallel_chunks)
+    parallel_for(0, plan.chunks, 1, [&](int64_t s, int64_t e) { for (int64_t c = s; c < e; ++c) run_chunk(c, false); });
+  else
+    for (int64_t c = 0; c < plan.chunks; ++c) run_chunk(c, true);
+}
+
+template <class T>
+void backward_input_gemm(const TensorView& grad_output, const TensorView& weight, const TensorView& grad_input,
+                         const Geometry& g) {
+  const T* w = dense_weight<T>(weight, kSlotWeight);
+  T* dx = grad_input.ptr<T>();
+  const ActivationRef<T> dy_ref = dense_pixels<T>(grad_output);
+  const T* dy = dy_ref.data;
+  const int64_t dy_sample = dy_ref.sample_stride, dy_channel = dy_ref.channel_stride;
+  const bool pointwise = is_pointwise(g);
+  const ChunkPlan plan = plan_chunks(g, pointwise ? 0 : g.CRS);
+  // A = W_g^T: (C/groups*R*S) x (K/groups), packed once for all chunks
+  const int64_t packed_size = packed_a_size<T>(g.CRS, g.Kg);
+  T* packed = thread_workspace_as<T>(static_cast<size_t>(packed_size * g.G), kSlotPackedWeights);
+  std::vector<PackedA<T>> weights_t(g.G);
+  for (int64_t grp = 0; grp < g.G; ++grp)
+    weights_t[grp] = pack_a<T>(g.CRS, g.Kg, dense_matrix<const T>(w + grp * g.Kg * g.CRS, 1, g.CRS),
+                               packed + grp * packed_size, true);
+  auto run_chunk = [&](int64_t chunk, bool threaded) {
+    const int64_t n0 = chunk * plan.per_chunk, nb = std::min(plan.per_chunk, g.N - n0);
+    if (!pointwise) std::fill(dx + n0 * g.C * g.H * g.W, dx + (n0 + nb) * g.C * g.H * g.W, T(0));
+    for (int64_t grp = 0; grp < g.G; ++grp) {
+      const PackedA<T>& A = weights_t[grp];
+      MatrixRef<const T> B = activation_matrix<const T>(dy, n0, grp * g.Kg, g.PQ, dy_channel, dy_sample);
+      if (pointwise) {
+        MatrixRef<T> Cm = activation_matrix<T>(dx, n0, grp * g.Cg, g.PQ, g.PQ, g.C * g.PQ);
+        gemm_blocked<T>(nb * g.PQ, A, B, Cm, false, nullptr, nullptr, false, threaded);
+      } else {
+        T* cols = thread_workspace_as<T>(static_cast<size_t>(g.CRS * nb * g.PQ), kSlotColumns);
+        gemm_blocked<T>(nb * g.PQ, A, B, dense_matrix<T>(cols, nb * g.PQ), false, nullptr, nullptr, false, threaded);
+        col2im(cols, g, n0, nb, grp * g.Cg, dx, threaded);
+      }
+    }
+  };
+  if (plan.parallel_chunks)
+    parallel_for(0, plan.chunks, 1, [&](int64_t s, int64_t e) { for (int64_t c = s; c < e; ++c) run_chunk(c, false); });
+  else
+    for (int64_t c = 0; c < plan.chunks; ++c) run_chunk(c, true);
+}
+
+// Blocked transpose of a rows x cols matrix into cols x rows, so the backward-weight GEMM reads
+// its B operand (columns^T) contiguously.
+template <class T>
+void transpose(const T* src, int64_t rows, int64_t cols, T* dst) {
+  constexpr int64_t kB = 32;
+  for (int64_t i0 = 0; i0 < rows; i0 += kB)
+    for (int64_t j0 = 0; j0 < cols; j0 += kB) {
+      const int64_t i1 = std::min(rows, i0 + kB), j1 = std::min(cols, j0 + kB);
+      for (int64_t j = j0; j < j1; ++j)
+        for (int64_t i = i0; i < i1; ++i) dst[j * rows + i] = src[i * cols + j];
+    }
+}
+
+template <class T>
+void backward_weight_gemm(const TensorView& grad_output, const TensorView& input, const TensorView& grad_weight,
+                          const Geometry& g) {
+  const T* x = input.ptr<const T>();
+  const ActivationRef<T> dy_ref = dense_pixels<T>(grad_output);
+  const T* dy = dy_ref.data;
+  const int64_t dy_sample = dy_ref.sample_stride, dy_channel = dy_ref.channel_stride;
+  T* dw = grad_weight.ptr<T>();
+  const int64_t wsize = g.K * g.CRS;
+  const ChunkPlan plan = plan_chunks(g, 2 * g.CRS);
+  // one chunk's GEMMs, accumulating into `out` (K x CRS) unless `first`
+  auto run_chunk = [&](int64_t chunk, bool first, T* out, bool threaded) {
+    const int64_t n0 = chunk * plan.per_chunk, nb = std::min(plan.per_chunk, g.N - n0);
+    const int64_t cols = nb * g.PQ;
+    for (int64_t grp = 0; grp < g.G; ++grp) {
+      T* colbuf = thread_workspace_as<T>(static_cast<size_t>(g.CRS * cols), kSlotColumns);
+      T* colT = thread_workspace_as<T>(static_cast<size_t>(g.CRS * cols), kSlotColumnsT);
+      im2col(x, g, n0, nb, grp * g.Cg, colbuf, threaded);
+      if (threaded && worth_threads(g.CRS * cols)) {
+        // transpose by row blocks in parallel
+        parallel_for(0, (g.CRS + 31) / 32, 1, [&](int64_t b, int64_t e) {
+          for (int64_t blk = b; blk < e; ++blk) {
+            const int64_t r0 = blk * 32, r1 = std::min(g.CRS, r0 + 32);
+            for (int64_t j0 = 0; j0 < cols; j0 += 32) {
+              const int64_t j1 = std::min(cols, j0 + 32);
+              for (int64_t j = j0; j < j1; ++j)
+                for (int64_t i = r0; i < r1; ++i) colT[j * g.CRS + i] = colbuf[i * cols + j];
+            }
+          }
+        });
+      } else {
+        transpose(colbuf, g.CRS, cols, colT);
+      }
+      MatrixRef<const T> A = activation_matrix<const T>(dy, n0, grp * g.Kg, g.PQ, dy_channel, dy_sample);
+      MatrixRef<const T> B = dense_matrix<const T>(colT, g.CRS);
+      gemm_blocked<T>(g.Kg, g.CRS, cols, A, B, dense_matrix<T>(out + grp * g.Kg * g.CRS, g.CRS), !first, nullptr,
+                      nullptr, false, threaded);
+    }
+  };
+  if (!plan.parallel_chunks) {
+    for (int64_t c = 0; c < plan.chunks; ++c) run_chunk(c, c == 0, dw, true);
+    return;
+  }
+  // Each thread sums its chunks into a private copy; the copies are added at the end.
+  const int threads = num_threads();
+  std::vector<T*> partials(threads, nullptr);
+  parallel_for(0, threads, 1, [&](int64_t tb, int64_t te) {
+    for (int64_t t = tb; t < te; ++t) {
+      T* out = t == 0 ? dw : thread_workspace_as<T>(static_cast<size_t>(wsize), kSlotPartial);
+      partials[t] = out;
+      const int64_t per = (plan.chunks + threads - 1) / threads;
+      const int64_t c0 = t * per, c1 = std::min(plan.chunks, c0 + per);
+      if (c0 >= c1) std::fill(out, out + wsize, T(0));
+      for (int64_t c = c0; c < c1; ++c) run_chunk(c, c == c0, out, false);
+    }
+  });
+  parallel_for(0, wsize, 65536, [&](int64_t b, int64_t e) {
+    for (int t = 1; t < threads; ++t) {
+      if (!partials[t]) continue;
+      for (int64_t i = b; i < e; ++i) dw[i] += partials[t][i];
+    }
+  });
+}
+
+template <class T>
+void backward_bias_impl(const TensorView& dy, const TensorView& db) {
+  const int64_t N = dy.size(0), K = dy.size(1), H = dy.size(2), W = dy.size(3);
+  const T* d = dy.ptr<const T>();
+  T* out = db.ptr<T>();
+  parallel_for(0, K, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, N * H * W)), [&](int64_t b, int64_t e) {
+    for (int64_t k = b; k < e; ++k) {
+      double sum = 0;  // double accumulation: the batch x pixels sum is long
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t h = 0; h < H; ++h) {
+          const T* row = d + n * dy.stride(0) + k * dy.stride(1) + h * dy.stride(2);
+          T s = 0;
+          for (int64_t w = 0; w < W; ++w) s += row[w * dy.stride(3)];
+          sum += s;
+        }
+      out[k * db.stride(0)] = static_cast<T>(sum);
+    }
+  });
+}
+
+template <class T>
+void forward_impl(const TensorView& input, const TensorView& weight, const TensorView* bias,
+                  const TensorView& output, const Conv2dParams& p) {
+  const Geometry g = make_geometry(input, weight, p);
+  if (conv2d_direct_applies(g.Cg, g.Kg, g.Q)) {
+    const T* w = dense_weight<T>(weight, kSlotWeight);
+    std::vector<T> bias_dense;
+    const T* b = nullptr;
+    if (bias) {
+      bias_dense.resize(g.K);
+      for (int64_t k = 0; k < g.K; ++k) bias_dense[k] = bias->ptr<const T>()[k * bias->stride(0)];
+      b = bias_dense.data();
+    }
+    const int64_t xs[4] = {g.xs[0], g.xs[1], g.xs[2], g.xs[3]};
+    const int64_t shape[4] = {g.N, g.C, g.H, g.W};
+    conv2d_direct_forward<T>(input.ptr<const T>(), shape, xs, w, g.K, g.R, g.S, b, output.ptr<T>(), g.P, g.Q, p);
+    return;
+  }
+  forward_gemm<T>(input, weight, bias, output, g);
+}
+
+}  // namespace
+
+void conv2d_forward(const TensorView& input, const TensorView& weight, const TensorView* bias,
+                    const TensorView& output, const Conv2dParams& p) {
+  if (input.dtype == DType::Float64) forward_impl<double>(input, weight, bias, output, p);
+  else forward_impl<float>(input, weight, bias, output, p);
+}
+
+void conv2d_backward_input(const TensorView& grad_output, const TensorView& weight, const TensorView& grad_input,
+                           const Conv2dParams& p) {
+  const Geometry g = make_geometry(grad_input, weight, p);
+  if (grad_input.dtype == DType::Float64) backward_input_gemm<double>(grad_output, weight, grad_input, g);
+  else backward_input_gemm<float>(grad_output, weight, grad_input, g);
+}
+
+void conv2d_backward_weight(const TensorView& grad_output, const TensorView& input, const TensorView& grad_weight,
+                            const Conv2dParams& p) {
+  const Geometry g = make_geometry(input, grad_weight, p);
+  if (input.dtype == DType::Float64) backward_weight_gemm<double>(grad_output, input, grad_weight, g);
+  else backward_weight_gemm<float>(grad_output, input, grad_weight, g);
+}
+
+void conv2d_backward_bias(const TensorView& grad_output, const TensorView& grad_bias) {
+  if (grad_output.dtype == DType::Float64) backward_bias_impl<double>(grad_output, grad_bias);
+  else backward_bias_impl<float>(grad_output, grad_bias);
+}
+
+}  // namespace cpu
+}  // namespace medkern

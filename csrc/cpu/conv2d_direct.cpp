@@ -1,0 +1,79 @@
+// cpu/conv2d_direct.cpp — driver of the direct convolution: per (sample, group) it copies the
+// few input channels into a zero-padded buffer (cheap: the input is small next to the output
+// for these layers), then runs the per-ISA row kernel over blocks of four output channels.
+#include <algorithm>
+
+#include "cpu/conv2d_direct.h"
+#include "medkern/parallel.h"
+#include "medkern/simd.h"
+#include "medkern/workspace.h"
+
+namespace medkern::cpu {
+namespace {
+
+constexpr int kSlotPadded = 4;
+
+template <class T> DirectRowsFn<T> row_kernel();
+template <> DirectRowsFn<float> row_kernel<float>() {
+  switch (simd_level()) {
+    case SimdLevel::AVX512: return conv2d_direct_rows_f32_avx512();
+    case SimdLevel::AVX2: return conv2d_direct_rows_f32_avx2();
+    default: return conv2d_direct_rows_f32_scalar();
+  }
+}
+template <> DirectRowsFn<double> row_kernel<double>() {
+  switch (simd_level()) {
+    case SimdLevel::AVX512: return conv2d_direct_rows_f64_avx512();
+    case SimdLevel::AVX2: return conv2d_direct_rows_f64_avx2();
+    default: return conv2d_direct_rows_f64_scalar();
+  }
+}
+
+}  // namespace
+
+template <class T>
+void conv2d_direct_forward(const T* x, const int64_t* shape, const int64_t* xs, const T* w, int64_t K, int64_t R,
+                           int64_t S, const T* bias, T* y, int64_t P, int64_t Q, const Conv2dParams& p) {
+  const int64_t N = shape[0], C = shape[1], H = shape[2], W = shape[3];
+  const int64_t G = p.groups, Cg = C / G, Kg = K / G;
+  const int64_t Hp = H + 2 * p.pad_h, Wp = W + 2 * p.pad_w, plane = Hp * Wp;
+  const int64_t k_blocks = (Kg + 3) / 4;
+  const DirectRowsFn<T> rows = row_kernel<T>();
+  const int64_t items = N * G * k_blocks;
+  const int64_t work_per_item = 4 * P * Q * Cg * R * S;  // multiply-adds
+  parallel_for(0, items, std::max<int64_t>(1, (int64_t(1) << 18) / work_per_item), [&](int64_t b, int64_t e) {
+    T* padded = thread_workspace_as<T>(static_cast<size_t>(Cg * plane), kSlotPadded);
+    int64_t cached = -1;  // (sample, group) whose padded copy is in the buffer
+    for (int64_t item = b; item < e; ++item) {
+      const int64_t ng = item / k_blocks, kb = item % k_blocks;
+      const int64_t n = ng / G, g = ng % G;
+      if (ng != cached) {
+        for (int64_t c = 0; c < Cg; ++c) {
+          T* dst = padded + c * plane;
+          std::fill(dst, dst + p.pad_h * Wp, T(0));
+          std::fill(dst + (p.pad_h + H) * Wp, dst + plane, T(0));
+          for (int64_t h = 0; h < H; ++h) {
+            T* d = dst + (h + p.pad_h) * Wp;
+            const T* src = x + n * xs[0] + (g * Cg + c) * xs[1] + h * xs[2];
+            std::fill(d, d + p.pad_w, T(0));
+            for (int64_t ww = 0; ww < W; ++ww) d[p.pad_w + ww] = src[ww * xs[3]];
+            std::fill(d + p.pad_w + W, d + Wp, T(0));
+          }
+        }
+        cached = ng;
+      }
+      const int64_t k0 = g * Kg + kb * 4, kn = std::min<int64_t>(4, Kg - kb * 4);
+      rows(padded, Wp, plane, Cg, w + k0 * Cg * R * S, R, S, kn, bias ? bias + k0 : nullptr,
+           y + (n * K + k0) * P * Q, P * Q, P, Q, p);
+    }
+  });
+}
+
+template void conv2d_direct_forward<float>(const float*, const int64_t*, const int64_t*, const float*, int64_t,
+                                           int64_t, int64_t, const float*, float*, int64_t, int64_t,
+                                           const Conv2dParams&);
+template void conv2d_direct_forward<double>(const double*, const int64_t*, const int64_t*, const double*, int64_t,
+                                            int64_t, int64_t, const double*, double*, int64_t, int64_t,
+                                            const Conv2dParams&);
+
+}  // namespace medkern::cpu

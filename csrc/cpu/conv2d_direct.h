@@ -1,0 +1,33 @@
+// cpu/conv2d_direct.h — the direct convolution used where im2col + GEMM wastes the register
+// tile: few input channels per group (the single-channel first layer of medical CNNs, depthwise
+// convs). The loop nest lives once in simd/conv2d_direct_kernel.h, compiled per ISA.
+#pragma once
+#include <cstdint>
+
+#include "medkern/conv2d.h"
+
+namespace medkern::cpu {
+
+inline bool conv2d_direct_applies(int64_t channels_per_group, int64_t out_per_group, int64_t out_width) {
+  return channels_per_group <= 4 && out_width >= 4;
+}
+
+// x: input with shape/strides; w: dense (K, C/groups, R, S); bias: dense (K,) or null;
+// y: dense (N, K, P, Q).
+template <class T>
+void conv2d_direct_forward(const T* x, const int64_t* shape, const int64_t* strides, const T* w, int64_t K,
+                           int64_t R, int64_t S, const T* bias, T* y, int64_t P, int64_t Q, const Conv2dParams& p);
+
+// Per-ISA row kernels (simd/conv2d_direct_*.cpp): kb (<= 4) output channels of one sample.
+template <class T>
+using DirectRowsFn = void (*)(const T* padded, int64_t padded_w, int64_t plane, int64_t channels, const T* w,
+                              int64_t R, int64_t S, int64_t kb, const T* bias, T* y, int64_t y_plane, int64_t P,
+                              int64_t Q, const Conv2dParams& p);
+DirectRowsFn<float> conv2d_direct_rows_f32_avx512();
+DirectRowsFn<double> conv2d_direct_rows_f64_avx512();
+DirectRowsFn<float> conv2d_direct_rows_f32_avx2();
+DirectRowsFn<double> conv2d_direct_rows_f64_avx2();
+DirectRowsFn<float> conv2d_direct_rows_f32_scalar();
+DirectRowsFn<double> conv2d_direct_rows_f64_scalar();
+
+}  // namespace medkern::cpu

@@ -1,0 +1,12 @@
+// cpu/simd/conv2d_direct_avx2.cpp — the direct convolution loop nest compiled for avx2 (this
+// file's CMake flags); the kernel itself is in conv2d_direct_kernel.h.
+#include "cpu/conv2d_direct.h"
+
+namespace {
+#include "cpu/simd/conv2d_direct_kernel.h"
+}  // namespace
+
+namespace medkern::cpu {
+DirectRowsFn<float> conv2d_direct_rows_f32_avx2() { return &conv2d_direct_dispatch<float>; }
+DirectRowsFn<double> conv2d_direct_rows_f64_avx2() { return &conv2d_direct_dispatch<double>; }
+}  // namespace medkern::cpu

@@ -1,0 +1,12 @@
+// cpu/simd/conv2d_direct_scalar.cpp — the direct convolution loop nest compiled for scalar (this
+// file's CMake flags); the kernel itself is in conv2d_direct_kernel.h.
+#include "cpu/conv2d_direct.h"
+
+namespace {
+#include "cpu/simd/conv2d_direct_kernel.h"
+}  // namespace
+
+namespace medkern::cpu {
+DirectRowsFn<float> conv2d_direct_rows_f32_scalar() { return &conv2d_direct_dispatch<float>; }
+DirectRowsFn<double> conv2d_direct_rows_f64_scalar() { return &conv2d_direct_dispatch<double>; }
+}  // namespace medkern::cpu

@@ -87,9 +87,17 @@ def test_accelerate_reports_layers_it_cannot_take():
     with pytest.warns(UserWarning, match="kept these layers"):
         medkern.accelerate(model)
     kept = model.medkern_report["kept"]
-    assert set(kept) == {"0", "1", "2"}
-    assert "circular" in kept["0"] and "float16" in kept["1"] and "own forward" in kept["2"]
-    assert type(model[3]) is medkern.nn.ReLU and type(model[0]) is torch.nn.Conv2d
+    assert set(kept) == {"1", "2"}
+    assert "float16" in kept["1"] and "own forward" in kept["2"]
+    assert type(model[3]) is medkern.nn.ReLU and type(model[0]) is medkern.nn.Conv2d
+    assert type(model[1]) is torch.nn.Conv2d and type(model[2]) is MyConv
+
+
+def test_accelerated_conv_with_circular_padding_matches_torch():
+    reference = torch.nn.Conv2d(2, 3, 3, padding=1, padding_mode="circular").double()
+    model = medkern.accelerate(copy.deepcopy(reference))
+    x = torch.randn(2, 2, 7, 6, dtype=torch.float64)
+    assert_close(model(x), reference(x))
     with pytest.raises(ValueError, match="strict"):
         medkern.accelerate(torch.nn.Sequential(torch.nn.Conv2d(1, 1, 3).half()), strict=True)
 

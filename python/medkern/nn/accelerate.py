@@ -34,10 +34,6 @@ def _reason_to_keep(module: torch.nn.Module) -> str | None:
     for name, tensor in list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False)):
         if tensor.is_floating_point() and tensor.dtype not in _SUPPORTED_DTYPES:
             return f"{name} has dtype {tensor.dtype} (medkern's layers take float32/float64)"
-    if isinstance(module, torch.nn.Conv2d) and module.padding_mode != "zeros":
-        supports = getattr(Conv2d, "SUPPORTED_PADDING_MODES", ("zeros",))
-        if module.padding_mode not in supports:
-            return f"padding_mode='{module.padding_mode}' is not supported"
     return None
 
 
@@ -62,9 +58,6 @@ def accelerate(model: torch.nn.Module, *, verbose: bool = True, strict: bool = F
             kept[name or "<model>"] = reason
             continue
         module.__class__ = target
-        init_extra = getattr(target, "_init_after_swap", None)
-        if init_extra is not None:
-            init_extra(module)
         accelerated.append(name or "<model>")
     if kept and strict:
         raise ValueError("accelerate(strict=True): these layers stay torch's: "

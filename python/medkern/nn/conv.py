@@ -15,6 +15,8 @@ __all__ = ["Conv2d"]
 
 
 class Conv2d(torch.nn.Conv2d):
+    fuse_relu: bool = False  # class default: accelerate() swaps classes without calling __init__
+
     def __init__(self, *args, fuse_relu: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.fuse_relu = bool(fuse_relu)

@@ -127,6 +127,16 @@ def evaluate_split(model: torch.nn.Module, split: Split, task: str, batch_size: 
     return auc_accuracy(split.labels, scores_from_logits(logits.float(), task), task)
 
 
+def resolve_device(requested: str) -> torch.device:
+    """``auto|cpu|cuda[:N]`` -> a torch.device; errors name the 'device' argument."""
+    from .. import _backend
+    try:
+        return torch.device(_backend.choose_device(requested))
+    except (RuntimeError, ValueError) as err:
+        message = str(err)
+        raise type(err)(message if message.startswith("argument") else f"argument 'device': {message}") from None
+
+
 def _progress_enabled(requested: bool) -> bool:
     return requested and sys.stderr.isatty()
 
@@ -136,7 +146,6 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = None) -> dict
     Returns the metrics dict (also written to metrics.json)."""
     from tqdm.auto import tqdm
 
-    from .. import _backend
     from ..models import build_model
     from .plots import plot_curves
 
@@ -147,7 +156,7 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = None) -> dict
         raise ValueError(f"argument 'lr' must be > 0, got {config.lr}")
     if config.schedule not in ("cosine", "constant"):
         raise ValueError(f"argument 'schedule' must be 'cosine' or 'constant', got '{config.schedule}'")
-    device = torch.device(_backend.choose_device(config.device))
+    device = resolve_device(config.device)
     spec, splits = open_dataset(config.data, config.dataset, progress=_progress_enabled(config.progress))
     splits = {name: s.to(device) for name, s in splits.items()}
     if len(splits["train"]) == 0:
@@ -220,11 +229,10 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = None) -> dict
 def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | None, dataset: str | None,
                         split: str = "test", device: str = "auto", batch_size: int = 512) -> dict:
     """{"auc", "acc", "split", "n"} of a saved model on one split."""
-    from .. import _backend
 
     if split not in medmnist.SPLITS:
         raise ValueError(f"argument 'split' must be one of {', '.join(medmnist.SPLITS)}, got '{split}'")
-    dev = _backend.choose_device(device)
+    dev = resolve_device(device)
     model, meta = load_checkpoint(checkpoint, dev)
     spec, splits = open_dataset(data, dataset, splits=(split,))
     if spec.in_channels != meta["in_channels"]:

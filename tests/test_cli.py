@@ -212,3 +212,13 @@ def test_python_m_medkern_help():
     assert result.returncode == 0
     for command in ("train", "evaluate", "predict", "info"):
         assert command in result.stdout
+
+
+def test_train_and_evaluate_by_dataset_name(capsys, data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDKERN_DATA", str(data_dir))  # local copies are used as they are, no download
+    monkeypatch.setenv("MEDKERN_MEDMNIST_URL", "http://127.0.0.1:9")
+    code, out, _ = _run(capsys, ["train", "--dataset", "BreastMNIST", "--epochs", "1", "--out", str(tmp_path),
+                                 "--quiet"])
+    assert code == 0 and "seedcnn on breastmnist" in out
+    code, out, _ = _run(capsys, ["evaluate", "--checkpoint", str(tmp_path / "best.pt"), "--dataset", "breastmnist"])
+    assert code == 0 and json.loads(out)["n"] == 156

@@ -110,3 +110,18 @@ def test_table_is_complete():
     assert (medmnist.DATASETS["pneumoniamnist"].published_auc, medmnist.DATASETS["pneumoniamnist"].published_acc) \
         == (0.944, 0.854)
     assert medmnist.DATASETS["breastmnist"].url("https://example.org/x/") == "https://example.org/x/breastmnist.npz"
+
+
+def test_cli_download_command(server, tmp_path, monkeypatch, capsys):
+    from medkern.cli import main
+    url, md5, _ = server
+    monkeypatch.setenv(medmnist.BASE_URL_ENV, url)
+    monkeypatch.setenv("MEDKERN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setitem(medmnist.DATASETS, "breastmnist",
+                        dataclasses.replace(medmnist.DATASETS["breastmnist"], md5=md5))
+    assert main(["download", "breastmnist", "--quiet"]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "cache" / "breastmnist.npz")
+    assert main(["download", "pneumoniamnist", "--quiet"]) == 1  # not served: HTTP 404
+    err = capsys.readouterr().err
+    assert "404" in err and "Traceback" not in err
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["breastmnist.npz"]

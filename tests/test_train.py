@@ -216,3 +216,14 @@ def test_seed_cnn_learns_pneumoniamnist(data_dir, tmp_path):
     assert metrics["val_auc"] >= 0.90, metrics["history"]
     assert metrics["test_auc"] >= 0.85
     assert (tmp_path / "best.pt").is_file() and (tmp_path / "curves.png").is_file()
+
+
+def test_undefined_auc_is_null_in_metrics_json(tmp_path):
+    path = _write_npz(tmp_path / "one-class.npz", classes=1)  # every label 0: AUC undefined
+    metrics = train(_config(path, tmp_path / "out", epochs=2))
+    assert math.isnan(metrics["val_auc"]) and metrics["best_epoch"] == 1
+
+    def reject(constant):
+        raise AssertionError(f"non-standard JSON constant {constant}")
+    saved = json.loads((tmp_path / "out" / "metrics.json").read_text(), parse_constant=reject)
+    assert saved["val_auc"] is None and saved["test_auc"] is None

@@ -169,11 +169,12 @@ def _cmd_train(args) -> int:
 
 def _cmd_evaluate(args) -> int:
     from .train import evaluate_checkpoint
+    from .train.trainer import json_safe
 
     _require_file(args.checkpoint, "--checkpoint")
     _require_file(args.data, "--data")
     result = evaluate_checkpoint(args.checkpoint, args.data, args.dataset, args.split, args.device)
-    print(json.dumps(result))
+    print(json.dumps(json_safe(result)))
     return 0
 
 

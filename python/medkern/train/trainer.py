@@ -55,6 +55,17 @@ class DatasetSpec:
     published: tuple[float, float] | None   # MedMNIST v2 ResNet-18 (28) test AUC/ACC
 
 
+def json_safe(value):
+    """NaN/inf -> None, so metrics files and printed results stay strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def open_dataset(data: str | None, dataset: str | None, splits=medmnist.SPLITS,
                  progress: bool = True) -> tuple[DatasetSpec, dict[str, Split]]:
     """Loads the splits of ``data`` (a path) or ``dataset`` (a MedMNIST name) and describes them."""
@@ -220,7 +231,7 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = None) -> dict
         "args": args, "history": history,
     }
     with open(out / "metrics.json.tmp", "w") as f:
-        json.dump(metrics, f, indent=2, allow_nan=True)
+        json.dump(json_safe(metrics), f, indent=2, allow_nan=False)
     os.replace(out / "metrics.json.tmp", out / "metrics.json")
     plot_curves(history, out / "curves.png", title=f"{config.model} on {spec.name}")
     return metrics

@@ -197,7 +197,8 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = None) -> dict
         start = time.perf_counter()
         with tqdm(total=len(loader), desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False,
                   disable=not show_bar, file=sys.stderr) as bar:
-            train_loss = train_one_epoch(model, loader, optimizer, loss_fn, scheduler, bar)
+            # a disabled bar is not passed: its per-batch updates would still read the loss (a GPU sync)
+            train_loss = train_one_epoch(model, loader, optimizer, loss_fn, scheduler, bar if show_bar else None)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - start

@@ -1,0 +1,307 @@
+"""The ``medkern`` command: train / evaluate / predict on MedMNIST-format data, download datasets,
+and report what this build provides (info). Exit codes: 0 ok, 2 usage errors (argparse's
+convention, also for missing input files), 1 runtime errors; expected errors print one line on
+stderr, never a traceback."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pathlib
+import sys
+
+__all__ = ["main", "build_parser"]
+
+MODEL_CHOICES = ("seedcnn", "resnet18")
+
+
+class UsageError(Exception):
+    """A bad argument found after parsing (exit code 2)."""
+
+
+def _device_arg(value: str) -> str:
+    if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
+        return value
+    raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda or cuda:N, got '{value}'")
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got '{value}'") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {number}")
+    return number
+
+
+def _non_negative_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got '{value}'") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {number}")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got '{value}'") from None
+    if not number > 0 or math.isinf(number):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {value}")
+    return number
+
+
+def _add_data_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    from .data import DATASETS
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument("--data", metavar="PATH.npz",
+                       help="MedMNIST-format npz (train/val/test _images and _labels arrays)")
+    group.add_argument("--dataset", metavar="NAME", type=str.lower, choices=sorted(DATASETS),
+                       help="a MedMNIST 2D dataset, taken from $MEDKERN_DATA (trusted as is) or the cache "
+                            "($MEDKERN_CACHE or ~/.cache/medkern), downloaded and md5-checked if missing; "
+                            f"one of: {', '.join(DATASETS)}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="medkern", description="medkern: accelerated kernels and reference "
+                                     "training for medical-image classification.")
+    parser.add_argument("--version", action="version", version=f"medkern {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("train", help="train a network on a MedMNIST-format dataset",
+                       description="Train seedcnn or resnet18 (MedMNIST's 28x28 ResNet-18) and write best.pt "
+                                   "(best validation AUC), metrics.json and curves.png into --out.")
+    _add_data_args(p)
+    p.add_argument("--model", choices=MODEL_CHOICES, default="seedcnn", help="network (default: seedcnn)")
+    p.add_argument("--epochs", type=_positive_int, default=5, help="training epochs (default: 5)")
+    p.add_argument("--batch-size", type=_positive_int, default=128, help="batch size (default: 128)")
+    p.add_argument("--lr", type=_positive_float, default=1e-3, help="peak learning rate (default: 1e-3)")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
+                   help="adam, or sgd with momentum 0.9 (default: adam)")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="weight decay (default: 0)")
+    p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
+                   help="learning-rate schedule: cosine decay to 0 per step, or constant (default: cosine)")
+    p.add_argument("--seed", type=int, default=0, help="seed for initialisation and shuffling (default: 0)")
+    p.add_argument("--device", type=_device_arg, default="auto",
+                   help="auto (a GPU only when usable), cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--out", default="runs/medkern", help="output directory (default: runs/medkern)")
+    p.add_argument("--workers", type=_non_negative_int, default=0,
+                   help="DataLoader worker processes; 0 batches preloaded tensors in-process (default: 0)")
+    p.add_argument("--save-last", action="store_true", help="also write last.pt after every epoch")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    p.set_defaults(handler=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="AUC and accuracy of a checkpoint on one split (JSON)",
+                       description="Print {\"auc\", \"acc\", \"split\", \"n\"} as JSON.")
+    p.add_argument("--checkpoint", required=True, metavar="PATH.pt", help="a best.pt/last.pt from medkern train")
+    _add_data_args(p)
+    p.add_argument("--split", choices=("test", "val", "train"), default="test", help="split (default: test)")
+    p.add_argument("--device", type=_device_arg, default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.set_defaults(handler=_cmd_evaluate)
+
+    p = sub.add_parser("predict", help="class probabilities for images or an npz split",
+                       description="Print class probabilities per image: from --data/--dataset (one split) or "
+                                   "from image files (PNG/JPEG; converted to grayscale or RGB to match the "
+                                   "model, resized to 28x28 when needed).")
+    p.add_argument("--checkpoint", required=True, metavar="PATH.pt", help="a best.pt/last.pt from medkern train")
+    _add_data_args(p, required=False)
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="image files (PNG/JPEG)")
+    p.add_argument("--split", choices=("test", "val", "train"), default="test",
+                   help="split of --data/--dataset (default: test)")
+    p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="output format (default: jsonl)")
+    p.add_argument("--device", type=_device_arg, default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.set_defaults(handler=_cmd_predict)
+
+    p = sub.add_parser("download", help="download MedMNIST datasets into the cache (md5-checked)",
+                       description="Download official MedMNIST v2 npz files into $MEDKERN_CACHE or ~/.cache/medkern.")
+    from .data import DATASETS
+    p.add_argument("names", nargs="+", type=str.lower, choices=sorted(DATASETS), metavar="NAME",
+                   help=f"dataset names: {', '.join(DATASETS)}")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_cmd_download)
+
+    p = sub.add_parser("info", help="build and machine facts (version, CUDA, SIMD, threads)",
+                       description="Print what this build of medkern provides and what this machine has.")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=_cmd_info)
+    return parser
+
+
+def _require_file(path: str | None, argument: str) -> None:
+    if path is not None and not pathlib.Path(path).is_file():
+        raise UsageError(f"argument {argument}: file not found: {path}")
+
+
+def _format_metric(value) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+
+
+def _cmd_train(args) -> int:
+    from .train import TrainConfig, train
+
+    _require_file(args.data, "--data")
+    config = TrainConfig(data=args.data, dataset=args.dataset, model=args.model, epochs=args.epochs,
+                         batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
+                         weight_decay=args.weight_decay, schedule=args.schedule, seed=args.seed,
+                         device=args.device, out=args.out, workers=args.workers, progress=not args.quiet,
+                         save_last=args.save_last)
+    log = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True))
+    m = train(config, log=log)
+    out = pathlib.Path(args.out)
+    print(f"{m['model']} on {m['dataset']}: best epoch {m['best_epoch']}/{args.epochs}, "
+          f"{m['train_seconds']:.1f} s training on {m['device']}")
+    print(f"  val   AUC {_format_metric(m['val_auc'])}  ACC {_format_metric(m['val_acc'])}")
+    print(f"  test  AUC {_format_metric(m['test_auc'])}  ACC {_format_metric(m['test_acc'])}")
+    published = m["published_resnet18_28"]
+    if published:
+        print(f"  published MedMNIST v2 ResNet-18 (28) test: AUC {published['auc']:.3f}  ACC {published['acc']:.3f}")
+    print(f"  wrote {out / 'best.pt'}, {out / 'metrics.json'}, {out / 'curves.png'}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from .train import evaluate_checkpoint
+    from .train.trainer import json_safe
+
+    _require_file(args.checkpoint, "--checkpoint")
+    _require_file(args.data, "--data")
+    result = evaluate_checkpoint(args.checkpoint, args.data, args.dataset, args.split, args.device)
+    print(json.dumps(json_safe(result)))
+    return 0
+
+
+def _read_image(path: str, channels: int):
+    """An image file as float32 (C, H, W) in [0, 1]; PIL when installed, else matplotlib."""
+    import numpy as np
+    try:
+        from PIL import Image
+        with Image.open(path) as img:
+            array = np.asarray(img.convert("L" if channels == 1 else "RGB"), dtype=np.float32) / 255.0
+    except ImportError:
+        import matplotlib.image
+        array = np.asarray(matplotlib.image.imread(path), dtype=np.float32)
+        if array.max() > 1.0:
+            array = array / 255.0
+        if array.ndim == 3:
+            array = array[..., :3]
+            if channels == 1:
+                array = array @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        elif channels == 3:
+            array = np.repeat(array[..., None], 3, axis=2)
+    except OSError as err:
+        raise RuntimeError(f"argument IMAGE: cannot read {path}: {err}") from None
+    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+def _images_tensor(paths: list[str], channels: int, normalization: dict):
+    import torch
+    import torch.nn.functional as F
+
+    batch = []
+    for path in paths:
+        _require_file(path, "IMAGE")
+        image = torch.from_numpy(_read_image(path, channels).copy())
+        if image.shape[-2:] != (28, 28):
+            image = F.interpolate(image[None], size=(28, 28), mode="bilinear", antialias=True,
+                                  align_corners=False)[0]
+        batch.append(image)
+    images = torch.stack(batch)
+    return (images - normalization["mean"]) / normalization["std"]
+
+
+def _cmd_predict(args) -> int:
+    import torch
+
+    from .train import load_checkpoint, open_dataset, predict_logits, scores_from_logits
+    from .train.trainer import resolve_device
+
+    _require_file(args.checkpoint, "--checkpoint")
+    has_data = args.data is not None or args.dataset is not None
+    if has_data == bool(args.images):
+        raise UsageError("give either --data/--dataset or IMAGE files (one of them)")
+    _require_file(args.data, "--data")
+    model, meta = load_checkpoint(args.checkpoint, resolve_device(args.device))
+    if has_data:
+        spec, splits = open_dataset(args.data, args.dataset, splits=(args.split,))
+        if spec.in_channels != meta["in_channels"]:
+            raise RuntimeError(f"argument --data: images have {spec.in_channels} channels but the model "
+                               f"expects {meta['in_channels']}")
+        images = splits[args.split].images
+        names = [f"{args.split}[{i}]" for i in range(len(images))]
+    else:
+        images = _images_tensor(args.images, meta["in_channels"], meta["normalization"])
+        names = list(args.images)
+    probabilities = scores_from_logits(predict_logits(model, images).float(), meta["task"]).cpu()
+    classes = probabilities.shape[1]
+    lines = []
+    if args.format == "csv":
+        lines.append(",".join(["image"] + [f"p{c}" for c in range(classes)] + ["predicted"]))
+    for name, row in zip(names, probabilities.tolist()):
+        predicted = int(torch.tensor(row).argmax())
+        if args.format == "csv":
+            quoted = '"' + name.replace('"', '""') + '"' if ("," in name or '"' in name) else name
+            lines.append(",".join([quoted] + [f"{p:.6g}" for p in row] + [str(predicted)]))
+        else:
+            lines.append(json.dumps({"image": name, "probabilities": row, "predicted": predicted}))
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+def _cmd_download(args) -> int:
+    from .data import cache_dir, download
+
+    for name in args.names:
+        path = download(name, cache_dir(), progress=not args.quiet and sys.stderr.isatty())
+        print(path)
+    return 0
+
+
+def _cmd_info(args) -> int:
+    from . import info
+
+    facts = info()
+    if args.json:
+        print(json.dumps(facts, indent=2, default=str))
+        return 0
+    width = max(len(str(k)) for k in facts) if facts else 0
+    for key, value in facts.items():
+        if isinstance(value, (list, tuple)):
+            value = ", ".join(str(v) for v in value) or "none"
+        elif isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items()) or "none"
+        print(f"{str(key).ljust(width)}  {value}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the command line; returns the exit code (the console script exits with it)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # argparse exits 2 on usage errors, 0 on --help/--version
+        return int(stop.code or 0) if not isinstance(stop.code, str) else 2
+    from .data import DataError
+    from .train import CheckpointError
+    try:
+        return args.handler(args)
+    except UsageError as err:
+        print(f"medkern {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except (DataError, CheckpointError, ValueError, RuntimeError, OSError) as err:
+        print(f"medkern {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"medkern {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,378 @@
+// cpu/preprocess.cpp — CPU drivers of the fused preprocessing pass: OpenMP over output rows
+// (sample, channel, z, y); along a row the source coordinate is base + x * step, the taps are
+// read straight through the input's strides (fast path when all taps are inside), intensity ops
+// apply to each tap, then post ops and Philox noise, then one store. Math is in csrc/common.
+#include "medkern/preprocess.h"
+
+#include <cmath>
+#include <limits>
+
+#include "common/geometry_math.h"
+#include "common/intensity_math.h"
+#include "common/philox.h"
+#include "medkern/checks.h"
+#include "medkern/parallel.h"
+
+namespace medkern {
+
+namespace {
+int spatial_dims_of(const TensorView& v) { return v.ndim - 2; }
+}  // namespace
+
+void check_resample_args(const TensorView& input, const TensorView& matrices, const TensorView& sample_indices,
+                         const TensorView& pre_ops, const TensorView& post_ops, const TensorView& output,
+                         const ResampleArgs& args) {
+  MEDKERN_CHECK_VALUE(input.ndim == 4 || input.ndim == 5, "argument 'input' must be 4-D (N, C, H, W) or 5-D "
+                      "(N, C, D, H, W), got shape ", input.shape_string());
+  check_dtype(input, "input", {DType::Int16, DType::UInt8, DType::UInt16, DType::Float32});
+  check_dtype(output, "output", {DType::Float32, DType::Float16, DType::BFloat16});
+  const int dims = spatial_dims_of(input);
+  const int64_t n = input.shape[0], c = input.shape[1];
+  MEDKERN_CHECK_VALUE(output.ndim == input.ndim, "argument 'output' must have the rank of 'input' (", input.ndim,
+                      "), got shape ", output.shape_string());
+  MEDKERN_CHECK_VALUE(output.shape[0] == n && output.shape[1] == c, "argument 'output' has shape ",
+                      output.shape_string(), " but 'input' has (N, C) = (", n, ", ", c, ")");
+  check_contiguous(output, "output");
+  for (int d = 2; d < input.ndim; ++d)
+    if (output.shape[d] > 0)
+      MEDKERN_CHECK_VALUE(input.shape[d] > 0, "argument 'input' has an empty spatial axis: shape ",
+                          input.shape_string());
+  check_dtype(matrices, "matrices", {DType::Float64});
+  check_shape(matrices, "matrices", {n, dims, dims + 1});
+  check_contiguous(matrices, "matrices");
+  check_dtype(sample_indices, "sample_indices", {DType::Int64});
+  check_shape(sample_indices, "sample_indices", {n});
+  check_contiguous(sample_indices, "sample_indices");
+  for (const auto* ops : {&pre_ops, &post_ops}) {
+    const char* name = ops == &pre_ops ? "pre_ops" : "post_ops";
+    check_dtype(*ops, name, {DType::Float32});
+    check_ndim(*ops, name, 3, "(N, ops, 4)");
+    MEDKERN_CHECK_VALUE(ops->shape[0] == n && ops->shape[2] == kIntensityOpWidth, "argument '", name,
+                        "' has shape ", ops->shape_string(), "; expected (", n, ", ops, 4)");
+    check_contiguous(*ops, name);
+  }
+  MEDKERN_CHECK_VALUE(args.interpolation == 0 || args.interpolation == 1,
+                      "argument 'interpolation' must be 0 (nearest) or 1 (linear), got ", args.interpolation);
+  MEDKERN_CHECK_VALUE(args.padding >= 0 && args.padding <= 2,
+                      "argument 'padding' must be 0 (zeros), 1 (border) or 2 (reflect), got ", args.padding);
+  for (const auto* v : {&matrices, &sample_indices, &pre_ops, &post_ops, &output})
+    check_same_device(input, "input", *v, v == &output ? "output" : v == &matrices ? "matrices"
+                                           : v == &sample_indices ? "sample_indices" : v == &pre_ops ? "pre_ops"
+                                                                                             : "post_ops");
+}
+
+void check_normalize_args(const TensorView& input, const TensorView* mask, const TensorView& output,
+                          const NormalizeArgs& args) {
+  MEDKERN_CHECK_VALUE(input.ndim >= 3, "argument 'input' must be (N, C, *spatial), got shape ", input.shape_string());
+  check_dtype(input, "input", {DType::Float32});
+  check_contiguous(input, "input");
+  check_dtype(output, "output", {DType::Float32, DType::Float16, DType::BFloat16});
+  check_same_device(input, "input", output, "output");
+  std::vector<int64_t> shape(input.shape.begin(), input.shape.begin() + input.ndim);
+  check_shape(output, "output", shape);
+  check_contiguous(output, "output");
+  MEDKERN_CHECK_VALUE(args.kind == 0 || args.kind == 1, "argument 'kind' must be 0 (z-score) or 1 (min-max), got ",
+                      args.kind);
+  MEDKERN_CHECK_VALUE(args.eps >= 0, "argument 'eps' must be >= 0, got ", args.eps);
+  if (mask) {
+    check_dtype(*mask, "mask", {DType::UInt8, DType::Bool});
+    check_same_device(input, "input", *mask, "mask");
+    check_contiguous(*mask, "mask");
+    bool ok = mask->ndim == input.ndim && mask->shape[0] == input.shape[0] &&
+              (mask->shape[1] == 1 || mask->shape[1] == input.shape[1]);
+    for (int d = 2; ok && d < input.ndim; ++d) ok = mask->shape[d] == input.shape[d];
+    MEDKERN_CHECK_VALUE(ok, "argument 'mask' has shape ", mask->shape_string(), "; expected (N, 1 or C, *spatial) "
+                        "matching 'input' ", input.shape_string());
+  }
+}
+
+namespace cpu {
+
+namespace {
+
+inline void store_value(void* out, DType dtype, int64_t i, float v) {
+  if (dtype == DType::Float32) static_cast<float*>(out)[i] = v;
+  else if (dtype == DType::Float16) static_cast<uint16_t*>(out)[i] = float_to_half_bits(v);
+  else static_cast<uint16_t*>(out)[i] = float_to_bfloat16_bits(v);
+}
+
+constexpr int kMaxNoiseOps = 8;
+
+// Post ops for one element, with Philox normals cached per aligned group of 4 (one Philox block
+// feeds four consecutive elements of a row).
+struct PostOps {
+  const float* ops;
+  int count;
+  uint64_t seed, sample;
+  int64_t cached_group[kMaxNoiseOps];
+  float cached[kMaxNoiseOps][4];
+
+  void reset() { for (auto& g : cached_group) g = -1; }
+
+  float apply(float v, int64_t element) {
+    int noise_slot = 0;
+    for (int i = 0; i < count; ++i) {
+      const float* op = ops + i * kIntensityOpWidth;
+      if (is_noise_op(op)) {
+        const int64_t group = element >> 2;
+        float z;
+        if (noise_slot < kMaxNoiseOps) {
+          if (cached_group[noise_slot] != group) {
+            philox_normal4(seed, sample, kNoiseStreamBit | static_cast<uint32_t>(op[3]), static_cast<uint64_t>(group),
+                           cached[noise_slot]);
+            cached_group[noise_slot] = group;
+          }
+          z = cached[noise_slot][element & 3];
+        } else {
+          z = philox_normal_at(seed, sample, kNoiseStreamBit | static_cast<uint32_t>(op[3]),
+                               static_cast<uint64_t>(element));
+        }
+        ++noise_slot;
+        v += op[1] * z;
+      } else {
+        v = apply_intensity_op(v, op);
+      }
+    }
+    return v;
+  }
+};
+
+template <class In>
+struct Source {
+  const In* base;  // (n, c) plane
+  int64_t size[3], stride[3];  // z, y, x (2D: size[0] = 1)
+  const float* pre;
+  int pre_count;
+
+  float tap(int64_t z, int64_t y, int64_t x) const {
+    return apply_intensity_ops(static_cast<float>(base[z * stride[0] + y * stride[1] + x * stride[2]]), pre, pre_count);
+  }
+};
+
+template <class In, int Dims, bool Linear>
+float sample_source(const Source<In>& s, Padding pad, float cz, float cy, float cx) {
+  if constexpr (!Linear) {
+    int64_t iz = 0, iy, ix;
+    auto near = [&](float c, int64_t n) {
+      switch (pad) {
+        case Padding::Zeros: return nearest_tap<Padding::Zeros>(c, n);
+        case Padding::Border: return nearest_tap<Padding::Border>(c, n);
+        default: return nearest_tap<Padding::Reflect>(c, n);
+      }
+    };
+    if constexpr (Dims == 3) iz = near(cz, s.size[0]);
+    iy = near(cy, s.size[1]);
+    ix = near(cx, s.size[2]);
+    if (iz < 0 || iy < 0 || ix < 0) return 0.0f;
+    return s.tap(iz, iy, ix);
+  } else {
+    const int64_t y0 = floor_to_int(cy), x0 = floor_to_int(cx);
+    const float fy = cy - static_cast<float>(y0), fx = cx - static_cast<float>(x0);
+    int64_t z0 = 0;
+    float fz = 0.0f;
+    if constexpr (Dims == 3) { z0 = floor_to_int(cz); fz = cz - static_cast<float>(z0); }
+    const bool inside = y0 >= 0 && y0 + 1 < s.size[1] && x0 >= 0 && x0 + 1 < s.size[2] &&
+                        (Dims == 2 || (z0 >= 0 && z0 + 1 < s.size[0]));
+    if (inside) {
+      auto plane = [&](int64_t z) {
+        const float a = s.tap(z, y0, x0), b = s.tap(z, y0, x0 + 1);
+        const float c = s.tap(z, y0 + 1, x0), d = s.tap(z, y0 + 1, x0 + 1);
+        return (1.0f - fy) * ((1.0f - fx) * a + fx * b) + fy * ((1.0f - fx) * c + fx * d);
+      };
+      if constexpr (Dims == 2) return plane(0);
+      else return (1.0f - fz) * plane(z0) + fz * plane(z0 + 1);
+    }
+    int64_t zi[2] = {0, 0}, yi[2], xi[2];
+    auto resolve = [&](int64_t i, int64_t n) {
+      switch (pad) {
+        case Padding::Zeros: return resolve_tap<Padding::Zeros>(i, n);
+        case Padding::Border: return resolve_tap<Padding::Border>(i, n);
+        default: return resolve_tap<Padding::Reflect>(i, n);
+      }
+    };
+    for (int k = 0; k < 2; ++k) {
+      yi[k] = resolve(y0 + k, s.size[1]);
+      xi[k] = resolve(x0 + k, s.size[2]);
+      if constexpr (Dims == 3) zi[k] = resolve(z0 + k, s.size[0]);
+    }
+    const float wy[2] = {1.0f - fy, fy}, wx[2] = {1.0f - fx, fx}, wz[2] = {1.0f - fz, fz};
+    float acc = 0.0f;
+    for (int a = 0; a < (Dims == 3 ? 2 : 1); ++a) {
+      if (zi[a] < 0) continue;
+      float plane = 0.0f;
+      for (int b = 0; b < 2; ++b) {
+        if (yi[b] < 0) continue;
+        float row = 0.0f;
+        for (int c = 0; c < 2; ++c)
+          if (xi[c] >= 0) row += wx[c] * s.tap(zi[a], yi[b], xi[c]);
+        plane += wy[b] * row;
+      }
+      acc += (Dims == 3 ? wz[a] : 1.0f) * plane;
+    }
+    return acc;
+  }
+}
+
+template <class In, int Dims, bool Linear>
+void resample_typed(const TensorView& input, const TensorView& matrices, const TensorView& sample_indices,
+                    const TensorView& pre_ops, const TensorView& post_ops, const TensorView& output,
+                    const ResampleArgs& args) {
+  const int64_t N = input.shape[0], C = input.shape[1];
+  const int64_t Do = Dims == 3 ? output.shape[2] : 1, Ho = output.size(-2), Wo = output.size(-1);
+  const int64_t out_plane = Do * Ho * Wo;
+  const int64_t rows = N * C * Do * Ho;
+  const In* in = input.ptr<In>();
+  const double* mats = matrices.ptr<double>();
+  const int64_t* samples = sample_indices.ptr<int64_t>();
+  const float* pre_all = pre_ops.ptr<float>();
+  const float* post_all = post_ops.ptr<float>();
+  const int P = static_cast<int>(pre_ops.shape[1]), Q = static_cast<int>(post_ops.shape[1]);
+  const Padding pad = static_cast<Padding>(args.padding);
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(Wo, 1));
+  parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end;) {
+      const int64_t y = r % Ho, z = (r / Ho) % Do, c = (r / (Ho * Do)) % C, n = r / (Ho * Do * C);
+      // the rows of one (n, c) plane share the source view and ops; loop them together
+      const int64_t plane_end = std::min(end, (n * C + c + 1) * Do * Ho);
+      Source<In> src;
+      src.base = in + n * input.strides[0] + c * input.strides[1];
+      if constexpr (Dims == 3) {
+        src.size[0] = input.shape[2]; src.stride[0] = input.strides[2];
+      } else {
+        src.size[0] = 1; src.stride[0] = 0;
+      }
+      src.size[1] = input.size(-2); src.stride[1] = input.stride(-2);
+      src.size[2] = input.size(-1); src.stride[2] = input.stride(-1);
+      src.pre = pre_all + n * P * kIntensityOpWidth;
+      src.pre_count = P;
+      PostOps post{post_all + n * Q * kIntensityOpWidth, Q, args.seed, static_cast<uint64_t>(samples[n]), {}, {}};
+      post.reset();
+      float m[3][4] = {};
+      const double* mn = mats + n * Dims * (Dims + 1);
+      for (int i = 0; i < Dims; ++i)
+        for (int j = 0; j <= Dims; ++j) m[i][j] = static_cast<float>(mn[i * (Dims + 1) + j]);
+      for (; r < plane_end; ++r) {
+        const int64_t yy = r % Ho, zz = (r / Ho) % Do;
+        (void)y; (void)z;
+        float base[3], step[3];
+        for (int d = 0; d < Dims; ++d) {
+          if constexpr (Dims == 3) {
+            base[d] = m[d][0] * static_cast<float>(zz) + m[d][1] * static_cast<float>(yy) + m[d][3];
+            step[d] = m[d][2];
+          } else {
+            base[d] = m[d][0] * static_cast<float>(yy) + m[d][2];
+            step[d] = m[d][1];
+          }
+        }
+        const int64_t out_row = (n * C + c) * out_plane + (zz * Ho + yy) * Wo;
+        const int64_t element_row = c * out_plane + (zz * Ho + yy) * Wo;
+        for (int64_t x = 0; x < Wo; ++x) {
+          const float fx = static_cast<float>(x);
+          float v;
+          if constexpr (Dims == 3)
+            v = sample_source<In, 3, Linear>(src, pad, base[0] + step[0] * fx, base[1] + step[1] * fx,
+                                             base[2] + step[2] * fx);
+          else
+            v = sample_source<In, 2, Linear>(src, pad, 0.0f, base[0] + step[0] * fx, base[1] + step[1] * fx);
+          if (Q) v = post.apply(v, element_row + x);
+          store_value(output.data, output.dtype, out_row + x, v);
+        }
+      }
+    }
+  });
+}
+
+template <class In>
+void resample_dispatch(const TensorView& input, const TensorView& matrices, const TensorView& sample_indices,
+                       const TensorView& pre_ops, const TensorView& post_ops, const TensorView& output,
+                       const ResampleArgs& args) {
+  const bool linear = args.interpolation == static_cast<int>(Interpolation::Linear);
+  if (input.ndim == 4) {
+    if (linear) resample_typed<In, 2, true>(input, matrices, sample_indices, pre_ops, post_ops, output, args);
+    else resample_typed<In, 2, false>(input, matrices, sample_indices, pre_ops, post_ops, output, args);
+  } else {
+    if (linear) resample_typed<In, 3, true>(input, matrices, sample_indices, pre_ops, post_ops, output, args);
+    else resample_typed<In, 3, false>(input, matrices, sample_indices, pre_ops, post_ops, output, args);
+  }
+}
+
+}  // namespace
+
+void resample_intensity(const TensorView& input, const TensorView& matrices, const TensorView& sample_indices,
+                        const TensorView& pre_ops, const TensorView& post_ops, const TensorView& output,
+                        const ResampleArgs& args) {
+  if (output.numel() == 0) return;
+  switch (input.dtype) {
+    case DType::Int16: resample_dispatch<int16_t>(input, matrices, sample_indices, pre_ops, post_ops, output, args); break;
+    case DType::UInt8: resample_dispatch<uint8_t>(input, matrices, sample_indices, pre_ops, post_ops, output, args); break;
+    case DType::UInt16: resample_dispatch<uint16_t>(input, matrices, sample_indices, pre_ops, post_ops, output, args); break;
+    case DType::Float32: resample_dispatch<float>(input, matrices, sample_indices, pre_ops, post_ops, output, args); break;
+    default: throw TypeError(concat("argument 'input' has unsupported dtype ", dtype_name(input.dtype)));
+  }
+}
+
+void normalize_intensity(const TensorView& input, const TensorView* mask, const TensorView& output,
+                         const NormalizeArgs& args) {
+  if (input.numel() == 0) return;
+  const int64_t N = input.shape[0], C = input.shape[1];
+  const int64_t S = input.numel() / (N * C);
+  const int64_t groups = args.channel_wise ? N * C : N;
+  const int64_t group_size = args.channel_wise ? S : C * S;
+  const float* in = input.ptr<float>();
+  const uint8_t* m = mask ? static_cast<const uint8_t*>(mask->data) : nullptr;
+  const int64_t mask_channels = mask ? mask->shape[1] : 0;
+  const bool minmax = args.kind == static_cast<int>(NormalizeKind::MinMax);
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t n = args.channel_wise ? g / C : g;
+    const int64_t first_channel = args.channel_wise ? g % C : 0;
+    const float* x = in + g * group_size;
+    auto mask_at = [&](int64_t i) -> bool {
+      if (!m) return true;
+      const int64_t c = first_channel + i / S, s = i % S;
+      return m[(n * mask_channels + (mask_channels == 1 ? 0 : c)) * S + s] != 0;
+    };
+    double sum = 0, sumsq = 0, count = 0;
+    float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+    bool saw_nan = false;
+#pragma omp parallel for reduction(+ : sum, sumsq, count) reduction(min : lo) reduction(max : hi) \
+    reduction(|| : saw_nan) if (group_size > 65536)
+    for (int64_t i = 0; i < group_size; ++i) {
+      if (!mask_at(i)) continue;
+      const float v = x[i];
+      if (v != v) saw_nan = true;
+      sum += v; sumsq += static_cast<double>(v) * v; count += 1;
+      lo = v < lo ? v : lo; hi = v > hi ? v : hi;
+    }
+    float shift, scale;
+    if (count == 0) {
+      shift = 0.0f; scale = 1.0f;  // empty mask: leave the values as they are
+    } else if (saw_nan) {
+      shift = std::numeric_limits<float>::quiet_NaN(); scale = 1.0f;  // NaN propagates to the whole image
+    } else if (minmax) {
+      shift = lo;
+      const double range = static_cast<double>(hi) - lo + args.eps;
+      scale = static_cast<float>(range > 0 ? 1.0 / range : 1.0);
+    } else {
+      const double mean = sum / count;
+      const double var = std::max(0.0, sumsq / count - mean * mean);
+      const double denom = std::sqrt(var) + args.eps;
+      shift = static_cast<float>(mean);
+      scale = static_cast<float>(denom > 0 ? 1.0 / denom : 1.0);
+    }
+    const int64_t offset = g * group_size;
+    parallel_for(0, group_size, 32768, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) store_value(output.data, output.dtype, offset + i, (x[i] - shift) * scale);
+    });
+  }
+}
+
+void philox_uniform(uint64_t seed, uint64_t sample, uint32_t stream, uint64_t first, int64_t count, double* out) {
+  for (int64_t k = 0; k < count; ++k) {
+    const uint64_t draw = first + static_cast<uint64_t>(k);
+    const Philox4x32 r = philox_block(seed, sample, stream, draw >> 1);
+    out[k] = (draw & 1) ? uniform_double_from_bits(r.v[2], r.v[3]) : uniform_double_from_bits(r.v[0], r.v[1]);
+  }
+}
+
+}  // namespace cpu
+}  // namespace medkern

@@ -19,7 +19,13 @@ namespace medkern {
 enum class IntensityOp : int { Affine = 0, Clamp = 1, Power = 2, Noise = 3 };
 constexpr int kIntensityOpWidth = 4;
 
-MEDKERN_HD float clamp_propagating_nan(float x, float lo, float hi) { return x < lo ? lo : (x > hi ? hi : x); }
+// Two independent selects (each is one max/min instruction on x86 and on the GPU, no branch);
+// a NaN x fails both comparisons and passes through.
+MEDKERN_HD float clamp_propagating_nan(float x, float lo, float hi) {
+  x = lo > x ? lo : x;
+  x = hi < x ? hi : x;
+  return x;
+}
 
 // One deterministic op (a Noise op is the identity here; the kernels add noise per element,
 // because it needs the element's Philox counter).

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "common/geometry_math.h"
 #include "common/intensity_math.h"
@@ -137,20 +138,39 @@ struct PostOps {
   }
 };
 
-template <class In>
+// Source taps with the pre ops applied. The common forms (none, Rescale, Rescale+Window =
+// one folded affine then a clamp) run as a branch-free affine+clamp; other lists go through
+// the general op loop (General = true).
+template <class In, bool General>
 struct Source {
   const In* base;  // (n, c) plane
   int64_t size[3], stride[3];  // z, y, x (2D: size[0] = 1)
   const float* pre;
   int pre_count;
+  float scale = 1.0f, shift = 0.0f, lo = -INFINITY, hi = INFINITY;
 
   float tap(int64_t z, int64_t y, int64_t x) const {
-    return apply_intensity_ops(static_cast<float>(base[z * stride[0] + y * stride[1] + x * stride[2]]), pre, pre_count);
+    const float v = static_cast<float>(base[z * stride[0] + y * stride[1] + x * stride[2]]);
+    if constexpr (General) return apply_intensity_ops(v, pre, pre_count);
+    else return clamp_propagating_nan(v * scale + shift, lo, hi);
   }
 };
 
-template <class In, int Dims, bool Linear>
-float sample_source(const Source<In>& s, Padding pad, float cz, float cy, float cx) {
+// Whether the pre ops are [Affine]? [Clamp]? (after folding), and the constants if so.
+inline bool simple_pre_ops(const float* ops, int count, float& scale, float& shift, float& lo, float& hi) {
+  scale = 1.0f; shift = 0.0f; lo = -INFINITY; hi = INFINITY;
+  int i = 0;
+  if (i < count && static_cast<int>(ops[0]) == static_cast<int>(IntensityOp::Affine)) {
+    scale = ops[1]; shift = ops[2]; ++i;
+  }
+  if (i < count && static_cast<int>(ops[i * kIntensityOpWidth]) == static_cast<int>(IntensityOp::Clamp)) {
+    lo = ops[i * kIntensityOpWidth + 1]; hi = ops[i * kIntensityOpWidth + 2]; ++i;
+  }
+  return i == count;
+}
+
+template <class Src, int Dims, bool Linear>
+float sample_source(const Src& s, Padding pad, float cz, float cy, float cx) {
   if constexpr (!Linear) {
     int64_t iz = 0, iy, ix;
     auto near = [&](float c, int64_t n) {
@@ -213,14 +233,52 @@ float sample_source(const Source<In>& s, Padding pad, float cz, float cy, float 
   }
 }
 
+template <class In, int Dims, bool Linear, bool General>
+void resample_plane_rows(const TensorView& input, const TensorView& output, const Source<In, General>& src,
+                         PostOps& post, const float (&m)[3][4], int64_t n, int64_t c, int64_t row_begin,
+                         int64_t row_end, Padding pad) {
+  const int64_t C = input.shape[1];
+  const int64_t Do = Dims == 3 ? output.shape[2] : 1, Ho = output.size(-2), Wo = output.size(-1);
+  const int64_t out_plane = Do * Ho * Wo;
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    const int64_t yy = r % Ho, zz = (r / Ho) % Do;
+    float base[3], step[3];
+    for (int d = 0; d < Dims; ++d) {
+      if constexpr (Dims == 3) {
+        base[d] = m[d][0] * static_cast<float>(zz) + m[d][1] * static_cast<float>(yy) + m[d][3];
+        step[d] = m[d][2];
+      } else {
+        base[d] = m[d][0] * static_cast<float>(yy) + m[d][2];
+        step[d] = m[d][1];
+      }
+    }
+    const int64_t out_row = (n * C + c) * out_plane + (zz * Ho + yy) * Wo;
+    const int64_t element_row = c * out_plane + (zz * Ho + yy) * Wo;
+    const bool has_post = post.count > 0;
+    for (int64_t x = 0; x < Wo; ++x) {
+      const float fx = static_cast<float>(x);
+      float v;
+      if constexpr (Dims == 3)
+        v = sample_source<Source<In, General>, 3, Linear>(src, pad, base[0] + step[0] * fx, base[1] + step[1] * fx,
+                                                          base[2] + step[2] * fx);
+      else
+        v = sample_source<Source<In, General>, 2, Linear>(src, pad, 0.0f, base[0] + step[0] * fx,
+                                                          base[1] + step[1] * fx);
+      if (has_post) v = post.apply(v, element_row + x);
+      if (output.dtype == DType::Float32) static_cast<float*>(output.data)[out_row + x] = v;
+      else store_value(output.data, output.dtype, out_row + x, v);
+    }
+  }
+}
+
 template <class In, int Dims, bool Linear>
 void resample_typed(const TensorView& input, const TensorView& matrices, const TensorView& sample_indices,
                     const TensorView& pre_ops, const TensorView& post_ops, const TensorView& output,
                     const ResampleArgs& args) {
   const int64_t N = input.shape[0], C = input.shape[1];
   const int64_t Do = Dims == 3 ? output.shape[2] : 1, Ho = output.size(-2), Wo = output.size(-1);
-  const int64_t out_plane = Do * Ho * Wo;
   const int64_t rows = N * C * Do * Ho;
+  (void)N;
   const In* in = input.ptr<In>();
   const double* mats = matrices.ptr<double>();
   const int64_t* samples = sample_indices.ptr<int64_t>();
@@ -231,53 +289,35 @@ void resample_typed(const TensorView& input, const TensorView& matrices, const T
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(Wo, 1));
   parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end;) {
-      const int64_t y = r % Ho, z = (r / Ho) % Do, c = (r / (Ho * Do)) % C, n = r / (Ho * Do * C);
-      // the rows of one (n, c) plane share the source view and ops; loop them together
+      const int64_t c = (r / (Ho * Do)) % C, n = r / (Ho * Do * C);
+      // the rows of one (n, c) plane share the source view, matrix and ops
       const int64_t plane_end = std::min(end, (n * C + c + 1) * Do * Ho);
-      Source<In> src;
-      src.base = in + n * input.strides[0] + c * input.strides[1];
+      int64_t size[3], stride[3];
       if constexpr (Dims == 3) {
-        src.size[0] = input.shape[2]; src.stride[0] = input.strides[2];
+        size[0] = input.shape[2]; stride[0] = input.strides[2];
       } else {
-        src.size[0] = 1; src.stride[0] = 0;
+        size[0] = 1; stride[0] = 0;
       }
-      src.size[1] = input.size(-2); src.stride[1] = input.stride(-2);
-      src.size[2] = input.size(-1); src.stride[2] = input.stride(-1);
-      src.pre = pre_all + n * P * kIntensityOpWidth;
-      src.pre_count = P;
+      size[1] = input.size(-2); stride[1] = input.stride(-2);
+      size[2] = input.size(-1); stride[2] = input.stride(-1);
+      const In* base = in + n * input.strides[0] + c * input.strides[1];
+      const float* pre = pre_all + n * P * kIntensityOpWidth;
       PostOps post{post_all + n * Q * kIntensityOpWidth, Q, args.seed, static_cast<uint64_t>(samples[n]), {}, {}};
       post.reset();
       float m[3][4] = {};
       const double* mn = mats + n * Dims * (Dims + 1);
       for (int i = 0; i < Dims; ++i)
         for (int j = 0; j <= Dims; ++j) m[i][j] = static_cast<float>(mn[i * (Dims + 1) + j]);
-      for (; r < plane_end; ++r) {
-        const int64_t yy = r % Ho, zz = (r / Ho) % Do;
-        (void)y; (void)z;
-        float base[3], step[3];
-        for (int d = 0; d < Dims; ++d) {
-          if constexpr (Dims == 3) {
-            base[d] = m[d][0] * static_cast<float>(zz) + m[d][1] * static_cast<float>(yy) + m[d][3];
-            step[d] = m[d][2];
-          } else {
-            base[d] = m[d][0] * static_cast<float>(yy) + m[d][2];
-            step[d] = m[d][1];
-          }
-        }
-        const int64_t out_row = (n * C + c) * out_plane + (zz * Ho + yy) * Wo;
-        const int64_t element_row = c * out_plane + (zz * Ho + yy) * Wo;
-        for (int64_t x = 0; x < Wo; ++x) {
-          const float fx = static_cast<float>(x);
-          float v;
-          if constexpr (Dims == 3)
-            v = sample_source<In, 3, Linear>(src, pad, base[0] + step[0] * fx, base[1] + step[1] * fx,
-                                             base[2] + step[2] * fx);
-          else
-            v = sample_source<In, 2, Linear>(src, pad, 0.0f, base[0] + step[0] * fx, base[1] + step[1] * fx);
-          if (Q) v = post.apply(v, element_row + x);
-          store_value(output.data, output.dtype, out_row + x, v);
-        }
+      float scale, shift, lo, hi;
+      if (simple_pre_ops(pre, P, scale, shift, lo, hi)) {
+        Source<In, false> src{base, {size[0], size[1], size[2]}, {stride[0], stride[1], stride[2]}, pre, P,
+                              scale, shift, lo, hi};
+        resample_plane_rows<In, Dims, Linear, false>(input, output, src, post, m, n, c, r, plane_end, pad);
+      } else {
+        Source<In, true> src{base, {size[0], size[1], size[2]}, {stride[0], stride[1], stride[2]}, pre, P};
+        resample_plane_rows<In, Dims, Linear, true>(input, output, src, post, m, n, c, r, plane_end, pad);
       }
+      r = plane_end;
     }
   });
 }
@@ -322,47 +362,69 @@ void normalize_intensity(const TensorView& input, const TensorView* mask, const 
   const uint8_t* m = mask ? static_cast<const uint8_t*>(mask->data) : nullptr;
   const int64_t mask_channels = mask ? mask->shape[1] : 0;
   const bool minmax = args.kind == static_cast<int>(NormalizeKind::MinMax);
-  for (int64_t g = 0; g < groups; ++g) {
+  (void)groups;
+  // one group: statistics over [b, e) of its elements
+  struct Stats { double sum = 0, sumsq = 0, count = 0; float lo = INFINITY, hi = -INFINITY; bool nan = false; };
+  auto accumulate = [&](int64_t g, int64_t b, int64_t e, Stats& st) {
     const int64_t n = args.channel_wise ? g / C : g;
     const int64_t first_channel = args.channel_wise ? g % C : 0;
     const float* x = in + g * group_size;
-    auto mask_at = [&](int64_t i) -> bool {
-      if (!m) return true;
-      const int64_t c = first_channel + i / S, s = i % S;
-      return m[(n * mask_channels + (mask_channels == 1 ? 0 : c)) * S + s] != 0;
-    };
-    double sum = 0, sumsq = 0, count = 0;
-    float lo = std::numeric_limits<float>::infinity(), hi = -lo;
-    bool saw_nan = false;
-#pragma omp parallel for reduction(+ : sum, sumsq, count) reduction(min : lo) reduction(max : hi) \
-    reduction(|| : saw_nan) if (group_size > 65536)
-    for (int64_t i = 0; i < group_size; ++i) {
-      if (!mask_at(i)) continue;
+    for (int64_t i = b; i < e; ++i) {
+      if (m) {
+        const int64_t c = first_channel + i / S, s = i % S;
+        if (!m[(n * mask_channels + (mask_channels == 1 ? 0 : c)) * S + s]) continue;
+      }
       const float v = x[i];
-      if (v != v) saw_nan = true;
-      sum += v; sumsq += static_cast<double>(v) * v; count += 1;
-      lo = v < lo ? v : lo; hi = v > hi ? v : hi;
+      if (v != v) st.nan = true;
+      st.sum += v; st.sumsq += static_cast<double>(v) * v; st.count += 1;
+      st.lo = v < st.lo ? v : st.lo; st.hi = v > st.hi ? v : st.hi;
     }
+  };
+  auto finish = [&](int64_t g, const Stats& st, int64_t b, int64_t e) {
     float shift, scale;
-    if (count == 0) {
+    if (st.count == 0) {
       shift = 0.0f; scale = 1.0f;  // empty mask: leave the values as they are
-    } else if (saw_nan) {
+    } else if (st.nan) {
       shift = std::numeric_limits<float>::quiet_NaN(); scale = 1.0f;  // NaN propagates to the whole image
     } else if (minmax) {
-      shift = lo;
-      const double range = static_cast<double>(hi) - lo + args.eps;
+      shift = st.lo;
+      const double range = static_cast<double>(st.hi) - st.lo + args.eps;
       scale = static_cast<float>(range > 0 ? 1.0 / range : 1.0);
     } else {
-      const double mean = sum / count;
-      const double var = std::max(0.0, sumsq / count - mean * mean);
+      const double mean = st.sum / st.count;
+      const double var = std::max(0.0, st.sumsq / st.count - mean * mean);
       const double denom = std::sqrt(var) + args.eps;
       shift = static_cast<float>(mean);
       scale = static_cast<float>(denom > 0 ? 1.0 / denom : 1.0);
     }
+    const float* x = in + g * group_size;
     const int64_t offset = g * group_size;
-    parallel_for(0, group_size, 32768, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) store_value(output.data, output.dtype, offset + i, (x[i] - shift) * scale);
+    for (int64_t i = b; i < e; ++i) store_value(output.data, output.dtype, offset + i, (x[i] - shift) * scale);
+  };
+  if (groups >= num_threads()) {
+    parallel_for(0, groups, 1, [&](int64_t gb, int64_t ge) {
+      for (int64_t g = gb; g < ge; ++g) {
+        Stats st;
+        accumulate(g, 0, group_size, st);
+        finish(g, st, 0, group_size);
+      }
     });
+    return;
+  }
+  // few large images (a volume): split each image over the threads
+  for (int64_t g = 0; g < groups; ++g) {
+    const int parts = num_threads();
+    std::vector<Stats> partial(parts);
+    const int64_t chunk = (group_size + parts - 1) / parts;
+    parallel_for(0, parts, 1, [&](int64_t pb, int64_t pe) {
+      for (int64_t p = pb; p < pe; ++p) accumulate(g, p * chunk, std::min(group_size, (p + 1) * chunk), partial[p]);
+    });
+    Stats st;
+    for (const Stats& p : partial) {
+      st.sum += p.sum; st.sumsq += p.sumsq; st.count += p.count; st.nan = st.nan || p.nan;
+      st.lo = std::min(st.lo, p.lo); st.hi = std::max(st.hi, p.hi);
+    }
+    parallel_for(0, group_size, 32768, [&](int64_t b, int64_t e) { finish(g, st, b, e); });
   }
 }
 

@@ -293,7 +293,8 @@ class ResampleToSpacing(GeometricTransform):
 
 
 class CropOrPad(GeometricTransform):
-    """Centre crop or pad (with the padding mode) to ``size``: offset = (in - out) // 2."""
+    """Centre crop or pad (with the padding mode) to ``size``: a crop starts at (in - out) // 2,
+    a pad puts (out - in) // 2 before the image and the rest after it (MONAI's convention)."""
 
     padding = "zeros"
 
@@ -301,7 +302,7 @@ class CropOrPad(GeometricTransform):
         self.size, self.padding = size, check_padding(padding)
 
     def _offsets(self, shape, out, u):
-        return tuple((shape[a] - out[a]) // 2 for a in range(len(shape)))
+        return tuple((s - o) // 2 if s >= o else -((o - s) // 2) for s, o in zip(shape, out))
 
     def plan(self, shape, spacing, u):
         dims = len(shape)

@@ -220,7 +220,7 @@ def _like_device(array: np.ndarray, like: Any) -> Any:
     kind = array_kind(like)
     if kind == "torch":
         import torch
-        t = torch.from_numpy(np.ascontiguousarray(array))
+        t = torch.from_numpy(np.array(array, order="C", copy=True))
         return t.to(like.device, non_blocking=False) if like.device.type != "cpu" else t
     if kind == "cupy":
         import cupy

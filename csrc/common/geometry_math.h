@@ -9,8 +9,10 @@
 //   border  (scipy 'nearest',       torch 'border'):       a a a | a b c d | d d d
 //   reflect (scipy 'reflect',       torch 'reflection'):   c b a | a b c d | d c b
 #pragma once
+#include <cmath>
 #include <cstdint>
 
+#include "common/intensity_math.h"
 #include "common/macros.h"
 
 namespace medkern {
@@ -70,6 +72,98 @@ MEDKERN_HD AxisTaps linear_taps(float coord, int64_t n) {
 template <Padding P>
 MEDKERN_HD int64_t nearest_tap(float coord, int64_t n) {
   return resolve_tap<P>(floor_to_int(coord + 0.5f), n);
+}
+
+MEDKERN_HD int64_t resolve_tap_mode(int64_t i, int64_t n, Padding pad) {
+  switch (pad) {
+    case Padding::Zeros: return resolve_tap<Padding::Zeros>(i, n);
+    case Padding::Border: return resolve_tap<Padding::Border>(i, n);
+    default: return resolve_tap<Padding::Reflect>(i, n);
+  }
+}
+
+// One (n, c) plane of the source with the pre ops applied to each tap. The common forms (none,
+// Rescale, Rescale+Window = one folded affine then a clamp) run as a branch-free affine+clamp;
+// other lists go through the general op loop (General = true).
+template <class In, bool General>
+struct SourcePlane {
+  const In* base;
+  int64_t size[3], stride[3];  // z, y, x (2D: size[0] = 1, stride[0] = 0)
+  const float* pre;
+  int pre_count;
+  float scale, shift, lo, hi;
+
+  MEDKERN_HD float tap(int64_t z, int64_t y, int64_t x) const {
+    const float v = static_cast<float>(base[z * stride[0] + y * stride[1] + x * stride[2]]);
+    if (General) return apply_intensity_ops(v, pre, pre_count);
+    return clamp_propagating_nan(v * scale + shift, lo, hi);
+  }
+};
+
+// Whether the pre ops are [Affine]? [Clamp]? (after the planner folded affines), and their
+// constants if so.
+MEDKERN_HD bool simple_pre_ops(const float* ops, int count, float& scale, float& shift, float& lo, float& hi) {
+  scale = 1.0f; shift = 0.0f; lo = -INFINITY; hi = INFINITY;
+  int i = 0;
+  if (i < count && static_cast<int>(ops[0]) == static_cast<int>(IntensityOp::Affine)) {
+    scale = ops[1]; shift = ops[2]; ++i;
+  }
+  if (i < count && static_cast<int>(ops[i * kIntensityOpWidth]) == static_cast<int>(IntensityOp::Clamp)) {
+    lo = ops[i * kIntensityOpWidth + 1]; hi = ops[i * kIntensityOpWidth + 2]; ++i;
+  }
+  return i == count;
+}
+
+// The value at source coordinate (cz, cy, cx): nearest or (bi/tri)linear over the intensity-
+// mapped taps; zero padding contributes 0 in the mapped space, as the unfused chain's padding.
+// Fast path when every tap is inside (no index resolution).
+template <class Src, int Dims, bool Linear>
+MEDKERN_HD float sample_source(const Src& s, Padding pad, float cz, float cy, float cx) {
+  if (!Linear) {
+    const int64_t iz = Dims == 3 ? resolve_tap_mode(floor_to_int(cz + 0.5f), s.size[0], pad) : 0;
+    const int64_t iy = resolve_tap_mode(floor_to_int(cy + 0.5f), s.size[1], pad);
+    const int64_t ix = resolve_tap_mode(floor_to_int(cx + 0.5f), s.size[2], pad);
+    if (iz < 0 || iy < 0 || ix < 0) return 0.0f;
+    return s.tap(iz, iy, ix);
+  }
+  const int64_t y0 = floor_to_int(cy), x0 = floor_to_int(cx);
+  const float fy = cy - static_cast<float>(y0), fx = cx - static_cast<float>(x0);
+  const int64_t z0 = Dims == 3 ? floor_to_int(cz) : 0;
+  const float fz = Dims == 3 ? cz - static_cast<float>(z0) : 0.0f;
+  const bool inside = y0 >= 0 && y0 + 1 < s.size[1] && x0 >= 0 && x0 + 1 < s.size[2] &&
+                      (Dims == 2 || (z0 >= 0 && z0 + 1 < s.size[0]));
+  if (inside) {
+    float acc = 0.0f;
+    for (int a = 0; a < (Dims == 3 ? 2 : 1); ++a) {
+      const int64_t z = z0 + a;
+      const float top = (1.0f - fx) * s.tap(z, y0, x0) + fx * s.tap(z, y0, x0 + 1);
+      const float bottom = (1.0f - fx) * s.tap(z, y0 + 1, x0) + fx * s.tap(z, y0 + 1, x0 + 1);
+      const float plane = (1.0f - fy) * top + fy * bottom;
+      acc += Dims == 3 ? (a == 0 ? 1.0f - fz : fz) * plane : plane;
+    }
+    return acc;
+  }
+  int64_t zi[2] = {0, 0}, yi[2], xi[2];
+  for (int k = 0; k < 2; ++k) {
+    yi[k] = resolve_tap_mode(y0 + k, s.size[1], pad);
+    xi[k] = resolve_tap_mode(x0 + k, s.size[2], pad);
+    if (Dims == 3) zi[k] = resolve_tap_mode(z0 + k, s.size[0], pad);
+  }
+  const float wy[2] = {1.0f - fy, fy}, wx[2] = {1.0f - fx, fx}, wz[2] = {1.0f - fz, fz};
+  float acc = 0.0f;
+  for (int a = 0; a < (Dims == 3 ? 2 : 1); ++a) {
+    if (zi[a] < 0) continue;
+    float plane = 0.0f;
+    for (int b = 0; b < 2; ++b) {
+      if (yi[b] < 0) continue;
+      float row = 0.0f;
+      for (int c = 0; c < 2; ++c)
+        if (xi[c] >= 0) row += wx[c] * s.tap(zi[a], yi[b], xi[c]);
+      plane += wy[b] * row;
+    }
+    acc += (Dims == 3 ? wz[a] : 1.0f) * plane;
+  }
+  return acc;
 }
 
 }  // namespace medkern

@@ -138,103 +138,8 @@ struct PostOps {
   }
 };
 
-// Source taps with the pre ops applied. The common forms (none, Rescale, Rescale+Window =
-// one folded affine then a clamp) run as a branch-free affine+clamp; other lists go through
-// the general op loop (General = true).
-template <class In, bool General>
-struct Source {
-  const In* base;  // (n, c) plane
-  int64_t size[3], stride[3];  // z, y, x (2D: size[0] = 1)
-  const float* pre;
-  int pre_count;
-  float scale = 1.0f, shift = 0.0f, lo = -INFINITY, hi = INFINITY;
-
-  float tap(int64_t z, int64_t y, int64_t x) const {
-    const float v = static_cast<float>(base[z * stride[0] + y * stride[1] + x * stride[2]]);
-    if constexpr (General) return apply_intensity_ops(v, pre, pre_count);
-    else return clamp_propagating_nan(v * scale + shift, lo, hi);
-  }
-};
-
-// Whether the pre ops are [Affine]? [Clamp]? (after folding), and the constants if so.
-inline bool simple_pre_ops(const float* ops, int count, float& scale, float& shift, float& lo, float& hi) {
-  scale = 1.0f; shift = 0.0f; lo = -INFINITY; hi = INFINITY;
-  int i = 0;
-  if (i < count && static_cast<int>(ops[0]) == static_cast<int>(IntensityOp::Affine)) {
-    scale = ops[1]; shift = ops[2]; ++i;
-  }
-  if (i < count && static_cast<int>(ops[i * kIntensityOpWidth]) == static_cast<int>(IntensityOp::Clamp)) {
-    lo = ops[i * kIntensityOpWidth + 1]; hi = ops[i * kIntensityOpWidth + 2]; ++i;
-  }
-  return i == count;
-}
-
-template <class Src, int Dims, bool Linear>
-float sample_source(const Src& s, Padding pad, float cz, float cy, float cx) {
-  if constexpr (!Linear) {
-    int64_t iz = 0, iy, ix;
-    auto near = [&](float c, int64_t n) {
-      switch (pad) {
-        case Padding::Zeros: return nearest_tap<Padding::Zeros>(c, n);
-        case Padding::Border: return nearest_tap<Padding::Border>(c, n);
-        default: return nearest_tap<Padding::Reflect>(c, n);
-      }
-    };
-    if constexpr (Dims == 3) iz = near(cz, s.size[0]);
-    iy = near(cy, s.size[1]);
-    ix = near(cx, s.size[2]);
-    if (iz < 0 || iy < 0 || ix < 0) return 0.0f;
-    return s.tap(iz, iy, ix);
-  } else {
-    const int64_t y0 = floor_to_int(cy), x0 = floor_to_int(cx);
-    const float fy = cy - static_cast<float>(y0), fx = cx - static_cast<float>(x0);
-    int64_t z0 = 0;
-    float fz = 0.0f;
-    if constexpr (Dims == 3) { z0 = floor_to_int(cz); fz = cz - static_cast<float>(z0); }
-    const bool inside = y0 >= 0 && y0 + 1 < s.size[1] && x0 >= 0 && x0 + 1 < s.size[2] &&
-                        (Dims == 2 || (z0 >= 0 && z0 + 1 < s.size[0]));
-    if (inside) {
-      auto plane = [&](int64_t z) {
-        const float a = s.tap(z, y0, x0), b = s.tap(z, y0, x0 + 1);
-        const float c = s.tap(z, y0 + 1, x0), d = s.tap(z, y0 + 1, x0 + 1);
-        return (1.0f - fy) * ((1.0f - fx) * a + fx * b) + fy * ((1.0f - fx) * c + fx * d);
-      };
-      if constexpr (Dims == 2) return plane(0);
-      else return (1.0f - fz) * plane(z0) + fz * plane(z0 + 1);
-    }
-    int64_t zi[2] = {0, 0}, yi[2], xi[2];
-    auto resolve = [&](int64_t i, int64_t n) {
-      switch (pad) {
-        case Padding::Zeros: return resolve_tap<Padding::Zeros>(i, n);
-        case Padding::Border: return resolve_tap<Padding::Border>(i, n);
-        default: return resolve_tap<Padding::Reflect>(i, n);
-      }
-    };
-    for (int k = 0; k < 2; ++k) {
-      yi[k] = resolve(y0 + k, s.size[1]);
-      xi[k] = resolve(x0 + k, s.size[2]);
-      if constexpr (Dims == 3) zi[k] = resolve(z0 + k, s.size[0]);
-    }
-    const float wy[2] = {1.0f - fy, fy}, wx[2] = {1.0f - fx, fx}, wz[2] = {1.0f - fz, fz};
-    float acc = 0.0f;
-    for (int a = 0; a < (Dims == 3 ? 2 : 1); ++a) {
-      if (zi[a] < 0) continue;
-      float plane = 0.0f;
-      for (int b = 0; b < 2; ++b) {
-        if (yi[b] < 0) continue;
-        float row = 0.0f;
-        for (int c = 0; c < 2; ++c)
-          if (xi[c] >= 0) row += wx[c] * s.tap(zi[a], yi[b], xi[c]);
-        plane += wy[b] * row;
-      }
-      acc += (Dims == 3 ? wz[a] : 1.0f) * plane;
-    }
-    return acc;
-  }
-}
-
 template <class In, int Dims, bool Linear, bool General>
-void resample_plane_rows(const TensorView& input, const TensorView& output, const Source<In, General>& src,
+void resample_plane_rows(const TensorView& input, const TensorView& output, const SourcePlane<In, General>& src,
                          PostOps& post, const float (&m)[3][4], int64_t n, int64_t c, int64_t row_begin,
                          int64_t row_end, Padding pad) {
   const int64_t C = input.shape[1];
@@ -259,10 +164,10 @@ void resample_plane_rows(const TensorView& input, const TensorView& output, cons
       const float fx = static_cast<float>(x);
       float v;
       if constexpr (Dims == 3)
-        v = sample_source<Source<In, General>, 3, Linear>(src, pad, base[0] + step[0] * fx, base[1] + step[1] * fx,
+        v = sample_source<SourcePlane<In, General>, 3, Linear>(src, pad, base[0] + step[0] * fx, base[1] + step[1] * fx,
                                                           base[2] + step[2] * fx);
       else
-        v = sample_source<Source<In, General>, 2, Linear>(src, pad, 0.0f, base[0] + step[0] * fx,
+        v = sample_source<SourcePlane<In, General>, 2, Linear>(src, pad, 0.0f, base[0] + step[0] * fx,
                                                           base[1] + step[1] * fx);
       if (has_post) v = post.apply(v, element_row + x);
       if (output.dtype == DType::Float32) static_cast<float*>(output.data)[out_row + x] = v;
@@ -310,11 +215,12 @@ void resample_typed(const TensorView& input, const TensorView& matrices, const T
         for (int j = 0; j <= Dims; ++j) m[i][j] = static_cast<float>(mn[i * (Dims + 1) + j]);
       float scale, shift, lo, hi;
       if (simple_pre_ops(pre, P, scale, shift, lo, hi)) {
-        Source<In, false> src{base, {size[0], size[1], size[2]}, {stride[0], stride[1], stride[2]}, pre, P,
+        SourcePlane<In, false> src{base, {size[0], size[1], size[2]}, {stride[0], stride[1], stride[2]}, pre, P,
                               scale, shift, lo, hi};
         resample_plane_rows<In, Dims, Linear, false>(input, output, src, post, m, n, c, r, plane_end, pad);
       } else {
-        Source<In, true> src{base, {size[0], size[1], size[2]}, {stride[0], stride[1], stride[2]}, pre, P};
+        SourcePlane<In, true> src{base, {size[0], size[1], size[2]}, {stride[0], stride[1], stride[2]}, pre, P,
+                                  1.0f, 0.0f, 0.0f, 0.0f};
         resample_plane_rows<In, Dims, Linear, true>(input, output, src, post, m, n, c, r, plane_end, pad);
       }
       r = plane_end;

@@ -162,3 +162,20 @@ def test_bad_arguments(tree, tmp_path, capsys):
     assert "--workers" in capsys.readouterr().err
     assert run(tmp_path / "missing", tmp_path / "o", "--config", config) == 2
     assert "input" in capsys.readouterr().err
+
+
+def test_preprocessed_dataset_reads_the_outputs(tree, tmp_path):
+    import torch
+    from medkern.data.preprocessed import PreprocessedDataset
+    root, config = tree
+    out = tmp_path / "out"
+    run(root, out, "--config", config)
+    ds = PreprocessedDataset(out, return_record=True)
+    assert len(ds) == 5
+    for i in range(len(ds)):
+        x, index, record = ds[i]
+        assert isinstance(x, torch.Tensor) and x.dtype == torch.float32 and index == i
+        assert list(x.shape) == record["shape"]
+        np.testing.assert_array_equal(x.numpy(), np.load(record["output"]))
+    with pytest.raises(ValueError, match="'root'"):
+        PreprocessedDataset(tmp_path / "in")

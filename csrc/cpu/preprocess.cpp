@@ -97,50 +97,37 @@ inline void store_value(void* out, DType dtype, int64_t i, float v) {
   else static_cast<uint16_t*>(out)[i] = float_to_bfloat16_bits(v);
 }
 
-constexpr int kMaxNoiseOps = 8;
-
-// Post ops for one element, with Philox normals cached per aligned group of 4 (one Philox block
-// feeds four consecutive elements of a row).
+// The post ops of one row chunk, op by op over the chunk (tight loops the CPU overlaps and the
+// compiler can vectorize); noise: one Philox block per aligned group of four elements.
 struct PostOps {
   const float* ops;
   int count;
   uint64_t seed, sample;
-  int64_t cached_group[kMaxNoiseOps];
-  float cached[kMaxNoiseOps][4];
-
-  void reset() { for (auto& g : cached_group) g = -1; }
-
-  float apply(float v, int64_t element) {
-    int noise_slot = 0;
-    for (int i = 0; i < count; ++i) {
-      const float* op = ops + i * kIntensityOpWidth;
-      if (is_noise_op(op)) {
-        const int64_t group = element >> 2;
-        float z;
-        if (noise_slot < kMaxNoiseOps) {
-          if (cached_group[noise_slot] != group) {
-            philox_normal4(seed, sample, kNoiseStreamBit | static_cast<uint32_t>(op[3]), static_cast<uint64_t>(group),
-                           cached[noise_slot]);
-            cached_group[noise_slot] = group;
-          }
-          z = cached[noise_slot][element & 3];
-        } else {
-          z = philox_normal_at(seed, sample, kNoiseStreamBit | static_cast<uint32_t>(op[3]),
-                               static_cast<uint64_t>(element));
-        }
-        ++noise_slot;
-        v += op[1] * z;
-      } else {
-        v = apply_intensity_op(v, op);
-      }
-    }
-    return v;
-  }
 };
+
+constexpr int kChunk = 256;
+
+inline void apply_post_ops(const PostOps& post, float* vals, int64_t first_element, int n) {
+  float normals[kChunk + 8];
+  for (int k = 0; k < post.count; ++k) {
+    const float* op = post.ops + k * kIntensityOpWidth;
+    if (is_noise_op(op)) {
+      const int64_t g0 = first_element >> 2, g1 = (first_element + n - 1) >> 2;
+      const uint32_t stream = kNoiseStreamBit | static_cast<uint32_t>(op[3]);
+      for (int64_t g = g0; g <= g1; ++g)
+        philox_normal4(post.seed, post.sample, stream, static_cast<uint64_t>(g), normals + 4 * (g - g0));
+      const float* z = normals + (first_element - 4 * g0);
+      const float std = op[1];
+      for (int i = 0; i < n; ++i) vals[i] += std * z[i];
+    } else {
+      for (int i = 0; i < n; ++i) vals[i] = apply_intensity_op(vals[i], op);
+    }
+  }
+}
 
 template <class In, int Dims, bool Linear, bool General>
 void resample_plane_rows(const TensorView& input, const TensorView& output, const SourcePlane<In, General>& src,
-                         PostOps& post, const float (&m)[3][4], int64_t n, int64_t c, int64_t row_begin,
+                         const PostOps& post, const float (&m)[3][4], int64_t n, int64_t c, int64_t row_begin,
                          int64_t row_end, Padding pad) {
   const int64_t C = input.shape[1];
   const int64_t Do = Dims == 3 ? output.shape[2] : 1, Ho = output.size(-2), Wo = output.size(-1);
@@ -159,19 +146,25 @@ void resample_plane_rows(const TensorView& input, const TensorView& output, cons
     }
     const int64_t out_row = (n * C + c) * out_plane + (zz * Ho + yy) * Wo;
     const int64_t element_row = c * out_plane + (zz * Ho + yy) * Wo;
-    const bool has_post = post.count > 0;
-    for (int64_t x = 0; x < Wo; ++x) {
-      const float fx = static_cast<float>(x);
-      float v;
-      if constexpr (Dims == 3)
-        v = sample_source<SourcePlane<In, General>, 3, Linear>(src, pad, base[0] + step[0] * fx, base[1] + step[1] * fx,
-                                                          base[2] + step[2] * fx);
-      else
-        v = sample_source<SourcePlane<In, General>, 2, Linear>(src, pad, 0.0f, base[0] + step[0] * fx,
-                                                          base[1] + step[1] * fx);
-      if (has_post) v = post.apply(v, element_row + x);
-      if (output.dtype == DType::Float32) static_cast<float*>(output.data)[out_row + x] = v;
-      else store_value(output.data, output.dtype, out_row + x, v);
+    float vals[kChunk];
+    for (int64_t x0 = 0; x0 < Wo; x0 += kChunk) {
+      const int n_chunk = static_cast<int>(std::min<int64_t>(kChunk, Wo - x0));
+      for (int i = 0; i < n_chunk; ++i) {
+        const float fx = static_cast<float>(x0 + i);
+        if constexpr (Dims == 3)
+          vals[i] = sample_source<SourcePlane<In, General>, 3, Linear>(
+              src, pad, base[0] + step[0] * fx, base[1] + step[1] * fx, base[2] + step[2] * fx);
+        else
+          vals[i] = sample_source<SourcePlane<In, General>, 2, Linear>(src, pad, 0.0f, base[0] + step[0] * fx,
+                                                                       base[1] + step[1] * fx);
+      }
+      if (post.count > 0) apply_post_ops(post, vals, element_row + x0, n_chunk);
+      if (output.dtype == DType::Float32) {
+        float* out = static_cast<float*>(output.data) + out_row + x0;
+        for (int i = 0; i < n_chunk; ++i) out[i] = vals[i];
+      } else {
+        for (int i = 0; i < n_chunk; ++i) store_value(output.data, output.dtype, out_row + x0 + i, vals[i]);
+      }
     }
   }
 }
@@ -207,8 +200,7 @@ void resample_typed(const TensorView& input, const TensorView& matrices, const T
       size[2] = input.size(-1); stride[2] = input.stride(-1);
       const In* base = in + n * input.strides[0] + c * input.strides[1];
       const float* pre = pre_all + n * P * kIntensityOpWidth;
-      PostOps post{post_all + n * Q * kIntensityOpWidth, Q, args.seed, static_cast<uint64_t>(samples[n]), {}, {}};
-      post.reset();
+      const PostOps post{post_all + n * Q * kIntensityOpWidth, Q, args.seed, static_cast<uint64_t>(samples[n])};
       float m[3][4] = {};
       const double* mn = mats + n * Dims * (Dims + 1);
       for (int i = 0; i < Dims; ++i)

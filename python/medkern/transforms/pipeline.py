@@ -138,7 +138,9 @@ class Pipeline:
                 if str(current.dtype).rpartition(".")[2] != "float32" or current is batch:
                     # statistics need float32 values of the current image: an identity stage
                     current = self._run_stage(_Stage(), current, shape, sp, idx, "float32", params)[0]
-                out = _empty(current, current.shape, self.out_dtype if last else "float32")
+                out_dtype = self.out_dtype if last else "float32"
+                # our own float32 intermediate is normalized in place (no second big allocation)
+                out = current if out_dtype == "float32" else _empty(current, current.shape, out_dtype)
                 m = None
                 if mask is not None:
                     m = _like_device(np.ascontiguousarray(to_numpy(mask)).astype(np.uint8), current)

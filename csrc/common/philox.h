@@ -70,7 +70,9 @@ MEDKERN_HD float philox_log(float x) {
   const uint32_t bits = philox_float_bits(x);
   int exponent = static_cast<int>((bits >> 23) & 0xffu) - 127;
   float m = philox_bits_float((bits & 0x7fffffu) | 0x3f800000u);  // [1, 2)
-  if (m > 1.41421356f) { m *= 0.5f; exponent += 1; }
+  const bool upper = m > 1.41421356f;  // selects, not branches: the CPU loop vectorizes
+  m = upper ? m * 0.5f : m;
+  exponent += upper ? 1 : 0;
   const float t = (m - 1.0f) / (m + 1.0f), t2 = t * t;
   const float series = t * (2.0f + t2 * (0.666666667f + t2 * (0.4f + t2 * (0.285714286f + t2 * 0.222222222f))));
   return series + static_cast<float>(exponent) * 0.693147181f;
@@ -86,12 +88,11 @@ MEDKERN_HD void philox_sincos_turns(float u, float& s, float& c) {
                    a2 * (2.75573192e-6f + a2 * -2.50521084e-8f)))));
   const float ca = 1.0f + a2 * (-0.5f + a2 * (4.16666667e-2f + a2 * (-1.38888889e-3f + a2 * (2.48015873e-5f +
                    a2 * (-2.75573192e-7f + a2 * 2.08767570e-9f)))));
-  switch (quadrant & 3) {
-    case 0: s = sa; c = ca; break;
-    case 1: s = ca; c = -sa; break;
-    case 2: s = -sa; c = -ca; break;
-    default: s = -ca; c = sa; break;
-  }
+  // quadrant k: (sin, cos)(k pi/2 + a) = (sa, ca), (ca, -sa), (-sa, -ca), (-ca, sa)
+  const bool swap = (quadrant & 1) != 0;
+  const float s_abs = swap ? ca : sa, c_abs = swap ? sa : ca;
+  s = (quadrant & 2) ? -s_abs : s_abs;
+  c = ((quadrant + 1) & 2) ? -c_abs : c_abs;
 }
 
 // Box-Muller on two uniforms -> two independent standard normals.

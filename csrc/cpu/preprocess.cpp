@@ -13,6 +13,7 @@
 #include "common/philox.h"
 #include "medkern/checks.h"
 #include "medkern/parallel.h"
+#include "medkern/simd.h"
 
 namespace medkern {
 
@@ -89,12 +90,25 @@ void check_normalize_args(const TensorView& input, const TensorView* mask, const
 
 namespace cpu {
 
+// compiled once per SIMD level (cpu/simd/preprocess_noise_*.cpp)
+void fill_normals_avx512(uint64_t seed, uint64_t sample, uint32_t stream, int64_t first_group, int groups, float* out);
+void fill_normals_avx2(uint64_t seed, uint64_t sample, uint32_t stream, int64_t first_group, int groups, float* out);
+void fill_normals_scalar(uint64_t seed, uint64_t sample, uint32_t stream, int64_t first_group, int groups, float* out);
+
 namespace {
 
 inline void store_value(void* out, DType dtype, int64_t i, float v) {
   if (dtype == DType::Float32) static_cast<float*>(out)[i] = v;
   else if (dtype == DType::Float16) static_cast<uint16_t*>(out)[i] = float_to_half_bits(v);
   else static_cast<uint16_t*>(out)[i] = float_to_bfloat16_bits(v);
+}
+
+void fill_normals(uint64_t seed, uint64_t sample, uint32_t stream, int64_t first_group, int groups, float* out) {
+  switch (simd_level()) {
+    case SimdLevel::AVX512: fill_normals_avx512(seed, sample, stream, first_group, groups, out); break;
+    case SimdLevel::AVX2: fill_normals_avx2(seed, sample, stream, first_group, groups, out); break;
+    default: fill_normals_scalar(seed, sample, stream, first_group, groups, out); break;
+  }
 }
 
 // The post ops of one row chunk, op by op over the chunk (tight loops the CPU overlaps and the
@@ -114,8 +128,7 @@ inline void apply_post_ops(const PostOps& post, float* vals, int64_t first_eleme
     if (is_noise_op(op)) {
       const int64_t g0 = first_element >> 2, g1 = (first_element + n - 1) >> 2;
       const uint32_t stream = kNoiseStreamBit | static_cast<uint32_t>(op[3]);
-      for (int64_t g = g0; g <= g1; ++g)
-        philox_normal4(post.seed, post.sample, stream, static_cast<uint64_t>(g), normals + 4 * (g - g0));
+      fill_normals(post.seed, post.sample, stream, g0, static_cast<int>(g1 - g0 + 1), normals);
       const float* z = normals + (first_element - 4 * g0);
       const float std = op[1];
       for (int i = 0; i < n; ++i) vals[i] += std * z[i];

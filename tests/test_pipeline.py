@@ -189,3 +189,15 @@ def test_cuda_matches_cpu():
     sp = (2.5, 0.7, 0.7)
     torch.testing.assert_close(p2(torch.from_numpy(v).cuda(), spacing=sp).cpu(), p2(torch.from_numpy(v), spacing=sp),
                                rtol=1e-4, atol=1e-3)
+
+
+def test_volume_brings_its_spacing():
+    import os
+    from pydicom.data import get_testdata_file
+    from medkern.io import read_dicom_series
+    ct2 = os.path.join(os.path.dirname(get_testdata_file("CT_small.dcm")), "dicomdirtests", "77654033", "CT2")
+    v = read_dicom_series(ct2)
+    p = T.Pipeline([T.Rescale(v.slope, v.intercept), T.ResampleToSpacing(1.0)])
+    out = p(v)
+    assert out.shape == (1, 1, 5, 8, 8)
+    np.testing.assert_array_equal(out, p(v.as_batch(), spacing=v.spacing))

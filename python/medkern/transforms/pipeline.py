@@ -51,7 +51,7 @@ class Pipeline:
     """Pipeline(transforms, seed=0, out_dtype='float32', check_finite=False).
 
     ``pipeline(batch, spacing=None, return_params=False, indices=None, mask=None)``: ``batch``
-    is (N, C, H, W) or (N, C, D, H, W), int16/uint8/uint16/float32, as a numpy array, torch tensor
+    is (N, C, H, W) or (N, C, D, H, W) (or a ``medkern.io.Volume``, which brings its spacing), int16/uint8/uint16/float32, as a numpy array, torch tensor
     (CPU or CUDA) or cupy array; the result has the same kind and device, dtype ``out_dtype``
     (bfloat16 needs torch). ``indices`` are the samples' Philox keys (default 0..N-1): pass the
     dataset indices and any batch split or worker count gives the same output. ``mask`` (same
@@ -111,6 +111,9 @@ class Pipeline:
     # ---- execution ---------------------------------------------------------------------
     def __call__(self, batch: Any, spacing: Any = None, return_params: bool = False,
                  indices: Sequence[int] | None = None, mask: Any = None):
+        if hasattr(batch, "pixels") and hasattr(batch, "spacing"):  # a medkern.io.Volume
+            spacing = batch.spacing if spacing is None else spacing
+            batch = batch.as_batch()
         dims = check_batch(batch)
         kind = array_kind(batch)
         n = batch.shape[0]

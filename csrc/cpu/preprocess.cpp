@@ -107,7 +107,11 @@ void fill_normals(uint64_t seed, uint64_t sample, uint32_t stream, int64_t first
   }
 }
 
-}  // namespace
+inline void store_value(void* out, DType dtype, int64_t i, float v) {
+  if (dtype == DType::Float32) static_cast<float*>(out)[i] = v;
+  else if (dtype == DType::Float16) static_cast<uint16_t*>(out)[i] = float_to_half_bits(v);
+  else static_cast<uint16_t*>(out)[i] = float_to_bfloat16_bits(v);
+}
 
 // The post ops of one row chunk, op by op over the chunk (tight loops the CPU overlaps and the
 // compiler can vectorize); noise: one Philox block per aligned group of four elements.

@@ -87,16 +87,20 @@ MEDKERN_HD int64_t resolve_tap_mode(int64_t i, int64_t n, Padding pad) {
 // other lists go through the general op loop (General = true).
 template <class In, bool General>
 struct SourcePlane {
+  using value_type = In;
   const In* base;
   int64_t size[3], stride[3];  // z, y, x (2D: size[0] = 1, stride[0] = 0)
   const float* pre;
   int pre_count;
   float scale, shift, lo, hi;
 
-  MEDKERN_HD float tap(int64_t z, int64_t y, int64_t x) const {
-    const float v = static_cast<float>(base[z * stride[0] + y * stride[1] + x * stride[2]]);
+  MEDKERN_HD float map(In raw) const {
+    const float v = static_cast<float>(raw);
     if (General) return apply_intensity_ops(v, pre, pre_count);
     return clamp_propagating_nan(v * scale + shift, lo, hi);
+  }
+  MEDKERN_HD float tap(int64_t z, int64_t y, int64_t x) const {
+    return map(base[z * stride[0] + y * stride[1] + x * stride[2]]);
   }
 };
 
@@ -133,11 +137,14 @@ MEDKERN_HD float sample_source(const Src& s, Padding pad, float cz, float cy, fl
   const bool inside = y0 >= 0 && y0 + 1 < s.size[1] && x0 >= 0 && x0 + 1 < s.size[2] &&
                       (Dims == 2 || (z0 >= 0 && z0 + 1 < s.size[0]));
   if (inside) {
+    // one corner pointer, the other taps at fixed offsets: no per-tap index arithmetic
+    const int64_t sy = s.stride[1], sx = s.stride[2];
+    const typename Src::value_type* p = s.base + z0 * s.stride[0] + y0 * sy + x0 * sx;
     float acc = 0.0f;
     for (int a = 0; a < (Dims == 3 ? 2 : 1); ++a) {
-      const int64_t z = z0 + a;
-      const float top = (1.0f - fx) * s.tap(z, y0, x0) + fx * s.tap(z, y0, x0 + 1);
-      const float bottom = (1.0f - fx) * s.tap(z, y0 + 1, x0) + fx * s.tap(z, y0 + 1, x0 + 1);
+      const typename Src::value_type* q = p + a * s.stride[0];
+      const float top = (1.0f - fx) * s.map(q[0]) + fx * s.map(q[sx]);
+      const float bottom = (1.0f - fx) * s.map(q[sy]) + fx * s.map(q[sy + sx]);
       const float plane = (1.0f - fy) * top + fy * bottom;
       acc += Dims == 3 ? (a == 0 ? 1.0f - fz : fz) * plane : plane;
     }

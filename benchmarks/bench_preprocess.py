@@ -12,8 +12,12 @@ import time
 
 import numpy as np
 
-from benchmarks.cases_preprocess import cases, memory_floor_ms
-from benchmarks.common import time_callable
+try:  # run as a script from benchmarks/ or as python -m benchmarks.bench_preprocess
+    from cases_preprocess import cases, memory_floor_ms
+    from common import time_callable
+except ImportError:
+    from benchmarks.cases_preprocess import cases, memory_floor_ms
+    from benchmarks.common import time_callable
 
 
 def copy_bandwidth_gb_s(megabytes: int = 256) -> float:

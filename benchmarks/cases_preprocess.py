@@ -13,7 +13,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.common import BenchCase
+try:  # benchmarks/run.py puts benchmarks/ itself on sys.path
+    from common import BenchCase
+except ImportError:
+    from benchmarks.common import BenchCase
 
 P1_SHAPE = (32, 1, 512, 512)
 P1_OUT = (256, 256)

@@ -69,10 +69,12 @@ MEDKERN_HD float philox_bits_float(uint32_t u) {
 MEDKERN_HD float philox_log(float x) {
   const uint32_t bits = philox_float_bits(x);
   int exponent = static_cast<int>((bits >> 23) & 0xffu) - 127;
-  float m = philox_bits_float((bits & 0x7fffffu) | 0x3f800000u);  // [1, 2)
-  const bool upper = m > 1.41421356f;  // selects, not branches: the CPU loop vectorizes
-  m = upper ? m * 0.5f : m;
-  exponent += upper ? 1 : 0;
+  // mantissa in [1, 2); above sqrt(2) halve it (exponent bit arithmetic, exact) and count one
+  // more in the exponent. Integer masks instead of branches: the CPU loop vectorizes.
+  const uint32_t mantissa_bits = (bits & 0x7fffffu) | 0x3f800000u;
+  const uint32_t upper = mantissa_bits > 0x3fb504f3u ? 1u : 0u;  // 0x3fb504f3 = sqrt(2)
+  const float m = philox_bits_float(mantissa_bits - (upper << 23));
+  exponent += static_cast<int>(upper);
   const float t = (m - 1.0f) / (m + 1.0f), t2 = t * t;
   const float series = t * (2.0f + t2 * (0.666666667f + t2 * (0.4f + t2 * (0.285714286f + t2 * 0.222222222f))));
   return series + static_cast<float>(exponent) * 0.693147181f;
@@ -89,10 +91,13 @@ MEDKERN_HD void philox_sincos_turns(float u, float& s, float& c) {
   const float ca = 1.0f + a2 * (-0.5f + a2 * (4.16666667e-2f + a2 * (-1.38888889e-3f + a2 * (2.48015873e-5f +
                    a2 * (-2.75573192e-7f + a2 * 2.08767570e-9f)))));
   // quadrant k: (sin, cos)(k pi/2 + a) = (sa, ca), (ca, -sa), (-sa, -ca), (-ca, sa)
-  const bool swap = (quadrant & 1) != 0;
-  const float s_abs = swap ? ca : sa, c_abs = swap ? sa : ca;
-  s = (quadrant & 2) ? -s_abs : s_abs;
-  c = ((quadrant + 1) & 2) ? -c_abs : c_abs;
+  // (bit masks rather than branches, so the CPU loop vectorizes; results are exact selects)
+  const uint32_t k = static_cast<uint32_t>(quadrant);
+  const uint32_t swap = 0u - (k & 1u);
+  const uint32_t sa_bits = philox_float_bits(sa), ca_bits = philox_float_bits(ca);
+  const uint32_t s_abs = (ca_bits & swap) | (sa_bits & ~swap), c_abs = (sa_bits & swap) | (ca_bits & ~swap);
+  s = philox_bits_float(s_abs ^ ((k & 2u) << 30));
+  c = philox_bits_float(c_abs ^ (((k + 1u) & 2u) << 30));
 }
 
 // Box-Muller on two uniforms -> two independent standard normals.

@@ -101,9 +101,13 @@ void fill_normals(uint64_t seed, uint64_t sample, uint32_t stream, int64_t first
     const Philox4x32 r = philox_block(seed, sample, stream, static_cast<uint64_t>(first_group + g));
     w[0][g] = r.v[0]; w[1][g] = r.v[1]; w[2][g] = r.v[2]; w[3][g] = r.v[3];
   }
+  float z[4][72];
   for (int g = 0; g < groups; ++g) {
-    box_muller(w[0][g], w[1][g], out[4 * g], out[4 * g + 1]);
-    box_muller(w[2][g], w[3][g], out[4 * g + 2], out[4 * g + 3]);
+    box_muller(w[0][g], w[1][g], z[0][g], z[1][g]);
+    box_muller(w[2][g], w[3][g], z[2][g], z[3][g]);
+  }
+  for (int g = 0; g < groups; ++g) {
+    out[4 * g] = z[0][g]; out[4 * g + 1] = z[1][g]; out[4 * g + 2] = z[2][g]; out[4 * g + 3] = z[3][g];
   }
 }
 

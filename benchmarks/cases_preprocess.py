@@ -81,9 +81,9 @@ def torch_p1(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     hu = x.float() - 1024.0
     win = ((hu - (LEVEL - WIDTH / 2)) / WIDTH).clamp_(0, 1)
     n = x.shape[0]
-    grid = F.affine_grid(_theta_2d(n, gen), (n, 1) + P1_OUT, align_corners=False)
+    grid = F.affine_grid(_theta_2d(n, gen).to(x.device), (n, 1) + P1_OUT, align_corners=False)
     out = F.grid_sample(win, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    out += 0.02 * torch.randn(out.shape, generator=gen)
+    out += 0.02 * (torch.randn(out.shape, generator=gen) if x.device.type == "cpu" else torch.randn_like(out))
     flat = out.view(n, -1)
     return ((flat - flat.mean(1, keepdim=True)) / flat.std(1, keepdim=True, unbiased=False)).view_as(out)
 
@@ -108,10 +108,10 @@ def torch_p2(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     t = (torch.rand(3, generator=gen) * 2 - 1) * 0.1
     rs = (rz @ ry @ rx) * s
     # crop index -> resampled-grid normalized (scale, offset) -> rotated/scaled/shifted source
-    theta = torch.cat([rs @ torch.diag(scale), rs @ offset[:, None] + t[:, None]], 1)[None]
+    theta = torch.cat([rs @ torch.diag(scale), rs @ offset[:, None] + t[:, None]], 1)[None].to(x.device)
     grid = F.affine_grid(theta, (1, 1, 128, 128, 128), align_corners=False)
     # read only the source box the crop's grid touches: convert/window just that box
-    size = torch.tensor([w, h, d], dtype=torch.float32)
+    size = torch.tensor([w, h, d], dtype=torch.float32, device=x.device)
     index = ((grid.view(-1, 3) + 1) * size - 1) / 2
     lo = torch.clamp(torch.floor(index.min(0).values) - 1, min=0).long()
     hi = torch.minimum(torch.ceil(index.max(0).values) + 2, size).long()

@@ -142,4 +142,5 @@ PYBIND11_MODULE(_C, m) {
   register_batch_norm(m);
   register_activation(m);
   register_linear(m);
+  register_preprocess(m);
 }

@@ -1,0 +1,88 @@
+// common/intensity_math.h — point-wise intensity steps of the fused pipeline (rescale/window as
+// an affine map, clip, gamma, additive Gaussian noise) encoded as a short op list, plus the
+// float -> float16/bfloat16 stores. NaN propagates through every step (comparisons keep it).
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "common/macros.h"
+#include "common/philox.h"
+
+namespace medkern {
+
+// One op = 4 floats: (kind, a, b, c).
+//   Affine: x * a + b            (Rescale: a = slope, b = intercept; Window: 1/width, -(level - width/2)/width)
+//   Clamp:  min(max(x, a), b)    (Window follows its affine with Clamp(0, 1))
+//   Power:  max(x, 0) ** a       (Gamma on [0, 1] data)
+//   Noise:  x + a * N(0, 1), N drawn from Philox stream (kNoiseStreamBit | c) per output element
+enum class IntensityOp : int { Affine = 0, Clamp = 1, Power = 2, Noise = 3 };
+constexpr int kIntensityOpWidth = 4;
+
+// Two independent selects (each is one max/min instruction on x86 and on the GPU, no branch);
+// a NaN x fails both comparisons and passes through.
+MEDKERN_HD float clamp_propagating_nan(float x, float lo, float hi) {
+  x = lo > x ? lo : x;
+  x = hi < x ? hi : x;
+  return x;
+}
+
+// One deterministic op (a Noise op is the identity here; the kernels add noise per element,
+// because it needs the element's Philox counter).
+MEDKERN_HD float apply_intensity_op(float x, const float* op) {
+  switch (static_cast<IntensityOp>(static_cast<int>(op[0]))) {
+    case IntensityOp::Affine: return x * op[1] + op[2];
+    case IntensityOp::Clamp: return clamp_propagating_nan(x, op[1], op[2]);
+    case IntensityOp::Power: return x > 0.0f ? powf(x, op[1]) : (x == x ? 0.0f : x);
+    case IntensityOp::Noise: return x;
+  }
+  return x;
+}
+
+// The source-side list (no Noise allowed there; the planner never puts one).
+MEDKERN_HD float apply_intensity_ops(float x, const float* ops, int count) {
+  for (int i = 0; i < count; ++i) x = apply_intensity_op(x, ops + i * kIntensityOpWidth);
+  return x;
+}
+
+MEDKERN_HD bool is_noise_op(const float* op) { return static_cast<int>(op[0]) == static_cast<int>(IntensityOp::Noise); }
+
+MEDKERN_HD uint32_t float_bits(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof(u));
+  return u;
+}
+MEDKERN_HD float bits_float(uint32_t u) {
+  float f;
+  memcpy(&f, &u, sizeof(f));
+  return f;
+}
+
+// float32 -> IEEE half, round to nearest even (overflow -> inf, NaN stays NaN, subnormals kept).
+MEDKERN_HD uint16_t float_to_half_bits(float value) {
+  uint32_t f = float_bits(value);
+  const uint32_t sign = f & 0x80000000u;
+  f ^= sign;
+  uint32_t out;
+  if (f >= 0x47800000u) {              // >= 65536 (after rounding): inf, or NaN
+    out = f > 0x7f800000u ? 0x7e00u : 0x7c00u;
+  } else if (f < 0x38800000u) {        // below half's smallest normal: let the FPU round the subnormal
+    const float shifted = bits_float(f) + bits_float(0x3f000000u);
+    out = float_bits(shifted) - 0x3f000000u;
+  } else {
+    const uint32_t mantissa_odd = (f >> 13) & 1u;
+    f += 0xc8000fffu;                  // rebias exponent (15 - 127) << 23, plus the rounding bias
+    f += mantissa_odd;
+    out = f >> 13;
+  }
+  return static_cast<uint16_t>(out | (sign >> 16));
+}
+
+// float32 -> bfloat16, round to nearest even; NaN stays a quiet NaN.
+MEDKERN_HD uint16_t float_to_bfloat16_bits(float value) {
+  const uint32_t f = float_bits(value);
+  if ((f & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((f >> 16) | 0x0040u);
+  return static_cast<uint16_t>((f + 0x7fffu + ((f >> 16) & 1u)) >> 16);
+}
+
+}  // namespace medkern

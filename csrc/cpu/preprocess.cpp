@@ -1,0 +1,357 @@
+// cpu/preprocess.cpp — CPU drivers of the fused preprocessing pass: OpenMP over output rows
+// (sample, channel, z, y); along a row the source coordinate is base + x * step, the taps are
+// read straight through the input's strides (fast path when all taps are inside), intensity ops
+// apply to each tap, then post ops and Philox noise, then one store. Math is in csrc/common.
+#include "medkern/preprocess.h"
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "common/geometry_math.h"
+#include "common/intensity_math.h"
+#include "common/philox.h"
+#include "medkern/checks.h"
+#include "medkern/parallel.h"
+
+namespace medkern {
+
+namespace {
+int spatial_dims_of(const TensorView& v) { return v.ndim - 2; }
+}  // namespace
+
+void check_resample_args(const TensorView& input, const TensorView& matrices, const TensorView& sample_indices,
+                         const TensorView& pre_ops, const TensorView& post_ops, const TensorView& output,
+                         const ResampleArgs& args) {
+  MEDKERN_CHECK_VALUE(input.ndim == 4 || input.ndim == 5, "argument 'input' must be 4-D (N, C, H, W) or 5-D "
+                      "(N, C, D, H, W), got shape ", input.shape_string());
+  check_dtype(input, "input", {DType::Int16, DType::UInt8, DType::UInt16, DType::Float32});
+  check_dtype(output, "output", {DType::Float32, DType::Float16, DType::BFloat16});
+  const int dims = spatial_dims_of(input);
+  const int64_t n = input.shape[0], c = input.shape[1];
+  MEDKERN_CHECK_VALUE(output.ndim == input.ndim, "argument 'output' must have the rank of 'input' (", input.ndim,
+                      "), got shape ", output.shape_string());
+  MEDKERN_CHECK_VALUE(output.shape[0] == n && output.shape[1] == c, "argument 'output' has shape ",
+                      output.shape_string(), " but 'input' has (N, C) = (", n, ", ", c, ")");
+  check_contiguous(output, "output");
+  for (int d = 2; d < input.ndim; ++d)
+    if (output.shape[d] > 0)
+      MEDKERN_CHECK_VALUE(input.shape[d] > 0, "argument 'input' has an empty spatial axis: shape ",
+                          input.shape_string());
+  check_dtype(matrices, "matrices", {DType::Float64});
+  check_shape(matrices, "matrices", {n, dims, dims + 1});
+  check_contiguous(matrices, "matrices");
+  check_dtype(sample_indices, "sample_indices", {DType::Int64});
+  check_shape(sample_indices, "sample_indices", {n});
+  check_contiguous(sample_indices, "sample_indices");
+  for (const auto* ops : {&pre_ops, &post_ops}) {
+    const char* name = ops == &pre_ops ? "pre_ops" : "post_ops";
+    check_dtype(*ops, name, {DType::Float32});
+    check_ndim(*ops, name, 3, "(N, ops, 4)");
+    MEDKERN_CHECK_VALUE(ops->shape[0] == n && ops->shape[2] == kIntensityOpWidth, "argument '", name,
+                        "' has shape ", ops->shape_string(), "; expected (", n, ", ops, 4)");
+    if (ops->numel() > 0) check_contiguous(*ops, name);  // an empty list has arbitrary strides
+  }
+  MEDKERN_CHECK_VALUE(args.interpolation == 0 || args.interpolation == 1,
+                      "argument 'interpolation' must be 0 (nearest) or 1 (linear), got ", args.interpolation);
+  MEDKERN_CHECK_VALUE(args.padding >= 0 && args.padding <= 2,
+                      "argument 'padding' must be 0 (zeros), 1 (border) or 2 (reflect), got ", args.padding);
+  for (const auto* v : {&matrices, &sample_indices, &pre_ops, &post_ops, &output})
+    check_same_device(input, "input", *v, v == &output ? "output" : v == &matrices ? "matrices"
+                                           : v == &sample_indices ? "sample_indices" : v == &pre_ops ? "pre_ops"
+                                                                                             : "post_ops");
+}
+
+void check_normalize_args(const TensorView& input, const TensorView* mask, const TensorView& output,
+                          const NormalizeArgs& args) {
+  MEDKERN_CHECK_VALUE(input.ndim >= 3, "argument 'input' must be (N, C, *spatial), got shape ", input.shape_string());
+  check_dtype(input, "input", {DType::Float32});
+  check_contiguous(input, "input");
+  check_dtype(output, "output", {DType::Float32, DType::Float16, DType::BFloat16});
+  check_same_device(input, "input", output, "output");
+  std::vector<int64_t> shape(input.shape.begin(), input.shape.begin() + input.ndim);
+  check_shape(output, "output", shape);
+  check_contiguous(output, "output");
+  MEDKERN_CHECK_VALUE(args.kind == 0 || args.kind == 1, "argument 'kind' must be 0 (z-score) or 1 (min-max), got ",
+                      args.kind);
+  MEDKERN_CHECK_VALUE(args.eps >= 0, "argument 'eps' must be >= 0, got ", args.eps);
+  if (mask) {
+    check_dtype(*mask, "mask", {DType::UInt8, DType::Bool});
+    check_same_device(input, "input", *mask, "mask");
+    check_contiguous(*mask, "mask");
+    bool ok = mask->ndim == input.ndim && mask->shape[0] == input.shape[0] &&
+              (mask->shape[1] == 1 || mask->shape[1] == input.shape[1]);
+    for (int d = 2; ok && d < input.ndim; ++d) ok = mask->shape[d] == input.shape[d];
+    MEDKERN_CHECK_VALUE(ok, "argument 'mask' has shape ", mask->shape_string(), "; expected (N, 1 or C, *spatial) "
+                        "matching 'input' ", input.shape_string());
+  }
+}
+
+namespace cpu {
+
+namespace {
+
+// out[4 g + lane] = normal `lane` of group (first_group + g), g in [0, groups), groups <= 72.
+// Structure of arrays (Philox words, then Box-Muller) so independent groups overlap in the
+// pipeline. Compiled with the base flags only: no FMA contraction, so every x86-64 machine
+// draws bit-identical noise (an AVX2/AVX-512 build of this loop measured no faster here).
+void fill_normals(uint64_t seed, uint64_t sample, uint32_t stream, int64_t first_group, int groups, float* out) {
+  uint32_t w[4][72];
+  for (int g = 0; g < groups; ++g) {
+    const Philox4x32 r = philox_block(seed, sample, stream, static_cast<uint64_t>(first_group + g));
+    w[0][g] = r.v[0]; w[1][g] = r.v[1]; w[2][g] = r.v[2]; w[3][g] = r.v[3];
+  }
+  float z[4][72];
+  for (int g = 0; g < groups; ++g) {
+    box_muller(w[0][g], w[1][g], z[0][g], z[1][g]);
+    box_muller(w[2][g], w[3][g], z[2][g], z[3][g]);
+  }
+  for (int g = 0; g < groups; ++g) {
+    out[4 * g] = z[0][g]; out[4 * g + 1] = z[1][g]; out[4 * g + 2] = z[2][g]; out[4 * g + 3] = z[3][g];
+  }
+}
+
+inline void store_value(void* out, DType dtype, int64_t i, float v) {
+  if (dtype == DType::Float32) static_cast<float*>(out)[i] = v;
+  else if (dtype == DType::Float16) static_cast<uint16_t*>(out)[i] = float_to_half_bits(v);
+  else static_cast<uint16_t*>(out)[i] = float_to_bfloat16_bits(v);
+}
+
+// The post ops of one row chunk, op by op over the chunk (tight loops the CPU overlaps and the
+// compiler can vectorize); noise: one Philox block per aligned group of four elements.
+struct PostOps {
+  const float* ops;
+  int count;
+  uint64_t seed, sample;
+};
+
+constexpr int kChunk = 256;
+
+inline void apply_post_ops(const PostOps& post, float* vals, int64_t first_element, int n) {
+  float normals[kChunk + 8];
+  for (int k = 0; k < post.count; ++k) {
+    const float* op = post.ops + k * kIntensityOpWidth;
+    if (is_noise_op(op)) {
+      const int64_t g0 = first_element >> 2, g1 = (first_element + n - 1) >> 2;
+      const uint32_t stream = kNoiseStreamBit | static_cast<uint32_t>(op[3]);
+      fill_normals(post.seed, post.sample, stream, g0, static_cast<int>(g1 - g0 + 1), normals);
+      const float* z = normals + (first_element - 4 * g0);
+      const float std = op[1];
+      for (int i = 0; i < n; ++i) vals[i] += std * z[i];
+    } else {
+      for (int i = 0; i < n; ++i) vals[i] = apply_intensity_op(vals[i], op);
+    }
+  }
+}
+
+template <class In, int Dims, bool Linear, bool General>
+void resample_plane_rows(const TensorView& input, const TensorView& output, const SourcePlane<In, General>& src,
+                         const PostOps& post, const float (&m)[3][4], int64_t n, int64_t c, int64_t row_begin,
+                         int64_t row_end, Padding pad) {
+  const int64_t C = input.shape[1];
+  const int64_t Do = Dims == 3 ? output.shape[2] : 1, Ho = output.size(-2), Wo = output.size(-1);
+  const int64_t out_plane = Do * Ho * Wo;
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    const int64_t yy = r % Ho, zz = (r / Ho) % Do;
+    float base[3], step[3];
+    for (int d = 0; d < Dims; ++d) {
+      if constexpr (Dims == 3) {
+        base[d] = m[d][0] * static_cast<float>(zz) + m[d][1] * static_cast<float>(yy) + m[d][3];
+        step[d] = m[d][2];
+      } else {
+        base[d] = m[d][0] * static_cast<float>(yy) + m[d][2];
+        step[d] = m[d][1];
+      }
+    }
+    const int64_t out_row = (n * C + c) * out_plane + (zz * Ho + yy) * Wo;
+    const int64_t element_row = c * out_plane + (zz * Ho + yy) * Wo;
+    float vals[kChunk];
+    for (int64_t x0 = 0; x0 < Wo; x0 += kChunk) {
+      const int n_chunk = static_cast<int>(std::min<int64_t>(kChunk, Wo - x0));
+      for (int i = 0; i < n_chunk; ++i) {
+        const float fx = static_cast<float>(x0 + i);
+        if constexpr (Dims == 3)
+          vals[i] = sample_source<SourcePlane<In, General>, 3, Linear>(
+              src, pad, base[0] + step[0] * fx, base[1] + step[1] * fx, base[2] + step[2] * fx);
+        else
+          vals[i] = sample_source<SourcePlane<In, General>, 2, Linear>(src, pad, 0.0f, base[0] + step[0] * fx,
+                                                                       base[1] + step[1] * fx);
+      }
+      if (post.count > 0) apply_post_ops(post, vals, element_row + x0, n_chunk);
+      if (output.dtype == DType::Float32) {
+        float* out = static_cast<float*>(output.data) + out_row + x0;
+        for (int i = 0; i < n_chunk; ++i) out[i] = vals[i];
+      } else {
+        for (int i = 0; i < n_chunk; ++i) store_value(output.data, output.dtype, out_row + x0 + i, vals[i]);
+      }
+    }
+  }
+}
+
+template <class In, int Dims, bool Linear>
+void resample_typed(const TensorView& input, const TensorView& matrices, const TensorView& sample_indices,
+                    const TensorView& pre_ops, const TensorView& post_ops, const TensorView& output,
+                    const ResampleArgs& args) {
+  const int64_t N = input.shape[0], C = input.shape[1];
+  const int64_t Do = Dims == 3 ? output.shape[2] : 1, Ho = output.size(-2), Wo = output.size(-1);
+  const int64_t rows = N * C * Do * Ho;
+  (void)N;
+  const In* in = input.ptr<In>();
+  const double* mats = matrices.ptr<double>();
+  const int64_t* samples = sample_indices.ptr<int64_t>();
+  const float* pre_all = pre_ops.ptr<float>();
+  const float* post_all = post_ops.ptr<float>();
+  const int P = static_cast<int>(pre_ops.shape[1]), Q = static_cast<int>(post_ops.shape[1]);
+  const Padding pad = static_cast<Padding>(args.padding);
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(Wo, 1));
+  parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end;) {
+      const int64_t c = (r / (Ho * Do)) % C, n = r / (Ho * Do * C);
+      // the rows of one (n, c) plane share the source view, matrix and ops
+      const int64_t plane_end = std::min(end, (n * C + c + 1) * Do * Ho);
+      int64_t size[3], stride[3];
+      if constexpr (Dims == 3) {
+        size[0] = input.shape[2]; stride[0] = input.strides[2];
+      } else {
+        size[0] = 1; stride[0] = 0;
+      }
+      size[1] = input.size(-2); stride[1] = input.stride(-2);
+      size[2] = input.size(-1); stride[2] = input.stride(-1);
+      const In* base = in + n * input.strides[0] + c * input.strides[1];
+      const float* pre = pre_all + n * P * kIntensityOpWidth;
+      const PostOps post{post_all + n * Q * kIntensityOpWidth, Q, args.seed, static_cast<uint64_t>(samples[n])};
+      float m[3][4] = {};
+      const double* mn = mats + n * Dims * (Dims + 1);
+      for (int i = 0; i < Dims; ++i)
+        for (int j = 0; j <= Dims; ++j) m[i][j] = static_cast<float>(mn[i * (Dims + 1) + j]);
+      float scale, shift, lo, hi;
+      if (simple_pre_ops(pre, P, scale, shift, lo, hi)) {
+        SourcePlane<In, false> src{base, {size[0], size[1], size[2]}, {stride[0], stride[1], stride[2]}, pre, P,
+                              scale, shift, lo, hi};
+        resample_plane_rows<In, Dims, Linear, false>(input, output, src, post, m, n, c, r, plane_end, pad);
+      } else {
+        SourcePlane<In, true> src{base, {size[0], size[1], size[2]}, {stride[0], stride[1], stride[2]}, pre, P,
+                                  1.0f, 0.0f, 0.0f, 0.0f};
+        resample_plane_rows<In, Dims, Linear, true>(input, output, src, post, m, n, c, r, plane_end, pad);
+      }
+      r = plane_end;
+    }
+  });
+}
+
+template <class In>
+void resample_dispatch(const TensorView& input, const TensorView& matrices, const TensorView& sample_indices,
+                       const TensorView& pre_ops, const TensorView& post_ops, const TensorView& output,
+                       const ResampleArgs& args) {
+  const bool linear = args.interpolation == static_cast<int>(Interpolation::Linear);
+  if (input.ndim == 4) {
+    if (linear) resample_typed<In, 2, true>(input, matrices, sample_indices, pre_ops, post_ops, output, args);
+    else resample_typed<In, 2, false>(input, matrices, sample_indices, pre_ops, post_ops, output, args);
+  } else {
+    if (linear) resample_typed<In, 3, true>(input, matrices, sample_indices, pre_ops, post_ops, output, args);
+    else resample_typed<In, 3, false>(input, matrices, sample_indices, pre_ops, post_ops, output, args);
+  }
+}
+
+}  // namespace
+
+void resample_intensity(const TensorView& input, const TensorView& matrices, const TensorView& sample_indices,
+                        const TensorView& pre_ops, const TensorView& post_ops, const TensorView& output,
+                        const ResampleArgs& args) {
+  if (output.numel() == 0) return;
+  switch (input.dtype) {
+    case DType::Int16: resample_dispatch<int16_t>(input, matrices, sample_indices, pre_ops, post_ops, output, args); break;
+    case DType::UInt8: resample_dispatch<uint8_t>(input, matrices, sample_indices, pre_ops, post_ops, output, args); break;
+    case DType::UInt16: resample_dispatch<uint16_t>(input, matrices, sample_indices, pre_ops, post_ops, output, args); break;
+    case DType::Float32: resample_dispatch<float>(input, matrices, sample_indices, pre_ops, post_ops, output, args); break;
+    default: throw TypeError(concat("argument 'input' has unsupported dtype ", dtype_name(input.dtype)));
+  }
+}
+
+void normalize_intensity(const TensorView& input, const TensorView* mask, const TensorView& output,
+                         const NormalizeArgs& args) {
+  if (input.numel() == 0) return;
+  const int64_t N = input.shape[0], C = input.shape[1];
+  const int64_t S = input.numel() / (N * C);
+  const int64_t groups = args.channel_wise ? N * C : N;
+  const int64_t group_size = args.channel_wise ? S : C * S;
+  const float* in = input.ptr<float>();
+  const uint8_t* m = mask ? static_cast<const uint8_t*>(mask->data) : nullptr;
+  const int64_t mask_channels = mask ? mask->shape[1] : 0;
+  const bool minmax = args.kind == static_cast<int>(NormalizeKind::MinMax);
+  (void)groups;
+  // one group: statistics over [b, e) of its elements
+  struct Stats { double sum = 0, sumsq = 0, count = 0; float lo = INFINITY, hi = -INFINITY; bool nan = false; };
+  auto accumulate = [&](int64_t g, int64_t b, int64_t e, Stats& st) {
+    const int64_t n = args.channel_wise ? g / C : g;
+    const int64_t first_channel = args.channel_wise ? g % C : 0;
+    const float* x = in + g * group_size;
+    for (int64_t i = b; i < e; ++i) {
+      if (m) {
+        const int64_t c = first_channel + i / S, s = i % S;
+        if (!m[(n * mask_channels + (mask_channels == 1 ? 0 : c)) * S + s]) continue;
+      }
+      const float v = x[i];
+      if (v != v) st.nan = true;
+      st.sum += v; st.sumsq += static_cast<double>(v) * v; st.count += 1;
+      st.lo = v < st.lo ? v : st.lo; st.hi = v > st.hi ? v : st.hi;
+    }
+  };
+  auto finish = [&](int64_t g, const Stats& st, int64_t b, int64_t e) {
+    float shift, scale;
+    if (st.count == 0) {
+      shift = 0.0f; scale = 1.0f;  // empty mask: leave the values as they are
+    } else if (st.nan) {
+      shift = std::numeric_limits<float>::quiet_NaN(); scale = 1.0f;  // NaN propagates to the whole image
+    } else if (minmax) {
+      shift = st.lo;
+      const double range = static_cast<double>(st.hi) - st.lo + args.eps;
+      scale = static_cast<float>(range > 0 ? 1.0 / range : 1.0);
+    } else {
+      const double mean = st.sum / st.count;
+      const double var = std::max(0.0, st.sumsq / st.count - mean * mean);
+      const double denom = std::sqrt(var) + args.eps;
+      shift = static_cast<float>(mean);
+      scale = static_cast<float>(denom > 0 ? 1.0 / denom : 1.0);
+    }
+    const float* x = in + g * group_size;
+    const int64_t offset = g * group_size;
+    for (int64_t i = b; i < e; ++i) store_value(output.data, output.dtype, offset + i, (x[i] - shift) * scale);
+  };
+  if (groups >= num_threads()) {
+    parallel_for(0, groups, 1, [&](int64_t gb, int64_t ge) {
+      for (int64_t g = gb; g < ge; ++g) {
+        Stats st;
+        accumulate(g, 0, group_size, st);
+        finish(g, st, 0, group_size);
+      }
+    });
+    return;
+  }
+  // few large images (a volume): split each image over the threads
+  for (int64_t g = 0; g < groups; ++g) {
+    const int parts = num_threads();
+    std::vector<Stats> partial(parts);
+    const int64_t chunk = (group_size + parts - 1) / parts;
+    parallel_for(0, parts, 1, [&](int64_t pb, int64_t pe) {
+      for (int64_t p = pb; p < pe; ++p) accumulate(g, p * chunk, std::min(group_size, (p + 1) * chunk), partial[p]);
+    });
+    Stats st;
+    for (const Stats& p : partial) {
+      st.sum += p.sum; st.sumsq += p.sumsq; st.count += p.count; st.nan = st.nan || p.nan;
+      st.lo = std::min(st.lo, p.lo); st.hi = std::max(st.hi, p.hi);
+    }
+    parallel_for(0, group_size, 32768, [&](int64_t b, int64_t e) { finish(g, st, b, e); });
+  }
+}
+
+void philox_uniform(uint64_t seed, uint64_t sample, uint32_t stream, uint64_t first, int64_t count, double* out) {
+  for (int64_t k = 0; k < count; ++k) {
+    const uint64_t draw = first + static_cast<uint64_t>(k);
+    const Philox4x32 r = philox_block(seed, sample, stream, draw >> 1);
+    out[k] = (draw & 1) ? uniform_double_from_bits(r.v[2], r.v[3]) : uniform_double_from_bits(r.v[0], r.v[1]);
+  }
+}
+
+}  // namespace cpu
+}  // namespace medkern

@@ -1,0 +1,64 @@
+// medkern/preprocess.h — the fused preprocessing kernels: one resampling pass per output element
+// (composed affine geometry + point-wise intensity on the source taps + interpolation + post
+// intensity ops and Philox noise), and a light normalization pass (z-score / min-max per image).
+// The caller (medkern.transforms.Pipeline) plans the stages and allocates every buffer.
+#pragma once
+#include <cstdint>
+
+#include "medkern/tensor_view.h"
+
+namespace medkern {
+
+// Arguments of one resampling stage. Shapes (dims = 2 or 3 spatial axes):
+//   input          (N, C, *in_spatial)  int16 / uint8 / uint16 / float32, any strides
+//   matrices       (N, dims, dims + 1)  float64, output index -> source index (row-major, contiguous)
+//   sample_indices (N,)                 int64, the Philox sample key of each batch row
+//   pre_ops        (N, P, 4)            float32 intensity ops on source taps (before interpolation)
+//   post_ops       (N, Q, 4)            float32 ops on the interpolated value (incl. Noise)
+//   output         (N, C, *out_spatial) float32 / float16 / bfloat16, contiguous
+struct ResampleArgs {
+  int interpolation = 1;  // medkern::Interpolation
+  int padding = 0;        // medkern::Padding
+  uint64_t seed = 0;
+};
+
+// Normalization kinds of the second pass.
+enum class NormalizeKind : int { ZScore = 0, MinMax = 1 };
+
+// input (N, C, *spatial) float32 contiguous; mask optional (N, 1 or C, *spatial) uint8/bool
+// contiguous selecting the voxels whose statistics are used; output like input in float32 /
+// float16 / bfloat16 (may alias input when float32). Statistics per sample, or per (sample,
+// channel) when channel_wise. A constant image maps to 0 (z-score: std 0 -> divide by 1).
+struct NormalizeArgs {
+  int kind = 0;
+  bool channel_wise = false;
+  double eps = 0.0;
+};
+
+// Validates the views of a resampling stage (shared by the CPU and CUDA entry points).
+void check_resample_args(const TensorView& input, const TensorView& matrices, const TensorView& sample_indices,
+                         const TensorView& pre_ops, const TensorView& post_ops, const TensorView& output,
+                         const ResampleArgs& args);
+void check_normalize_args(const TensorView& input, const TensorView* mask, const TensorView& output,
+                          const NormalizeArgs& args);
+
+namespace cpu {
+void resample_intensity(const TensorView& input, const TensorView& matrices, const TensorView& sample_indices,
+                        const TensorView& pre_ops, const TensorView& post_ops, const TensorView& output,
+                        const ResampleArgs& args);
+void normalize_intensity(const TensorView& input, const TensorView* mask, const TensorView& output,
+                         const NormalizeArgs& args);
+// Fills out (count,) float64 with uniforms in [0, 1): draw k of (seed, sample, stream) for k in
+// [first, first + count). Parameter draws of random transforms go through this.
+void philox_uniform(uint64_t seed, uint64_t sample, uint32_t stream, uint64_t first, int64_t count, double* out);
+}  // namespace cpu
+
+namespace cuda {
+void resample_intensity(const TensorView& input, const TensorView& matrices, const TensorView& sample_indices,
+                        const TensorView& pre_ops, const TensorView& post_ops, const TensorView& output,
+                        const ResampleArgs& args, Stream stream);
+void normalize_intensity(const TensorView& input, const TensorView* mask, const TensorView& output,
+                         const NormalizeArgs& args, Stream stream);
+}  // namespace cuda
+
+}  // namespace medkern

@@ -1,0 +1,338 @@
+"""Geometric transforms. Each one is an affine map from its output array index to its input
+array index (sample centres at integers; resizing maps pixel centres, i.e. torch's
+``align_corners=False`` / scipy's ``grid_mode=True``), so any chain composes into one
+(dims+1)x(dims+1) matrix per sample and the kernel resamples the source once.
+
+``plan(shape, spacing, u)`` returns (matrix output->input, output shape, output spacing,
+params) for one sample given its Philox draws ``u``. The reference path applies that matrix with
+scipy.ndimage.affine_transform in float64; tests check the matrices against np.flip, np.rot90,
+slicing, torch interpolate / grid_sample and scipy.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Sequence
+
+import numpy as np
+
+from .base import SCIPY_PADDING, Transform, check_mode, check_padding, per_axis
+
+
+def _axes(axes, dims: int, name: str = "axes") -> tuple:
+    axes = (axes,) if isinstance(axes, numbers.Integral) else tuple(axes)
+    out = []
+    for a in axes:
+        if not -dims <= a < dims:
+            raise ValueError(f"argument '{name}' has axis {a}, out of range for {dims} spatial axes "
+                             f"(use -1 for the last spatial axis)")
+        out.append(a % dims)
+    return tuple(out)
+
+
+def _sizes(size, dims: int, name: str = "size") -> tuple:
+    sizes = per_axis(size, dims, name, cast=int)
+    if any(s <= 0 for s in sizes):
+        raise ValueError(f"argument '{name}' must be > 0 on every axis, got {sizes}")
+    return sizes
+
+
+def apply_matrix(x: np.ndarray, matrices: np.ndarray, out_shape: tuple, mode: str, padding: str) -> np.ndarray:
+    """Reference resampling: out[n, c] = x[n, c] sampled at matrices[n] @ (index, 1)."""
+    from scipy import ndimage
+    dims = len(out_shape)
+    out = np.empty(x.shape[:2] + tuple(out_shape), dtype=np.float64)
+    order = 1 if mode == "linear" else 0
+    for n in range(x.shape[0]):
+        m = matrices[n]
+        for c in range(x.shape[1]):
+            out[n, c] = ndimage.affine_transform(x[n, c], m[:dims, :dims], offset=m[:dims, dims],
+                                                 output_shape=tuple(out_shape), order=order,
+                                                 mode=SCIPY_PADDING[padding], cval=0.0, prefilter=False)
+    return out
+
+
+class GeometricTransform(Transform):
+    kind = "geometry"
+    mode = "linear"
+    padding = "zeros"
+
+    def plan(self, shape: tuple, spacing, u: np.ndarray):
+        raise NotImplementedError
+
+    def fusable_with_any(self, in_shape: tuple, out_shape: tuple) -> tuple:
+        """(mode-free, padding-free): whether this step's result is independent of the
+        interpolation mode (integer index maps) and of the padding (never samples outside), so
+        the planner may fuse it into a stage whose mode/padding were set by another step."""
+        return False, False
+
+    def reference(self, x, spacing, seed, indices, stream, mask=None):
+        from .base import draw_uniform
+        dims = x.ndim - 2
+        u = draw_uniform(seed, indices, stream, self.draws)
+        mats, shape, out_spacing = [], None, spacing
+        for n in range(x.shape[0]):
+            m, shape, out_spacing, _ = self.plan(tuple(x.shape[2:]), spacing, u[n])
+            mats.append(m)
+        return apply_matrix(x, np.stack(mats), shape, self.mode, self.padding), out_spacing
+
+
+def _identity(dims: int) -> np.ndarray:
+    return np.eye(dims + 1)
+
+
+class Flip(GeometricTransform):
+    """Reverse the given spatial axes (-1 = last); same as np.flip."""
+
+    def __init__(self, axes: Sequence[int] | int = (-1,)):
+        self.axes = (axes,) if isinstance(axes, numbers.Integral) else tuple(axes)
+
+    def plan(self, shape, spacing, u):
+        dims = len(shape)
+        m = _identity(dims)
+        for a in _axes(self.axes, dims):
+            m[a, a] = -1.0
+            m[a, dims] = shape[a] - 1
+        return m, shape, spacing, {"flipped": True}
+
+
+def _exact_permutation(self, in_shape, out_shape):
+    return True, True
+
+
+Flip.fusable_with_any = _exact_permutation
+
+
+class RandomFlip(Flip):
+    """Flip all of ``axes`` together with probability p (one draw per sample)."""
+
+    draws = 1
+
+    def __init__(self, axes: Sequence[int] | int = (-1,), p: float = 0.5):
+        super().__init__(axes)
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"argument 'p' must be in [0, 1], got {p!r}")
+        self.p = float(p)
+
+    def plan(self, shape, spacing, u):
+        if u[0] < self.p:
+            return super().plan(shape, spacing, u)
+        return _identity(len(shape)), shape, spacing, {"flipped": False}
+
+
+class Rot90(GeometricTransform):
+    """Rotate by k * 90 degrees in the plane of ``axes`` (spatial axes), same as np.rot90."""
+
+    fusable_with_any = _exact_permutation
+
+    def __init__(self, k: int = 1, axes: tuple = (-2, -1)):
+        self.k, self.axes = int(k), tuple(axes)
+
+    def plan(self, shape, spacing, u):
+        dims = len(shape)
+        p, q = _axes(self.axes, dims)
+        if p == q:
+            raise ValueError(f"argument 'axes' must name two different axes, got {self.axes}")
+        m = _identity(dims)
+        shape = list(shape)
+        sp = None if spacing is None else list(spacing)
+        for _ in range(self.k % 4):
+            # one np.rot90 step: out[.., i (p), .., j (q)] = in[.., j, .., size_q - 1 - i]
+            step = _identity(dims)
+            step[p, p] = 0.0
+            step[p, q] = 1.0
+            step[q, q] = 0.0
+            step[q, p] = -1.0
+            step[q, dims] = shape[q] - 1
+            m = m @ step
+            shape[p], shape[q] = shape[q], shape[p]
+            if sp is not None:
+                sp[p], sp[q] = sp[q], sp[p]
+        return m, tuple(shape), None if sp is None else np.asarray(sp), {"k": self.k % 4}
+
+
+def _rotation(dims: int, angles_deg: Sequence[float]) -> np.ndarray:
+    """Rotation in index space. 2D (y, x): positive angle turns the content counter-clockwise as
+    displayed with row 0 at the top. 3D: R = Rz @ Ry @ Rx, angles (about z, about y, about x),
+    each the 2D rule in its plane ((y, x), (z, x), (z, y))."""
+    def plane(dims, p, q, deg):
+        r = np.eye(dims)
+        c, s = math.cos(math.radians(deg)), math.sin(math.radians(deg))
+        r[p, p], r[p, q], r[q, p], r[q, q] = c, -s, s, c
+        return r
+    if dims == 2:
+        return plane(2, 0, 1, angles_deg[0])
+    return plane(3, 1, 2, angles_deg[0]) @ plane(3, 0, 2, angles_deg[1]) @ plane(3, 0, 1, angles_deg[2])
+
+
+def affine_about_centre(shape, degrees, scale, shear_deg, translate_vox) -> np.ndarray:
+    """Output->input matrix of p_out = c + R @ Sh @ diag(scale) @ (p_in - c) + t, c = the array
+    centre ((size - 1) / 2). scale > 1 enlarges the content; shear moves the last axis in
+    proportion to the one before it (x += tan(shear) * y)."""
+    dims = len(shape)
+    centre = (np.asarray(shape, dtype=np.float64) - 1) / 2
+    shear = np.eye(dims)
+    shear[dims - 1, dims - 2] = math.tan(math.radians(shear_deg))
+    forward = _rotation(dims, degrees) @ shear @ np.diag(np.asarray(scale, dtype=np.float64))
+    inverse = np.linalg.inv(forward)
+    m = _identity(dims)
+    m[:dims, :dims] = inverse
+    m[:dims, dims] = centre - inverse @ (centre + np.asarray(translate_vox, dtype=np.float64))
+    return m
+
+
+class Affine(GeometricTransform):
+    """A fixed affine about the array centre (see affine_about_centre), or an explicit
+    output->input ``matrix`` ((dims+1)x(dims+1) or dims x (dims+1), index coordinates).
+    ``translate`` is a fraction of the image size per axis. Output shape = input shape."""
+
+    def __init__(self, degrees=0.0, scale=1.0, translate=0.0, shear=0.0, matrix=None,
+                 mode: str = "linear", padding: str = "zeros"):
+        self.degrees, self.scale, self.translate, self.shear = degrees, scale, translate, float(shear)
+        self.matrix = None if matrix is None else np.asarray(matrix, dtype=np.float64)
+        self.mode, self.padding = check_mode(mode), check_padding(padding)
+
+    def plan(self, shape, spacing, u):
+        dims = len(shape)
+        if self.matrix is not None:
+            m = _identity(dims)
+            if self.matrix.shape not in ((dims, dims + 1), (dims + 1, dims + 1)):
+                raise ValueError(f"argument 'matrix' must be {dims}x{dims + 1} or {dims + 1}x{dims + 1} "
+                                 f"for {dims} spatial axes, got {self.matrix.shape}")
+            m[:dims] = self.matrix[:dims]
+            return m, shape, spacing, {"matrix": m}
+        degrees = per_axis(self.degrees, 1 if dims == 2 else 3, "degrees")
+        scale = per_axis(self.scale, dims, "scale")
+        t = np.asarray(per_axis(self.translate, dims, "translate")) * np.asarray(shape)
+        m = affine_about_centre(shape, degrees, scale, self.shear, t)
+        return m, shape, spacing, {"degrees": degrees, "scale": scale, "translate": tuple(t), "shear": self.shear}
+
+
+class RandomAffine(GeometricTransform):
+    """Random rotation / isotropic scale / shear / translation about the centre, applied with
+    probability p. degrees: one number for 2D ([-d, d]); for 3D a number or a 3-tuple (about
+    z, y, x). scale: (low, high). translate: fraction of the size, drawn in [-t, t] per axis.
+    shear: degrees in [-s, s]. Draws per sample: apply, 3 angles, scale, 3 shifts, shear."""
+
+    draws = 9
+
+    def __init__(self, degrees, scale=(1.0, 1.0), translate=0.0, shear=0.0, p: float = 1.0,
+                 mode: str = "linear", padding: str = "zeros"):
+        self.degrees = degrees
+        if isinstance(scale, numbers.Real):
+            scale = (1.0 - scale, 1.0 + scale) if scale < 1 else (scale, scale)
+        self.scale = (float(scale[0]), float(scale[1]))
+        if not 0 < self.scale[0] <= self.scale[1]:
+            raise ValueError(f"argument 'scale' must be (low, high) with 0 < low <= high, got {self.scale}")
+        self.translate, self.shear = translate, float(shear)
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"argument 'p' must be in [0, 1], got {p!r}")
+        self.p = float(p)
+        self.mode, self.padding = check_mode(mode), check_padding(padding)
+
+    def plan(self, shape, spacing, u):
+        dims = len(shape)
+        if u[0] >= self.p:
+            return _identity(dims), shape, spacing, {"applied": False}
+        limits = per_axis(self.degrees, 1 if dims == 2 else 3, "degrees")
+        degrees = tuple((2 * u[1 + i] - 1) * limits[i] for i in range(len(limits)))
+        s = self.scale[0] + (self.scale[1] - self.scale[0]) * u[4]
+        frac = per_axis(self.translate, dims, "translate")
+        t = tuple((2 * u[5 + i] - 1) * frac[i] * shape[i] for i in range(dims))
+        shear = (2 * u[8] - 1) * self.shear
+        m = affine_about_centre(shape, degrees, (s,) * dims, shear, t)
+        return m, shape, spacing, {"applied": True, "degrees": degrees, "scale": s, "translate": t, "shear": shear}
+
+
+class Resize(GeometricTransform):
+    """Resize to ``size`` (int or one per spatial axis) mapping pixel centres: src = (dst + 0.5)
+    * in / out - 0.5, i.e. torch.nn.functional.interpolate(align_corners=False, antialias=False);
+    mode 'nearest' matches interpolate's 'nearest-exact'. Downsampling does not antialias yet."""
+
+    def __init__(self, size, mode: str = "linear", padding: str = "border"):
+        self.size, self.mode, self.padding = size, check_mode(mode), check_padding(padding)
+
+    def plan(self, shape, spacing, u):
+        dims = len(shape)
+        out = _sizes(self.size, dims)
+        m = _identity(dims)
+        for a in range(dims):
+            r = shape[a] / out[a]
+            m[a, a], m[a, dims] = r, 0.5 * r - 0.5
+        sp = None if spacing is None else np.asarray(spacing) * np.asarray(shape) / np.asarray(out)
+        return m, out, sp, {"size": out}
+
+    def fusable_with_any(self, in_shape, out_shape):
+        # shrinking maps every output centre inside [0, in - 1]: the padding is never read
+        return False, all(o <= i for o, i in zip(out_shape, in_shape))
+
+
+class ResampleToSpacing(GeometricTransform):
+    """Resample to ``spacing`` (mm per spatial axis, or one number): out size = round(in * in_sp
+    / sp), src = (dst + 0.5) * sp / in_sp - 0.5 (exact requested spacing, first pixel edge kept).
+    Needs the input spacing (``pipeline(batch, spacing=...)`` or a Volume's)."""
+
+    def __init__(self, spacing, mode: str = "linear", padding: str = "border"):
+        self.spacing, self.mode, self.padding = spacing, check_mode(mode), check_padding(padding)
+
+    def plan(self, shape, spacing, u):
+        dims = len(shape)
+        if spacing is None:
+            raise ValueError("argument 'spacing' is required by ResampleToSpacing: pass "
+                             "pipeline(batch, spacing=(...)) with the input's voxel spacing")
+        target = np.asarray(per_axis(self.spacing, dims, "spacing"))
+        if np.any(~np.isfinite(target)) or np.any(target <= 0):
+            raise ValueError(f"argument 'spacing' of ResampleToSpacing must be > 0, got {tuple(target)}")
+        spacing = np.asarray(spacing, dtype=np.float64)
+        out = tuple(max(1, int(round(shape[a] * spacing[a] / target[a]))) for a in range(dims))
+        m = _identity(dims)
+        for a in range(dims):
+            r = target[a] / spacing[a]
+            m[a, a], m[a, dims] = r, 0.5 * r - 0.5
+        return m, out, target, {"size": out}
+
+
+class CropOrPad(GeometricTransform):
+    """Centre crop or pad (with the padding mode) to ``size``: a crop starts at (in - out) // 2,
+    a pad puts (out - in) // 2 before the image and the rest after it (MONAI's convention)."""
+
+    padding = "zeros"
+
+    def __init__(self, size, padding: str = "zeros"):
+        self.size, self.padding = size, check_padding(padding)
+
+    def _offsets(self, shape, out, u):
+        return tuple((s - o) // 2 if s >= o else -((o - s) // 2) for s, o in zip(shape, out))
+
+    def plan(self, shape, spacing, u):
+        dims = len(shape)
+        out = _sizes(self.size, dims)
+        offsets = self._offsets(shape, out, u)
+        m = _identity(dims)
+        m[:dims, dims] = offsets
+        return m, out, spacing, {"offset": offsets}
+
+
+class CenterCrop(CropOrPad):
+    """Centre crop to ``size``; raises when the size is larger than the image."""
+
+    fusable_with_any = _exact_permutation
+
+    def _offsets(self, shape, out, u):
+        if any(o > s for o, s in zip(out, shape)):
+            raise ValueError(f"argument 'size' {out} of {type(self).__name__} is larger than the image {tuple(shape)}")
+        return super()._offsets(shape, out, u)
+
+
+class RandomCrop(CenterCrop):
+    """Crop ``size`` at a uniformly drawn offset (one draw per axis); raises when the size is
+    larger than the image."""
+
+    draws = 3
+
+    def __init__(self, size):
+        super().__init__(size)
+
+    def _offsets(self, shape, out, u):
+        super()._offsets(shape, out, u)
+        return tuple(min(int(u[a] * (shape[a] - out[a] + 1)), shape[a] - out[a]) for a in range(len(shape)))

@@ -1,0 +1,233 @@
+"""Pipeline: plan a chain of transforms once, run it fused.
+
+The chain is cut into stages; a stage is [point-wise ops on the source samples] -> [geometry,
+composed into one matrix per sample] -> [point-wise ops and noise on the interpolated value],
+executed by one `_C.resample_intensity` call for the whole batch; z-score / min-max run as a
+second light pass (`_C.normalize_intensity`). A stage ends where fusing would change the result
+of the unfused chain: geometry after a post-op, a change of interpolation or padding mode, or a
+normalization. So fused == unfused exactly when each stage has at most one interpolating step;
+with several (e.g. affine then resize) the fused pass resamples once, which differs from
+resampling twice by the interpolation error only (and is the better image).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from .._backend import _C, stream_of, view
+from .base import (MODE_CODES, PADDING_CODES, Transform, array_kind, check_batch, check_spacing,
+                   draw_uniform, to_numpy)
+from .intensity import AFFINE
+
+OUT_DTYPES = ("float32", "float16", "bfloat16")
+
+
+class _Stage:
+    def __init__(self):
+        self.pre: list = []       # (position, transform)
+        self.geometry: list = []
+        self.post: list = []
+        self.mode = None
+        self.padding = None
+
+    def empty(self) -> bool:
+        return not (self.pre or self.geometry or self.post)
+
+
+def _fold_affines(ops: list) -> list:
+    """Merges consecutive Affine ops (Rescale then Window's scaling) into one."""
+    out = []
+    for op in ops:
+        if out and op[0] == AFFINE and out[-1][0] == AFFINE:
+            a1, b1 = out[-1][1], out[-1][2]
+            out[-1] = (AFFINE, a1 * op[1], b1 * op[1] + op[2], 0.0)
+        else:
+            out.append(tuple(op))
+    return out
+
+
+class Pipeline:
+    """Pipeline(transforms, seed=0, out_dtype='float32', check_finite=False).
+
+    ``pipeline(batch, spacing=None, return_params=False, indices=None, mask=None)``: ``batch``
+    is (N, C, H, W) or (N, C, D, H, W) (or a ``medkern.io.Volume``, which brings its spacing), int16/uint8/uint16/float32, as a numpy array, torch tensor
+    (CPU or CUDA) or cupy array; the result has the same kind and device, dtype ``out_dtype``
+    (bfloat16 needs torch). ``indices`` are the samples' Philox keys (default 0..N-1): pass the
+    dataset indices and any batch split or worker count gives the same output. ``mask`` (same
+    spatial shape as the output) restricts the statistics of ZScore/MinMax. NaN/Inf propagate
+    unless ``check_finite`` (then ValueError naming 'batch').
+    """
+
+    def __init__(self, transforms: Sequence[Transform], seed: int = 0, out_dtype: str = "float32",
+                 check_finite: bool = False):
+        self.transforms = list(transforms)
+        for i, t in enumerate(self.transforms):
+            if not isinstance(t, Transform):
+                raise TypeError(f"argument 'transforms' item {i} is not a medkern transform: {t!r}")
+        if not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2 ** 64:
+            raise ValueError(f"argument 'seed' must be an integer in [0, 2**64), got {seed!r}")
+        if out_dtype not in OUT_DTYPES:
+            raise ValueError(f"argument 'out_dtype' must be one of {OUT_DTYPES}, got {out_dtype!r}")
+        self.seed, self.out_dtype, self.check_finite = int(seed), out_dtype, bool(check_finite)
+        self._plans: dict = {}
+
+    def __repr__(self) -> str:
+        return f"Pipeline({self.transforms!r}, seed={self.seed}, out_dtype={self.out_dtype!r})"
+
+    def _plan(self, shape: tuple, spacing) -> list:
+        """Stages for an input of this spatial shape/spacing (shapes decide whether a resize can
+        fuse with a neighbour of another padding mode; output shapes never depend on draws)."""
+        stages: list = []
+        stage = _Stage()
+        for position, t in enumerate(self.transforms):
+            if t.kind == "normalize":
+                if not stage.empty():
+                    stages.append(stage)
+                stages.append((position, t))
+                stage = _Stage()
+            elif t.kind == "geometry":
+                _, out_shape, spacing, _ = t.plan(shape, spacing, np.full(max(t.draws, 1), 0.5))
+                mode_free, padding_free = t.fusable_with_any(shape, tuple(out_shape))
+                mode = None if mode_free else t.mode
+                padding = None if padding_free else t.padding
+                clash = ((mode is not None and stage.mode not in (None, mode)) or
+                         (padding is not None and stage.padding not in (None, padding)))
+                if stage.post or clash:
+                    stages.append(stage)
+                    stage = _Stage()
+                stage.geometry.append((position, t))
+                stage.mode = stage.mode or mode
+                stage.padding = stage.padding or padding
+                shape = tuple(out_shape)
+            elif t.kind == "noise" or stage.geometry or stage.post:
+                stage.post.append((position, t))
+            else:
+                stage.pre.append((position, t))
+        if not stage.empty():
+            stages.append(stage)
+        return stages
+
+    # ---- execution ---------------------------------------------------------------------
+    def __call__(self, batch: Any, spacing: Any = None, return_params: bool = False,
+                 indices: Sequence[int] | None = None, mask: Any = None):
+        if hasattr(batch, "pixels") and hasattr(batch, "spacing"):  # a medkern.io.Volume
+            spacing = batch.spacing if spacing is None else spacing
+            batch = batch.as_batch()
+        dims = check_batch(batch)
+        kind = array_kind(batch)
+        n = batch.shape[0]
+        sp = check_spacing(spacing, dims)
+        idx = np.arange(n, dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.shape[0] != n or np.any(idx < 0):
+            raise ValueError(f"argument 'indices' must hold {n} non-negative sample indices, got {idx.shape[0]}")
+        if self.out_dtype == "bfloat16" and kind != "torch":
+            raise TypeError("argument 'out_dtype' bfloat16 needs a torch tensor input (numpy/cupy lack bfloat16)")
+        if self.check_finite and str(batch.dtype).endswith("float32"):
+            finite = bool(np.isfinite(to_numpy(batch)).all()) if kind != "torch" else bool(batch.isfinite().all())
+            if not finite:
+                raise ValueError("argument 'batch' contains NaN or Inf (check_finite=True)")
+        key = (tuple(batch.shape[2:]), None if sp is None else tuple(sp))
+        if key not in self._plans:
+            self._plans[key] = self._plan(*key)
+        self.stages = self._plans[key]
+        params = [[] for _ in range(n)]
+        current = batch
+        shape = tuple(batch.shape[2:])
+        for s, stage in enumerate(self.stages):
+            last = s == len(self.stages) - 1
+            if isinstance(stage, tuple):
+                position, t = stage
+                if str(current.dtype).rpartition(".")[2] != "float32" or current is batch:
+                    # statistics need float32 values of the current image: an identity stage
+                    current = self._run_stage(_Stage(), current, shape, sp, idx, "float32", params)[0]
+                out_dtype = self.out_dtype if last else "float32"
+                # our own float32 intermediate is normalized in place (no second big allocation)
+                out = current if out_dtype == "float32" else _empty(current, current.shape, out_dtype)
+                m = None
+                if mask is not None:
+                    m = _like_device(np.ascontiguousarray(to_numpy(mask)).astype(np.uint8), current)
+                _C.normalize_intensity(view(current, "input"), None if m is None else view(m, "mask"),
+                                       view(out, "output"), t.code, t.channel_wise, t.eps, stream_of(current))
+                current = out
+            else:
+                dtype = self.out_dtype if last else "float32"
+                current, shape, sp = self._run_stage(stage, current, shape, sp, idx, dtype, params)
+        if not self.stages:
+            current, shape, sp = self._run_stage(_Stage(), batch, shape, sp, idx, self.out_dtype, params)
+        if return_params:
+            return current, params
+        return current
+
+    def _run_stage(self, stage: _Stage, x: Any, shape: tuple, spacing, idx: np.ndarray, out_dtype: str,
+                   params: list):
+        n, dims = x.shape[0], x.ndim - 2
+        matrices = np.broadcast_to(np.eye(dims + 1), (n, dims + 1, dims + 1)).copy()
+        out_shape, out_spacing = None, spacing
+        for position, t in stage.geometry:
+            u = draw_uniform(self.seed, idx, position, t.draws)
+            step_shape = step_spacing = None
+            for i in range(n):
+                m, s_shape, s_spacing, p = t.plan(shape, spacing, u[i])
+                if step_shape is None:
+                    step_shape, step_spacing = tuple(s_shape), s_spacing
+                elif tuple(s_shape) != step_shape:
+                    raise ValueError(f"{type(t).__name__} gives different output shapes within one batch "
+                                     f"({step_shape} vs {tuple(s_shape)})")
+                matrices[i] = matrices[i] @ m
+                params[i].append({"transform": type(t).__name__, "position": position, **p})
+            shape, spacing = step_shape, step_spacing
+        out_shape, out_spacing = shape, spacing
+        pre = _fold_affines([op for _, t in stage.pre for op in t.ops()])
+        post = _fold_affines([op for position, t in stage.post
+                              for op in (t.ops(position) if t.kind == "noise" else t.ops())])
+        pre_arr = np.ascontiguousarray(np.broadcast_to(np.asarray(pre, np.float32).reshape(1, -1, 4),
+                                                       (n, len(pre), 4)))
+        post_arr = np.ascontiguousarray(np.broadcast_to(np.asarray(post, np.float32).reshape(1, -1, 4),
+                                                        (n, len(post), 4)))
+        mats = np.ascontiguousarray(matrices[:, :dims, :])
+        out = _empty(x, tuple(x.shape[:2]) + tuple(out_shape), out_dtype)
+        dev = [_like_device(a, x) for a in (mats, idx.astype(np.int64), pre_arr, post_arr)]
+        _C.resample_intensity(view(x, "batch"), view(dev[0], "matrices"), view(dev[1], "sample_indices"),
+                              view(dev[2], "pre_ops"), view(dev[3], "post_ops"), view(out, "output"),
+                              MODE_CODES[stage.mode or "linear"], PADDING_CODES[stage.padding or "zeros"],
+                              self.seed, stream_of(x))
+        return out, out_shape, out_spacing
+
+    # ---- the unfused reference -----------------------------------------------------------
+    def reference(self, batch: Any, spacing: Any = None, indices: Sequence[int] | None = None,
+                  mask: Any = None) -> np.ndarray:
+        """The same chain run one transform at a time in float64 numpy (the test reference)."""
+        dims = check_batch(batch)
+        sp = check_spacing(spacing, dims)
+        x = to_numpy(batch).astype(np.float64)
+        idx = np.arange(x.shape[0]) if indices is None else np.asarray(indices, dtype=np.int64)
+        m = None if mask is None else to_numpy(mask)
+        for position, t in enumerate(self.transforms):
+            x, sp = t.reference(x, sp, self.seed, idx, position, mask=m)
+        return x
+
+
+def _empty(like: Any, shape: tuple, dtype: str) -> Any:
+    kind = array_kind(like)
+    shape = tuple(int(s) for s in shape)
+    if kind == "torch":
+        import torch
+        return torch.empty(shape, dtype=getattr(torch, dtype), device=like.device)
+    if kind == "cupy":
+        import cupy
+        return cupy.empty(shape, dtype=dtype)
+    return np.empty(shape, dtype=dtype)
+
+
+def _like_device(array: np.ndarray, like: Any) -> Any:
+    """A small host array (matrices, ops) on the device of ``like``."""
+    kind = array_kind(like)
+    if kind == "torch":
+        import torch
+        t = torch.from_numpy(np.array(array, order="C", copy=True))
+        return t.to(like.device, non_blocking=False) if like.device.type != "cpu" else t
+    if kind == "cupy":
+        import cupy
+        return cupy.asarray(array)
+    return np.ascontiguousarray(array)

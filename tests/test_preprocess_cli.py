@@ -179,3 +179,17 @@ def test_preprocessed_dataset_reads_the_outputs(tree, tmp_path):
         np.testing.assert_array_equal(x.numpy(), np.load(record["output"]))
     with pytest.raises(ValueError, match="'root'"):
         PreprocessedDataset(tmp_path / "in")
+
+
+def test_medkern_command_dispatches_preprocess(tree, tmp_path, capsys):
+    from medkern.cli import main
+    root, config = tree
+    out_direct, out_cli = tmp_path / "direct", tmp_path / "cli"
+    assert run(root, out_direct, "--config", config) == 1
+    assert main(["preprocess", str(root), str(out_cli), "--config", str(config)]) == 1
+    for record in manifest(out_cli):
+        if record["status"] == "ok":
+            twin = out_direct / os.path.relpath(record["output"], out_cli)
+            assert np.load(record["output"]).tobytes() == np.load(twin).tobytes()
+    assert main(["preprocess", str(root), str(out_cli), "--config", str(config), "--shard", "3"]) == 2
+    assert "--shard" in capsys.readouterr().err

@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Print what this build of medkern provides and what this machine has.")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=_cmd_info)
+
+    from .preprocess import add_preprocess_parser, run_preprocess
+    add_preprocess_parser(sub).set_defaults(handler=run_preprocess)
     return parser
 
 

@@ -9,26 +9,43 @@ std::vector<int64_t> shape_of(const TensorView& v) { return {v.shape.begin(), v.
 }  // namespace
 
 void register_activation(py::module_& m) {
+#ifdef MEDKERN_WITH_CUDA
+  add_cuda_ops({"relu_forward", "relu_backward"});
+#endif
   m.def("relu_forward",
         [](const TensorView& input, const TensorView& output, std::uintptr_t stream) {
-          check_floating(input, "input");
+          check_kernel_dtype(input, "input");
           // in place (output is input) needs a dense input, which check_output enforces on output
           check_output(output, "output", input, shape_of(input));
-          if (input.is_cuda()) no_cuda_kernel("relu_forward");  // no CUDA activation kernel yet
-          cpu::relu_forward(input, output);
+          if (input.is_cuda()) {
+#ifdef MEDKERN_WITH_CUDA
+            cuda::relu_forward(input, output, to_stream(stream));
+#else
+            no_cuda_kernel("relu_forward");
+#endif
+          } else {
+            cpu::relu_forward(input, output);
+          }
         },
         py::arg("input"), py::arg("output"), py::arg("stream") = 0, py::call_guard<py::gil_scoped_release>());
 
   m.def("relu_backward",
         [](const TensorView& grad_output, const TensorView& output, const TensorView& grad_input,
            std::uintptr_t stream) {
-          check_floating(grad_output, "grad_output");
+          check_kernel_dtype(grad_output, "grad_output");
           check_same_dtype(grad_output, "grad_output", output, "output");
           check_same_device(grad_output, "grad_output", output, "output");
           check_shape(output, "output", shape_of(grad_output));
           check_output(grad_input, "grad_input", grad_output, shape_of(grad_output));
-          if (grad_output.is_cuda()) no_cuda_kernel("relu_backward");
-          cpu::relu_backward(grad_output, output, grad_input);
+          if (grad_output.is_cuda()) {
+#ifdef MEDKERN_WITH_CUDA
+            cuda::relu_backward(grad_output, output, grad_input, to_stream(stream));
+#else
+            no_cuda_kernel("relu_backward");
+#endif
+          } else {
+            cpu::relu_backward(grad_output, output, grad_input);
+          }
         },
         py::arg("grad_output"), py::arg("output"), py::arg("grad_input"), py::arg("stream") = 0,
         py::call_guard<py::gil_scoped_release>());

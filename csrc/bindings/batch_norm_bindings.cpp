@@ -10,7 +10,7 @@ namespace {
 std::vector<int64_t> shape_of(const TensorView& v) { return {v.shape.begin(), v.shape.begin() + v.ndim}; }
 
 int64_t check_bn_input(const TensorView& input, const char* name) {
-  check_floating(input, name);
+  check_kernel_dtype(input, name);
   MEDKERN_CHECK_VALUE(input.ndim >= 2, "argument '", name, "' must be at least 2-D (N, C, *), got shape ",
                       input.shape_string());
   MEDKERN_CHECK_VALUE(input.size(0) > 0, "argument '", name, "' has an empty batch (shape ", input.shape_string(), ")");
@@ -18,16 +18,35 @@ int64_t check_bn_input(const TensorView& input, const char* name) {
   return input.size(1);
 }
 
+// Per-channel tensors share the input's dtype, except that float16/bfloat16 activations on CUDA
+// may come with float32 parameters and statistics (torch's mixed-precision batch norm).
+void check_param_dtype(const TensorView& input, const TensorView& v, const char* name) {
+  const bool low_precision = input.dtype == DType::Float16 || input.dtype == DType::BFloat16;
+  if (input.is_cuda() && low_precision && v.dtype == DType::Float32) return;
+  check_same_dtype(input, "input", v, name);
+}
+
 void check_channel_vector(const OptionalView& v, const char* name, const TensorView& input, int64_t channels) {
   if (!v) return;
-  check_same_dtype(input, "input", *v, name);
+  check_param_dtype(input, *v, name);
   check_same_device(input, "input", *v, name);
   check_shape(*v, name, {channels});
+}
+
+// A per-channel output (saved statistics, parameter gradients): dense, on the input's device.
+void check_channel_output(const TensorView& v, const char* name, const TensorView& input, int64_t channels) {
+  check_param_dtype(input, v, name);
+  check_same_device(input, "input", v, name);
+  check_shape(v, name, {channels});
+  check_contiguous(v, name);
 }
 
 }  // namespace
 
 void register_batch_norm(py::module_& m) {
+#ifdef MEDKERN_WITH_CUDA
+  add_cuda_ops({"batch_norm_forward", "batch_norm_backward"});
+#endif
   m.def("batch_norm_forward",
         [](const TensorView& input, const OptionalView& weight, const OptionalView& bias,
            const OptionalView& running_mean, const OptionalView& running_var, const TensorView& output,
@@ -46,15 +65,23 @@ void register_batch_norm(py::module_& m) {
                               input.shape_string(), ": expected more than 1 value per channel when training");
           MEDKERN_CHECK_VALUE(eps >= 0, "argument 'eps' must be non-negative, got ", eps);
           check_output(output, "output", input, shape_of(input));
-          check_output(save_mean, "save_mean", input, {C});
-          check_output(save_invstd, "save_invstd", input, {C});
-          if (input.is_cuda()) no_cuda_kernel("batch_norm_forward");  // no CUDA batch-norm kernel yet
+          check_channel_output(save_mean, "save_mean", input, C);
+          check_channel_output(save_invstd, "save_invstd", input, C);
           BatchNormParams p;
           p.training = training;
           p.momentum = momentum;
           p.eps = eps;
-          cpu::batch_norm_forward(input, get(weight), get(bias), get(running_mean), get(running_var), output,
-                                  save_mean, save_invstd, p);
+          if (input.is_cuda()) {
+#ifdef MEDKERN_WITH_CUDA
+            cuda::batch_norm_forward(input, get(weight), get(bias), get(running_mean), get(running_var), output,
+                                     save_mean, save_invstd, p, to_stream(stream));
+#else
+            no_cuda_kernel("batch_norm_forward");
+#endif
+          } else {
+            cpu::batch_norm_forward(input, get(weight), get(bias), get(running_mean), get(running_var), output,
+                                    save_mean, save_invstd, p);
+          }
         },
         py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("running_mean"), py::arg("running_var"),
         py::arg("output"), py::arg("save_mean"), py::arg("save_invstd"), py::arg("training"), py::arg("momentum"),
@@ -73,14 +100,22 @@ void register_batch_norm(py::module_& m) {
           check_channel_vector(save_mean, "save_mean", input, C);
           check_channel_vector(save_invstd, "save_invstd", input, C);
           if (grad_input) check_output(*grad_input, "grad_input", input, shape_of(input));
-          if (grad_weight) check_output(*grad_weight, "grad_weight", input, {C});
-          if (grad_bias) check_output(*grad_bias, "grad_bias", input, {C});
-          if (input.is_cuda()) no_cuda_kernel("batch_norm_backward");
+          if (grad_weight) check_channel_output(*grad_weight, "grad_weight", input, C);
+          if (grad_bias) check_channel_output(*grad_bias, "grad_bias", input, C);
           BatchNormParams p;
           p.training = training;
           p.eps = eps;
-          cpu::batch_norm_backward(grad_output, input, get(weight), save_mean, save_invstd, get(grad_input),
-                                   get(grad_weight), get(grad_bias), p);
+          if (input.is_cuda()) {
+#ifdef MEDKERN_WITH_CUDA
+            cuda::batch_norm_backward(grad_output, input, get(weight), save_mean, save_invstd, get(grad_input),
+                                      get(grad_weight), get(grad_bias), p, to_stream(stream));
+#else
+            no_cuda_kernel("batch_norm_backward");
+#endif
+          } else {
+            cpu::batch_norm_backward(grad_output, input, get(weight), save_mean, save_invstd, get(grad_input),
+                                     get(grad_weight), get(grad_bias), p);
+          }
         },
         py::arg("grad_output"), py::arg("input"), py::arg("weight"), py::arg("save_mean"), py::arg("save_invstd"),
         py::arg("grad_input"), py::arg("grad_weight"), py::arg("grad_bias"), py::arg("training"), py::arg("eps"),

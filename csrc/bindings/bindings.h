@@ -43,6 +43,15 @@ inline Stream to_stream(std::uintptr_t s) { return reinterpret_cast<Stream>(s); 
                                    "; medkern.info()['cuda_ops'] lists those compiled in"));
 }
 
+// Floating dtypes a kernel runs on: the CPU kernels take float32/float64; the CUDA kernels also
+// take float16/bfloat16 (accumulating in float), so a CUDA view may carry those too.
+inline void check_kernel_dtype(const TensorView& v, const char* name) {
+  if (v.is_cuda())
+    check_dtype(v, name, {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16});
+  else
+    check_floating(v, name);
+}
+
 // A non-negative pair such as stride or padding, checked and named.
 inline std::array<int64_t, 2> pair_arg(const std::vector<int64_t>& v, const char* name, int64_t minimum) {
   MEDKERN_CHECK_VALUE(v.size() == 2, "argument '", name, "' must have 2 values (h, w), got ", v.size());

@@ -27,7 +27,7 @@ std::vector<int64_t> shape_of(const TensorView& v) { return {v.shape.begin(), v.
 // Checks input/weight dtypes, ranks, devices; returns the output shape (N, K, P, Q).
 std::vector<int64_t> check_conv(const TensorView& input, const char* input_name, const TensorView& weight,
                                 const char* weight_name, const Conv2dParams& p) {
-  check_floating(input, input_name);
+  check_kernel_dtype(input, input_name);
   check_same_dtype(input, input_name, weight, weight_name);
   check_same_device(input, input_name, weight, weight_name);
   check_ndim(input, input_name, 4, "(N, C, H, W)");
@@ -47,6 +47,9 @@ using Pair = std::vector<int64_t>;
 }  // namespace
 
 void register_conv2d(py::module_& m) {
+#ifdef MEDKERN_WITH_CUDA
+  add_cuda_ops({"conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_backward_bias"});
+#endif
   m.def("conv2d_output_shape",
         [](const std::vector<int64_t>& input_shape, const std::vector<int64_t>& weight_shape, const Pair& stride,
            const Pair& padding, const Pair& dilation, int64_t groups) {
@@ -126,7 +129,7 @@ void register_conv2d(py::module_& m) {
 
   m.def("conv2d_backward_bias",
         [](const TensorView& grad_output, const TensorView& grad_bias, std::uintptr_t stream) {
-          check_floating(grad_output, "grad_output");
+          check_kernel_dtype(grad_output, "grad_output");
           check_ndim(grad_output, "grad_output", 4, "(N, K, P, Q)");
           check_output(grad_bias, "grad_bias", grad_output, {grad_output.size(1)});
           if (grad_output.is_cuda()) {

@@ -7,7 +7,7 @@ namespace medkern::bindings {
 namespace {
 
 void check_operands(const TensorView& x, const char* x_name, const TensorView& w, const char* w_name) {
-  check_floating(x, x_name);
+  check_kernel_dtype(x, x_name);
   check_same_dtype(x, x_name, w, w_name);
   check_same_device(x, x_name, w, w_name);
   check_ndim(x, x_name, 2, "(M, in_features)");
@@ -19,6 +19,9 @@ void check_operands(const TensorView& x, const char* x_name, const TensorView& w
 }  // namespace
 
 void register_linear(py::module_& m) {
+#ifdef MEDKERN_WITH_CUDA
+  add_cuda_ops({"linear_forward", "linear_backward_input", "linear_backward_weight", "linear_backward_bias"});
+#endif
   m.def("linear_forward",
         [](const TensorView& input, const TensorView& weight, const OptionalView& bias, const TensorView& output,
            bool allow_tf32, std::uintptr_t stream) {
@@ -45,7 +48,7 @@ void register_linear(py::module_& m) {
   m.def("linear_backward_input",
         [](const TensorView& grad_output, const TensorView& weight, const TensorView& grad_input, bool allow_tf32,
            std::uintptr_t stream) {
-          check_floating(grad_output, "grad_output");
+          check_kernel_dtype(grad_output, "grad_output");
           check_same_dtype(grad_output, "grad_output", weight, "weight");
           check_same_device(grad_output, "grad_output", weight, "weight");
           check_ndim(grad_output, "grad_output", 2, "(M, out_features)");
@@ -68,7 +71,7 @@ void register_linear(py::module_& m) {
   m.def("linear_backward_weight",
         [](const TensorView& grad_output, const TensorView& input, const TensorView& grad_weight, bool allow_tf32,
            std::uintptr_t stream) {
-          check_floating(grad_output, "grad_output");
+          check_kernel_dtype(grad_output, "grad_output");
           check_same_dtype(grad_output, "grad_output", input, "input");
           check_same_device(grad_output, "grad_output", input, "input");
           check_ndim(grad_output, "grad_output", 2, "(M, out_features)");
@@ -90,7 +93,7 @@ void register_linear(py::module_& m) {
 
   m.def("linear_backward_bias",
         [](const TensorView& grad_output, const TensorView& grad_bias, std::uintptr_t stream) {
-          check_floating(grad_output, "grad_output");
+          check_kernel_dtype(grad_output, "grad_output");
           check_ndim(grad_output, "grad_output", 2, "(M, out_features)");
           check_output(grad_bias, "grad_bias", grad_output, {grad_output.size(1)});
           if (grad_output.is_cuda()) {

@@ -30,7 +30,7 @@ std::vector<int64_t> shape_of(const TensorView& v) { return {v.shape.begin(), v.
 
 // Checks input and returns the output shape.
 std::vector<int64_t> check_pool_input(const TensorView& input, const Pool2dParams& p) {
-  check_floating(input, "input");
+  check_kernel_dtype(input, "input");
   check_ndim(input, "input", 4, "(N, C, H, W)");
   return pool2d_output_shape(shape_of(input), p);
 }
@@ -46,7 +46,7 @@ void check_indices(const TensorView& indices, const char* name, const TensorView
 // output shape for that input size.
 std::vector<int64_t> check_pool_backward(const TensorView& grad_output, const TensorView& grad_input,
                                          const Pool2dParams& p) {
-  check_floating(grad_output, "grad_output");
+  check_kernel_dtype(grad_output, "grad_output");
   check_ndim(grad_output, "grad_output", 4, "(N, C, P, Q)");
   check_ndim(grad_input, "grad_input", 4, "(N, C, H, W)");
   const std::vector<int64_t> out_shape = pool2d_output_shape(shape_of(grad_input), p);
@@ -58,6 +58,9 @@ std::vector<int64_t> check_pool_backward(const TensorView& grad_output, const Te
 }  // namespace
 
 void register_pooling(py::module_& m) {
+#ifdef MEDKERN_WITH_CUDA
+  add_cuda_ops({"max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward"});
+#endif
   m.def("pool2d_output_shape",
         [](const std::vector<int64_t>& input_shape, const std::vector<int64_t>& kernel_size,
            const std::vector<int64_t>& stride, const std::vector<int64_t>& padding,
@@ -83,8 +86,15 @@ void register_pooling(py::module_& m) {
             check_contiguous(*indices, "indices");
             index_view = *indices;
           }
-          if (input.is_cuda()) no_cuda_kernel("max_pool2d_forward");  // no CUDA pooling kernel yet
-          cpu::max_pool2d_forward(input, output, index_view, p);
+          if (input.is_cuda()) {
+#ifdef MEDKERN_WITH_CUDA
+            cuda::max_pool2d_forward(input, output, index_view, p, to_stream(stream));
+#else
+            no_cuda_kernel("max_pool2d_forward");
+#endif
+          } else {
+            cpu::max_pool2d_forward(input, output, index_view, p);
+          }
         },
         py::arg("input"), py::arg("output"), py::arg("indices"), py::arg("kernel_size"), py::arg("stride"),
         py::arg("padding"), py::arg("dilation"), py::arg("ceil_mode"), py::arg("stream") = 0,
@@ -98,8 +108,15 @@ void register_pooling(py::module_& m) {
           const Pool2dParams p = make_params(kernel_size, stride, padding, dilation, ceil_mode, true, 0);
           const auto shape = check_pool_backward(grad_output, grad_input, p);
           check_indices(indices, "indices", grad_output, shape);
-          if (grad_output.is_cuda()) no_cuda_kernel("max_pool2d_backward");
-          cpu::max_pool2d_backward(grad_output, indices, grad_input, p);
+          if (grad_output.is_cuda()) {
+#ifdef MEDKERN_WITH_CUDA
+            cuda::max_pool2d_backward(grad_output, indices, grad_input, p, to_stream(stream));
+#else
+            no_cuda_kernel("max_pool2d_backward");
+#endif
+          } else {
+            cpu::max_pool2d_backward(grad_output, indices, grad_input, p);
+          }
         },
         py::arg("grad_output"), py::arg("indices"), py::arg("grad_input"), py::arg("kernel_size"), py::arg("stride"),
         py::arg("padding"), py::arg("dilation"), py::arg("ceil_mode"), py::arg("stream") = 0,
@@ -113,8 +130,15 @@ void register_pooling(py::module_& m) {
               make_params(kernel_size, stride, padding, {1, 1}, ceil_mode, count_include_pad, divisor_override);
           const auto shape = check_pool_input(input, p);
           check_output(output, "output", input, shape);
-          if (input.is_cuda()) no_cuda_kernel("avg_pool2d_forward");
-          cpu::avg_pool2d_forward(input, output, p);
+          if (input.is_cuda()) {
+#ifdef MEDKERN_WITH_CUDA
+            cuda::avg_pool2d_forward(input, output, p, to_stream(stream));
+#else
+            no_cuda_kernel("avg_pool2d_forward");
+#endif
+          } else {
+            cpu::avg_pool2d_forward(input, output, p);
+          }
         },
         py::arg("input"), py::arg("output"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
         py::arg("ceil_mode"), py::arg("count_include_pad"), py::arg("divisor_override"), py::arg("stream") = 0,
@@ -127,8 +151,15 @@ void register_pooling(py::module_& m) {
           const Pool2dParams p =
               make_params(kernel_size, stride, padding, {1, 1}, ceil_mode, count_include_pad, divisor_override);
           check_pool_backward(grad_output, grad_input, p);
-          if (grad_output.is_cuda()) no_cuda_kernel("avg_pool2d_backward");
-          cpu::avg_pool2d_backward(grad_output, grad_input, p);
+          if (grad_output.is_cuda()) {
+#ifdef MEDKERN_WITH_CUDA
+            cuda::avg_pool2d_backward(grad_output, grad_input, p, to_stream(stream));
+#else
+            no_cuda_kernel("avg_pool2d_backward");
+#endif
+          } else {
+            cpu::avg_pool2d_backward(grad_output, grad_input, p);
+          }
         },
         py::arg("grad_output"), py::arg("grad_input"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
         py::arg("ceil_mode"), py::arg("count_include_pad"), py::arg("divisor_override"), py::arg("stream") = 0,

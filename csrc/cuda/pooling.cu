@@ -95,7 +95,9 @@ __global__ void max_pool2d_forward_kernel(const T* __restrict__ x, Strides4 sx, 
       }
     }
     y[o.n * sy.n + o.c * sy.c + o.y * sy.h + o.x * sy.w] = from_acc<T>(best);
-    indices[o.n * si.n + o.c * si.c + o.y * si.h + o.x * si.w] = best_index < 0 ? 0 : best_index;
+    // null indices = values only (inference); the pointer is the same for every thread
+    if (indices != nullptr)
+      indices[o.n * si.n + o.c * si.c + o.y * si.h + o.x * si.w] = best_index < 0 ? 0 : best_index;
   }
 }
 

@@ -1,4 +1,4 @@
-"""relu as torch custom ops over medkern's CPU kernels.
+"""relu as torch custom ops over medkern's CPU and CUDA kernels.
 
 ``medkern::relu`` saves only its output for the backward (out > 0 <=> in > 0), so the input
 can be freed; ``medkern::relu_`` is the in-place variant (declared as mutating its input)

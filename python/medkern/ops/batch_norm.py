@@ -1,4 +1,4 @@
-"""Batch normalization as torch custom ops over medkern's CPU kernels.
+"""Batch normalization as torch custom ops over medkern's CPU and CUDA kernels.
 
 ``torch.ops.medkern.batch_norm`` returns (output, save_mean, save_invstd) and updates
 ``running_mean`` / ``running_var`` in place in training mode (declared in ``mutates_args``);
@@ -34,6 +34,15 @@ def _as_rows(t: torch.Tensor) -> torch.Tensor:
     return t if _spatial_collapsible(t) else t.contiguous()
 
 
+def _stats_dtype(input: torch.Tensor) -> torch.dtype:
+    # float16/bfloat16 activations keep their statistics in float32, as torch's own batch norm does
+    return torch.float32 if input.dtype in (torch.float16, torch.bfloat16) else input.dtype
+
+
+def _param_grad_dtype(input: torch.Tensor, weight: Optional[torch.Tensor]) -> torch.dtype:
+    return weight.dtype if weight is not None else _stats_dtype(input)
+
+
 def _batch_norm_impl(input: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor],
                 running_mean: Optional[torch.Tensor], running_var: Optional[torch.Tensor], training: bool,
                 momentum: float, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -47,8 +56,8 @@ def _batch_norm_impl(input: torch.Tensor, weight: Optional[torch.Tensor], bias: 
         return out, save_mean, save_invstd
     x = _as_rows(input)
     output = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    save_mean = torch.empty(channels, dtype=x.dtype, device=x.device)
-    save_invstd = torch.empty(channels, dtype=x.dtype, device=x.device)
+    save_mean = torch.empty(channels, dtype=_stats_dtype(x), device=x.device)
+    save_invstd = torch.empty(channels, dtype=_stats_dtype(x), device=x.device)
     ov = _backend.optional_view
     _C.batch_norm_forward(_backend.view(x, "input"), ov(weight, "weight"), ov(bias, "bias"),
                           ov(running_mean, "running_mean"), ov(running_var, "running_var"),
@@ -65,7 +74,8 @@ _batch_norm = torch.library.custom_op("medkern::batch_norm", mutates_args=("runn
 @_batch_norm.register_fake
 def _(input, weight, bias, running_mean, running_var, training, momentum, eps):
     channels = input.shape[1]
-    return input.new_empty(input.shape), input.new_empty(channels), input.new_empty(channels)
+    stats = _stats_dtype(input)
+    return input.new_empty(input.shape), input.new_empty(channels, dtype=stats), input.new_empty(channels, dtype=stats)
 
 
 @torch.library.custom_op("medkern::batch_norm_backward", mutates_args=())
@@ -74,12 +84,16 @@ def _batch_norm_backward(grad_output: torch.Tensor, input: torch.Tensor, weight:
                          eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     x, g = _as_rows(input), _as_rows(grad_output)
     grad_input = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    grad_weight = torch.empty(x.shape[1], dtype=x.dtype, device=x.device)
-    grad_bias = torch.empty(x.shape[1], dtype=x.dtype, device=x.device)
+    param_dtype = _param_grad_dtype(x, weight)
+    grad_weight = torch.empty(x.shape[1], dtype=param_dtype, device=x.device)
+    grad_bias = torch.empty(x.shape[1], dtype=param_dtype, device=x.device)
     if x.is_cuda and not _backend.has_cuda_kernel("batch_norm_backward"):
         _backend.warn_fallback_once("batch_norm_backward")
-        return torch.ops.aten.native_batch_norm_backward(g, x, weight, None, None, save_mean, save_invstd, training,
-                                                         eps, [True, True, True])
+        # in eval mode torch's backward reads running statistics; rebuild them from the saved ones
+        running_mean = None if training else save_mean
+        running_var = None if training else save_invstd.pow(-2) - eps
+        return torch.ops.aten.native_batch_norm_backward(g, x, weight, running_mean, running_var, save_mean,
+                                                         save_invstd, training, eps, [True, True, True])
     _C.batch_norm_backward(_backend.view(g, "grad_output"), _backend.view(x, "input"),
                            _backend.optional_view(weight, "weight"), _backend.view(save_mean, "save_mean"),
                            _backend.view(save_invstd, "save_invstd"), _backend.view(grad_input, "grad_input"),
@@ -90,8 +104,9 @@ def _batch_norm_backward(grad_output: torch.Tensor, input: torch.Tensor, weight:
 
 @_batch_norm_backward.register_fake
 def _(grad_output, input, weight, save_mean, save_invstd, training, eps):
-    channels = input.shape[1]
-    return input.new_empty(input.shape), input.new_empty(channels), input.new_empty(channels)
+    channels, param_dtype = input.shape[1], _param_grad_dtype(input, weight)
+    return (input.new_empty(input.shape), input.new_empty(channels, dtype=param_dtype),
+            input.new_empty(channels, dtype=param_dtype))
 
 
 class _BatchNormFunction(torch.autograd.Function):

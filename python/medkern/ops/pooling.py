@@ -1,4 +1,4 @@
-"""2-D max and average pooling as torch custom ops over medkern's CPU kernels.
+"""2-D max and average pooling as torch custom ops over medkern's CPU and CUDA kernels.
 
 ``torch.ops.medkern.max_pool2d`` returns (output, indices) with torch's flat ``h * W + w``
 indices; ``max_pool2d_values`` is the no-autograd inference variant that skips the int64

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+import medkern
 from medkern import __version__
 from medkern.cli import main
 
@@ -206,7 +207,9 @@ def test_predict_needs_exactly_one_input(capsys, trained, tmp_path):
 
 def test_python_m_medkern_help():
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "python"), env.get("PYTHONPATH")]))
+    # the medkern this test process imported (an installed copy or python/ with an in-place build)
+    package_parent = str(pathlib.Path(medkern.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
     result = subprocess.run([sys.executable, "-m", "medkern", "--help"], capture_output=True, text=True,
                             env=env, timeout=120)
     assert result.returncode == 0

@@ -68,16 +68,11 @@ ARCH=${ARCH:-90}
 echo "medkern gpu_check: CUDA architecture sm_$ARCH, budget ${BUDGET}s, output $OUTDIR"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null || true
 
-build() {
-  local pybind_dir
-  pybind_dir=$($PY -c "import pybind11; print(pybind11.get_cmake_dir())") || return 1
-  cmake -S . -B build-gpu -G Ninja -DMEDKERN_DEV_INPLACE=ON -DMEDKERN_CUDA=ON \
-    -DCMAKE_CUDA_ARCHITECTURES="$ARCH" -DCMAKE_BUILD_TYPE=Release -Dpybind11_DIR="$pybind_dir" \
-    -DPython_EXECUTABLE="$(command -v $PY)" && ninja -C build-gpu -j16
-}
-export ARCH PY
-export -f build
-run_step build 300 bash -c build
+PYBIND11_DIR=$($PY -c "import pybind11; print(pybind11.get_cmake_dir())")
+# (no exported shell functions or extra variables: the child processes see a plain environment)
+run_step build 300 bash -c "cmake -S . -B build-gpu -G Ninja -DMEDKERN_DEV_INPLACE=ON -DMEDKERN_CUDA=ON \
+  -DCMAKE_CUDA_ARCHITECTURES=$ARCH -DCMAKE_BUILD_TYPE=Release -Dpybind11_DIR=$PYBIND11_DIR \
+  -DPython_EXECUTABLE=$(command -v $PY) && ninja -C build-gpu -j16"
 
 # ---- 2. info ---------------------------------------------------------------------------------
 run_step info 60 $PY -c "import json, medkern; print(json.dumps(medkern.info(), indent=1, default=str))"

@@ -56,6 +56,15 @@ run_step() {
   printf '%s\t%s\t%s\n' "$name" "$verdict" "$dt" >> "$STATUS_FILE"
 }
 
+# The device image's default compiler (CXX=/opt/gcc/bin/g++) brings a libstdc++ that clashes with
+# torch's when both are loaded in one process (segfault inside iostream code, 2026-11-26); the
+# system compiler, which torch's libstdc++ comes with, does not. MEDKERN_CXX overrides.
+if [[ -n ${MEDKERN_CXX:-} ]]; then
+  export CXX=$MEDKERN_CXX CUDAHOSTCXX=$MEDKERN_CXX
+elif [[ -x /usr/bin/g++ ]]; then
+  export CXX=/usr/bin/g++ CC=/usr/bin/gcc CUDAHOSTCXX=/usr/bin/g++
+fi
+
 # ---- 1. build --------------------------------------------------------------------------------
 ARCH=${MEDKERN_CUDA_ARCH:-}
 if [[ -z $ARCH ]]; then

@@ -246,7 +246,7 @@ class BatchLoader:
             yield from self._iter_workers()
             return
         n = len(self.split)
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else None
+        order = torch.randperm(n, generator=self.generator).to(self.split.images.device) if self.shuffle else None
         images, labels = self.split.images, self.split.labels
         for b in range(len(self)):
             lo, hi = b * self.batch_size, min(n, (b + 1) * self.batch_size)

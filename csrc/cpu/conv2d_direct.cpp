@@ -12,6 +12,8 @@ namespace medkern::cpu {
 namespace {
 
 constexpr int kSlotPadded = 4;
+constexpr int64_t kDirectBlock = 8;   // output channels per row-kernel call (see the kernel header)
+constexpr int64_t kReadSlack = 64;    // elements the unit-stride kernel may read past a row's end
 
 template <class T> DirectRowsFn<T> row_kernel();
 template <> DirectRowsFn<float> row_kernel<float>() {
@@ -37,12 +39,12 @@ void conv2d_direct_forward(const T* x, const int64_t* shape, const int64_t* xs, 
   const int64_t N = shape[0], C = shape[1], H = shape[2], W = shape[3];
   const int64_t G = p.groups, Cg = C / G, Kg = K / G;
   const int64_t Hp = H + 2 * p.pad_h, Wp = W + 2 * p.pad_w, plane = Hp * Wp;
-  const int64_t k_blocks = (Kg + 3) / 4;
+  const int64_t k_blocks = (Kg + kDirectBlock - 1) / kDirectBlock;
   const DirectRowsFn<T> rows = row_kernel<T>();
   const int64_t items = N * G * k_blocks;
-  const int64_t work_per_item = 4 * P * Q * Cg * R * S;  // multiply-adds
+  const int64_t work_per_item = kDirectBlock * P * Q * Cg * R * S;  // multiply-adds
   parallel_for(0, items, std::max<int64_t>(1, (int64_t(1) << 18) / work_per_item), [&](int64_t b, int64_t e) {
-    T* padded = thread_workspace_as<T>(static_cast<size_t>(Cg * plane), kSlotPadded);
+    T* padded = thread_workspace_as<T>(static_cast<size_t>(Cg * plane + kReadSlack), kSlotPadded);
     int64_t cached = -1;  // (sample, group) whose padded copy is in the buffer
     for (int64_t item = b; item < e; ++item) {
       const int64_t ng = item / k_blocks, kb = item % k_blocks;
@@ -62,7 +64,7 @@ void conv2d_direct_forward(const T* x, const int64_t* shape, const int64_t* xs, 
         }
         cached = ng;
       }
-      const int64_t k0 = g * Kg + kb * 4, kn = std::min<int64_t>(4, Kg - kb * 4);
+      const int64_t k0 = g * Kg + kb * kDirectBlock, kn = std::min<int64_t>(kDirectBlock, Kg - kb * kDirectBlock);
       rows(padded, Wp, plane, Cg, w + k0 * Cg * R * S, R, S, kn, bias ? bias + k0 : nullptr,
            y + (n * K + k0) * P * Q, P * Q, P, Q, p);
     }

@@ -18,7 +18,7 @@ template <class T>
 void conv2d_direct_forward(const T* x, const int64_t* shape, const int64_t* strides, const T* w, int64_t K,
                            int64_t R, int64_t S, const T* bias, T* y, int64_t P, int64_t Q, const Conv2dParams& p);
 
-// Per-ISA row kernels (simd/conv2d_direct_*.cpp): kb (<= 4) output channels of one sample.
+// Per-ISA row kernels (simd/conv2d_direct_*.cpp): kb (<= 8) output channels of one sample.
 template <class T>
 using DirectRowsFn = void (*)(const T* padded, int64_t padded_w, int64_t plane, int64_t channels, const T* w,
                               int64_t R, int64_t S, int64_t kb, const T* bias, T* y, int64_t y_plane, int64_t P,

@@ -1,22 +1,28 @@
 // cpu/simd/conv2d_direct_kernel.h — the direct convolution's inner loop nest, written once and
-// compiled per ISA (the compiler vectorizes over output columns; `#pragma omp simd` asks for it).
-// Reads a zero-padded copy of the input, so no tap needs a bounds test, and computes up to four
-// output channels per pass so each input load feeds four FMAs.
+// compiled per ISA (included inside an anonymous namespace by each simd/conv2d_direct_*.cpp).
+// Reads a zero-padded copy of the input, so no tap needs a bounds test. For unit column stride
+// (the common case) it holds one vector of output columns for up to kDirectBlock output channels
+// in registers, so each input vector loaded feeds that many FMAs; other strides use a plain loop.
 #pragma once
 #include <cstdint>
+#include <cstring>
 
-// padded: channels x (Hp x Wp) planes of `plane` elements with row length padded_w;
-// w: kb consecutive filters (channels*R*S each); y: kb output planes y_plane apart.
+#if defined(__AVX512F__)
+constexpr int kDirectVectorBytes = 64;
+#elif defined(__AVX2__)
+constexpr int kDirectVectorBytes = 32;
+#else
+constexpr int kDirectVectorBytes = 16;
+#endif
+
+// Generic loop: any stride, one output column at a time.
 template <class T, int KB>
-void conv2d_direct_rows(const T* padded, int64_t padded_w, int64_t plane, int64_t channels, const T* w,
-                        int64_t R, int64_t S, const T* bias, T* y, int64_t y_plane, int64_t P, int64_t Q,
-                        int64_t sh, int64_t sw, int64_t dh, int64_t dw, bool relu) {
+void conv2d_direct_rows_strided(const T* padded, int64_t padded_w, int64_t plane, int64_t channels, const T* w,
+                                int64_t R, int64_t S, const T* bias, T* y, int64_t y_plane, int64_t P, int64_t Q,
+                                int64_t sh, int64_t sw, int64_t dh, int64_t dw, bool relu) {
   const int64_t taps = channels * R * S;
   for (int64_t pp = 0; pp < P; ++pp) {
     const T* row0 = padded + pp * sh * padded_w;
-    T* out[KB];
-    for (int k = 0; k < KB; ++k) out[k] = y + k * y_plane + pp * Q;
-#pragma omp simd
     for (int64_t q = 0; q < Q; ++q) {
       T acc[KB];
       for (int k = 0; k < KB; ++k) acc[k] = bias ? bias[k] : T(0);
@@ -28,21 +34,76 @@ void conv2d_direct_rows(const T* padded, int64_t padded_w, int64_t plane, int64_
             const T xv = base[c * plane + r * dh * padded_w + s * dw];
             for (int k = 0; k < KB; ++k) acc[k] += w[k * taps + t] * xv;
           }
-      for (int k = 0; k < KB; ++k) out[k][q] = relu && acc[k] < T(0) ? T(0) : acc[k];
+      for (int k = 0; k < KB; ++k) y[k * y_plane + pp * Q + q] = relu && acc[k] < T(0) ? T(0) : acc[k];
     }
   }
 }
 
+// Unit column stride: a vector of consecutive output columns per step. The last step of a row
+// reads past its end (into the next row or the buffer's slack; the driver pads the buffer by
+// one vector) and stores only the columns that exist.
+template <class T, int KB>
+void conv2d_direct_rows_unit_stride(const T* padded, int64_t padded_w, int64_t plane, int64_t channels,
+                                    const T* w, int64_t R, int64_t S, const T* bias, T* y, int64_t y_plane,
+                                    int64_t P, int64_t Q, int64_t sh, int64_t dh, int64_t dw, bool relu) {
+  constexpr int VL = kDirectVectorBytes / int(sizeof(T));
+  typedef T V __attribute__((vector_size(kDirectVectorBytes)));
+  const int64_t taps = channels * R * S;
+  for (int64_t pp = 0; pp < P; ++pp) {
+    const T* row0 = padded + pp * sh * padded_w;
+    for (int64_t q = 0; q < Q; q += VL) {
+      V acc[KB];
+      for (int k = 0; k < KB; ++k) acc[k] = V{} + (bias ? bias[k] : T(0));
+      const T* base = row0 + q;
+      int64_t t = 0;
+      for (int64_t c = 0; c < channels; ++c)
+        for (int64_t r = 0; r < R; ++r) {
+          const T* tap_row = base + c * plane + r * dh * padded_w;
+          for (int64_t s = 0; s < S; ++s, ++t) {
+            V xv;
+            std::memcpy(&xv, tap_row + s * dw, sizeof(V));
+            for (int k = 0; k < KB; ++k) acc[k] += w[k * taps + t] * xv;
+          }
+        }
+      const int64_t n = Q - q < VL ? Q - q : VL;
+      for (int k = 0; k < KB; ++k) {
+        V v = acc[k];
+        if (relu) v = v < V{} ? V{} : v;
+        T* dst = y + k * y_plane + pp * Q + q;
+        if (n == VL) std::memcpy(dst, &v, sizeof(V));  // fixed size: one vector store
+        else std::memcpy(dst, &v, static_cast<size_t>(n) * sizeof(T));
+      }
+    }
+  }
+}
+
+template <class T, int KB>
+void conv2d_direct_rows(const T* padded, int64_t padded_w, int64_t plane, int64_t channels, const T* w, int64_t R,
+                        int64_t S, const T* bias, T* y, int64_t y_plane, int64_t P, int64_t Q,
+                        const medkern::Conv2dParams& p) {
+  if (p.stride_w == 1)
+    conv2d_direct_rows_unit_stride<T, KB>(padded, padded_w, plane, channels, w, R, S, bias, y, y_plane, P, Q,
+                                          p.stride_h, p.dilation_h, p.dilation_w, p.fuse_relu);
+  else
+    conv2d_direct_rows_strided<T, KB>(padded, padded_w, plane, channels, w, R, S, bias, y, y_plane, P, Q,
+                                      p.stride_h, p.stride_w, p.dilation_h, p.dilation_w, p.fuse_relu);
+}
+
+// kb output channels (<= kDirectBlock, set by the driver) starting at w / bias / y.
 template <class T>
 void conv2d_direct_dispatch(const T* padded, int64_t padded_w, int64_t plane, int64_t channels, const T* w,
                             int64_t R, int64_t S, int64_t kb, const T* bias, T* y, int64_t y_plane, int64_t P,
                             int64_t Q, const medkern::Conv2dParams& p) {
-  const int64_t sh = p.stride_h, sw = p.stride_w, dh = p.dilation_h, dw = p.dilation_w;
-  if (kb == 4)
-    conv2d_direct_rows<T, 4>(padded, padded_w, plane, channels, w, R, S, bias, y, y_plane, P, Q, sh, sw, dh, dw,
-                             p.fuse_relu);
-  else
-    for (int64_t k = 0; k < kb; ++k)
-      conv2d_direct_rows<T, 1>(padded, padded_w, plane, channels, w + k * channels * R * S, R, S,
-                               bias ? bias + k : nullptr, y + k * y_plane, y_plane, P, Q, sh, sw, dh, dw, p.fuse_relu);
+  if (kb == 8) {
+    conv2d_direct_rows<T, 8>(padded, padded_w, plane, channels, w, R, S, bias, y, y_plane, P, Q, p);
+    return;
+  }
+  const int64_t taps = channels * R * S;
+  int64_t k = 0;
+  for (; k + 4 <= kb; k += 4)
+    conv2d_direct_rows<T, 4>(padded, padded_w, plane, channels, w + k * taps, R, S, bias ? bias + k : nullptr,
+                             y + k * y_plane, y_plane, P, Q, p);
+  for (; k < kb; ++k)
+    conv2d_direct_rows<T, 1>(padded, padded_w, plane, channels, w + k * taps, R, S, bias ? bias + k : nullptr,
+                             y + k * y_plane, y_plane, P, Q, p);
 }

@@ -48,6 +48,9 @@ void conv2d_direct_rows_unit_stride(const T* padded, int64_t padded_w, int64_t p
                                     int64_t P, int64_t Q, int64_t sh, int64_t dh, int64_t dw, bool relu) {
   constexpr int VL = kDirectVectorBytes / int(sizeof(T));
   typedef T V __attribute__((vector_size(kDirectVectorBytes)));
+  // unaligned, aliasing-safe view for loads/stores (a fixed-size memcpy of a 64-byte vector
+  // was left as a library call inside the tap loop, spilling every accumulator around it)
+  typedef T VU __attribute__((vector_size(kDirectVectorBytes), aligned(sizeof(T)), may_alias));
   const int64_t taps = channels * R * S;
   for (int64_t pp = 0; pp < P; ++pp) {
     const T* row0 = padded + pp * sh * padded_w;
@@ -60,8 +63,7 @@ void conv2d_direct_rows_unit_stride(const T* padded, int64_t padded_w, int64_t p
         for (int64_t r = 0; r < R; ++r) {
           const T* tap_row = base + c * plane + r * dh * padded_w;
           for (int64_t s = 0; s < S; ++s, ++t) {
-            V xv;
-            std::memcpy(&xv, tap_row + s * dw, sizeof(V));
+            const V xv = *reinterpret_cast<const VU*>(tap_row + s * dw);
             for (int k = 0; k < KB; ++k) acc[k] += w[k * taps + t] * xv;
           }
         }
@@ -70,7 +72,7 @@ void conv2d_direct_rows_unit_stride(const T* padded, int64_t padded_w, int64_t p
         V v = acc[k];
         if (relu) v = v < V{} ? V{} : v;
         T* dst = y + k * y_plane + pp * Q + q;
-        if (n == VL) std::memcpy(dst, &v, sizeof(V));  // fixed size: one vector store
+        if (n == VL) *reinterpret_cast<VU*>(dst) = v;
         else std::memcpy(dst, &v, static_cast<size_t>(n) * sizeof(T));
       }
     }

@@ -449,6 +449,18 @@ void conv2d_backward_input(const TensorView& grad_output, const TensorView& weig
 void conv2d_backward_weight(const TensorView& grad_output, const TensorView& input, const TensorView& grad_weight,
                             const Conv2dParams& p) {
   const Geometry g = make_geometry(input, grad_weight, p);
+  if (conv2d_direct_weight_grad_applies(g.CRS, p.stride_w) && grad_weight.is_contiguous()) {
+    const int64_t shape[4] = {g.N, g.C, g.H, g.W};
+    auto direct = [&](auto tag) {
+      using T = decltype(tag);
+      const ActivationRef<T> dy = dense_pixels<T>(grad_output);
+      conv2d_direct_backward_weight<T>(input.ptr<const T>(), shape, g.xs, dy.data, dy.sample_stride,
+                                       dy.channel_stride, grad_weight.ptr<T>(), g.K, g.R, g.S, g.P, g.Q, p);
+    };
+    if (input.dtype == DType::Float64) direct(double{});
+    else direct(float{});
+    return;
+  }
   if (input.dtype == DType::Float64) backward_weight_gemm<double>(grad_output, input, grad_weight, g);
   else backward_weight_gemm<float>(grad_output, input, grad_weight, g);
 }

@@ -18,11 +18,32 @@ template <class T>
 void conv2d_direct_forward(const T* x, const int64_t* shape, const int64_t* strides, const T* w, int64_t K,
                            int64_t R, int64_t S, const T* bias, T* y, int64_t P, int64_t Q, const Conv2dParams& p);
 
+// Weight gradient for unit column stride and at most kDirectMaxTaps taps per filter (C/groups*R*S):
+// dw (K, C/groups, R, S) dense, overwritten.
+constexpr int64_t kDirectMaxTaps = 36;
+inline bool conv2d_direct_weight_grad_applies(int64_t taps, int64_t stride_w) {
+  return taps <= kDirectMaxTaps && stride_w == 1;
+}
+template <class T>
+void conv2d_direct_backward_weight(const T* x, const int64_t* shape, const int64_t* strides, const T* dy,
+                                   int64_t dy_sample, int64_t dy_channel, T* dw, int64_t K, int64_t R, int64_t S,
+                                   int64_t P, int64_t Q, const Conv2dParams& p);
+
 // Per-ISA row kernels (simd/conv2d_direct_*.cpp): kb (<= 8) output channels of one sample.
 template <class T>
 using DirectRowsFn = void (*)(const T* padded, int64_t padded_w, int64_t plane, int64_t channels, const T* w,
                               int64_t R, int64_t S, int64_t kb, const T* bias, T* y, int64_t y_plane, int64_t P,
                               int64_t Q, const Conv2dParams& p);
+template <class T>
+using DirectWeightGradFn = void (*)(const T* padded, int64_t padded_w, const int64_t* tap_offsets, int64_t taps,
+                                    const T* dy, int64_t dy_channel, int64_t kn, int64_t P, int64_t Q, int64_t sh,
+                                    T* dw);
+DirectWeightGradFn<float> conv2d_direct_weight_grad_f32_avx512();
+DirectWeightGradFn<double> conv2d_direct_weight_grad_f64_avx512();
+DirectWeightGradFn<float> conv2d_direct_weight_grad_f32_avx2();
+DirectWeightGradFn<double> conv2d_direct_weight_grad_f64_avx2();
+DirectWeightGradFn<float> conv2d_direct_weight_grad_f32_scalar();
+DirectWeightGradFn<double> conv2d_direct_weight_grad_f64_scalar();
 DirectRowsFn<float> conv2d_direct_rows_f32_avx512();
 DirectRowsFn<double> conv2d_direct_rows_f64_avx512();
 DirectRowsFn<float> conv2d_direct_rows_f32_avx2();

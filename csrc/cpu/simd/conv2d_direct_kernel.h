@@ -109,3 +109,51 @@ void conv2d_direct_dispatch(const T* padded, int64_t padded_w, int64_t plane, in
     conv2d_direct_rows<T, 1>(padded, padded_w, plane, channels, w + k * taps, R, S, bias ? bias + k : nullptr,
                              y + k * y_plane, y_plane, P, Q, p);
 }
+
+// Weight gradient of one (sample, group) for unit column stride, few taps (Cg*R*S <= 36):
+//   dw[k][t] += sum_{p,q} dy[k][p][q] * padded[off[t] + p*sh*padded_w + q]
+// One vector of output columns of dy is loaded once and multiplied into every tap's
+// accumulator; the tail vector of a row is zero-filled so columns past Q add nothing.
+template <class T, int TAPS>
+void conv2d_direct_weight_grad_taps(const T* padded, int64_t padded_w, const int64_t* off, int64_t taps,
+                                    const T* dy, int64_t dy_channel, int64_t kn, int64_t P, int64_t Q, int64_t sh,
+                                    T* dw) {
+  constexpr int VL = kDirectVectorBytes / int(sizeof(T));
+  typedef T V __attribute__((vector_size(kDirectVectorBytes)));
+  typedef T VU __attribute__((vector_size(kDirectVectorBytes), aligned(sizeof(T)), may_alias));
+  constexpr int kMax = TAPS > 0 ? TAPS : 36;
+  const int64_t nt = TAPS > 0 ? TAPS : taps;
+  for (int64_t k = 0; k < kn; ++k) {
+    V acc[kMax];
+    for (int64_t t = 0; t < nt; ++t) acc[t] = V{};
+    const T* g = dy + k * dy_channel;
+    for (int64_t pp = 0; pp < P; ++pp) {
+      const T* grow = g + pp * Q;
+      const T* xrow = padded + pp * sh * padded_w;
+      for (int64_t q = 0; q < Q; q += VL) {
+        V gv;
+        if (Q - q >= VL) {
+          gv = *reinterpret_cast<const VU*>(grow + q);
+        } else {
+          gv = V{};
+          std::memcpy(&gv, grow + q, static_cast<size_t>(Q - q) * sizeof(T));
+        }
+        for (int64_t t = 0; t < nt; ++t) acc[t] += gv * *reinterpret_cast<const VU*>(xrow + off[t] + q);
+      }
+    }
+    for (int64_t t = 0; t < nt; ++t) {
+      T sum = T(0);
+      for (int i = 0; i < VL; ++i) sum += acc[t][i];
+      dw[k * taps + t] += sum;
+    }
+  }
+}
+
+template <class T>
+void conv2d_direct_weight_grad(const T* padded, int64_t padded_w, const int64_t* off, int64_t taps, const T* dy,
+                               int64_t dy_channel, int64_t kn, int64_t P, int64_t Q, int64_t sh, T* dw) {
+  if (taps == 9)
+    conv2d_direct_weight_grad_taps<T, 9>(padded, padded_w, off, taps, dy, dy_channel, kn, P, Q, sh, dw);
+  else
+    conv2d_direct_weight_grad_taps<T, 0>(padded, padded_w, off, taps, dy, dy_channel, kn, P, Q, sh, dw);
+}

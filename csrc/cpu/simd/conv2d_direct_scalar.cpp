@@ -9,4 +9,6 @@ namespace {
 namespace medkern::cpu {
 DirectRowsFn<float> conv2d_direct_rows_f32_scalar() { return &conv2d_direct_dispatch<float>; }
 DirectRowsFn<double> conv2d_direct_rows_f64_scalar() { return &conv2d_direct_dispatch<double>; }
+DirectWeightGradFn<float> conv2d_direct_weight_grad_f32_scalar() { return &conv2d_direct_weight_grad<float>; }
+DirectWeightGradFn<double> conv2d_direct_weight_grad_f64_scalar() { return &conv2d_direct_weight_grad<double>; }
 }  // namespace medkern::cpu

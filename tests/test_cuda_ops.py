@@ -319,9 +319,11 @@ def test_pooling_matches_torch_float32(kind, kw, shape):
     x = rand(*shape)
     for name, xl in layouts(x):
         out, grads, g = run_with_grads(pool_fn("medkern", kind, kw), [leaf(xl)])
-        ref, ref_grads, _ = run_with_grads(pool_fn("torch", kind, kw), [leaf(xl)], g)
-        assert_close(out, ref, msg=f"forward ({name})")
-        assert_close(grads[0], ref_grads[0], msg=f"backward ({name})")
+        # reference: torch on the CPU in float64 (torch 2.11's CUDA avg_pool2d backward is wrong
+        # for channels_last inputs with padding: errors of 0.6-1.0 seen on an H200, 2026-11-26)
+        ref, ref_grads, _ = run_with_grads(pool_fn("torch", kind, kw), [leaf(x.cpu().double())], g.cpu().double())
+        assert_close(out.cpu(), ref.float(), msg=f"forward ({name})")
+        assert_close(grads[0].cpu(), ref_grads[0].float(), msg=f"backward ({name})")
     cpu_out, cpu_grads, _ = run_with_grads(pool_fn("medkern", kind, kw), [leaf(x.cpu())], g.cpu())
     assert_close(out.cpu(), cpu_out)
     assert_close(grads[0].cpu(), cpu_grads[0])

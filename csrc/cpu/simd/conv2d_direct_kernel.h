@@ -72,8 +72,11 @@ void conv2d_direct_rows_unit_stride(const T* padded, int64_t padded_w, int64_t p
         V v = acc[k];
         if (relu) v = v < V{} ? V{} : v;
         T* dst = y + k * y_plane + pp * Q + q;
-        if (n == VL) *reinterpret_cast<VU*>(dst) = v;
-        else std::memcpy(dst, &v, static_cast<size_t>(n) * sizeof(T));
+        if (n == VL) {
+          *reinterpret_cast<VU*>(dst) = v;
+        } else {
+          for (int64_t i = 0; i < n; ++i) dst[i] = v[i];  // lane by lane: no library call per row
+        }
       }
     }
   }
@@ -136,7 +139,7 @@ void conv2d_direct_weight_grad_taps(const T* padded, int64_t padded_w, const int
           gv = *reinterpret_cast<const VU*>(grow + q);
         } else {
           gv = V{};
-          std::memcpy(&gv, grow + q, static_cast<size_t>(Q - q) * sizeof(T));
+          for (int64_t i = 0; i < Q - q; ++i) gv[i] = grow[q + i];  // lane by lane: no library call per row
         }
         for (int64_t t = 0; t < nt; ++t) acc[t] += gv * *reinterpret_cast<const VU*>(xrow + off[t] + q);
       }

@@ -24,6 +24,9 @@ DTYPE_CODES = {
 }
 
 
+_torch_codes: dict = {}  # torch.dtype -> code, filled on first use (views are built on every op call)
+
+
 def _torch_dtype_name(dtype: Any) -> str:
     return str(dtype).rpartition(".")[2]
 
@@ -35,7 +38,11 @@ def view(array: Any, name: str = "input") -> "_C.TensorView":
     """
     module = type(array).__module__.partition(".")[0]
     if module == "torch":
-        code = DTYPE_CODES.get(_torch_dtype_name(array.dtype))
+        code = _torch_codes.get(array.dtype)
+        if code is None:  # first sight of this dtype: look it up by name once
+            code = DTYPE_CODES.get(_torch_dtype_name(array.dtype))
+            if code is not None:
+                _torch_codes[array.dtype] = code
         if code is None:
             raise TypeError(f"argument '{name}' has unsupported dtype {array.dtype}")
         device = array.device

@@ -14,6 +14,7 @@ from . import _C
 
 __all__ = [
     "_C", "DTYPE_CODES", "view", "optional_view", "stream_of", "has_cuda_kernel", "warn_fallback_once",
+    "needs_torch_fallback",
     "cuda_usable", "choose_device",
 ]
 
@@ -102,6 +103,15 @@ def warn_fallback_once(op: str) -> None:
         _warned.add(op)
         warnings.warn(f"medkern has no CUDA kernel for {op} in this build; it falls back to torch's own "
                       f"CUDA kernel (warned once)", UserWarning, stacklevel=3)
+
+
+def needs_torch_fallback(array: Any, op: str) -> bool:
+    """True (after a one-time warning) when ``array`` is on a GPU and this build has no CUDA
+    kernel for ``op``: the caller then runs torch's own kernel instead."""
+    if getattr(array, "device", None) is None or array.device.type != "cuda" or has_cuda_kernel(op):
+        return False
+    warn_fallback_once(op)
+    return True
 
 
 def cuda_usable() -> bool:

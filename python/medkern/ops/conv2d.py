@@ -7,29 +7,20 @@ argument checks come from ``_C`` so they exist once, in C++.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .. import _backend
-from .._backend import _C
+from .._backend import _C, needs_torch_fallback
+from ._arguments import IntPair, pair as _pair
 
 __all__ = ["conv2d", "conv2d_relu"]
 
-IntPair = Union[int, Sequence[int]]
 
 
-def _pair(value: IntPair, name: str) -> list[int]:
-    if isinstance(value, int):
-        return [value, value]
-    value = list(value)
-    if len(value) == 1:
-        return [int(value[0])] * 2
-    if len(value) != 2:
-        raise ValueError(f"argument '{name}' must be an int or a pair (h, w), got {value}")
-    return [int(v) for v in value]
 
 
 def _output_shape(input: Tensor, weight: Tensor, stride, padding, dilation, groups) -> list:
@@ -45,17 +36,12 @@ def _output_shape(input: Tensor, weight: Tensor, stride, padding, dilation, grou
     return [n, k, p, q]
 
 
-def _cuda_fallback_needed(t: Tensor, op: str) -> bool:
-    if t.device.type != "cuda" or _backend.has_cuda_kernel(op):
-        return False
-    _backend.warn_fallback_once(op)
-    return True
 
 
 @torch.library.custom_op("medkern::conv2d", mutates_args=())
 def _conv2d_op(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride: list[int], padding: list[int],
                dilation: list[int], groups: int, fuse_relu: bool) -> Tensor:
-    if _cuda_fallback_needed(input, "conv2d_forward"):
+    if needs_torch_fallback(input, "conv2d_forward"):
         out = F.conv2d(input, weight, bias, stride, padding, dilation, groups)
         return F.relu(out) if fuse_relu else out
     shape = _output_shape(input, weight, stride, padding, dilation, groups)
@@ -74,7 +60,7 @@ def _(input, weight, bias, stride, padding, dilation, groups, fuse_relu):
 @torch.library.custom_op("medkern::conv2d_backward_input", mutates_args=())
 def _conv2d_backward_input(grad_output: Tensor, weight: Tensor, input_shape: list[int], stride: list[int],
                            padding: list[int], dilation: list[int], groups: int) -> Tensor:
-    if _cuda_fallback_needed(grad_output, "conv2d_backward_input"):
+    if needs_torch_fallback(grad_output, "conv2d_backward_input"):
         return torch.nn.grad.conv2d_input(input_shape, weight, grad_output, stride, padding, dilation, groups)
     grad_input = torch.empty(input_shape, dtype=grad_output.dtype, device=grad_output.device)
     _C.conv2d_backward_input(_backend.view(grad_output, "grad_output"), _backend.view(weight, "weight"),
@@ -91,7 +77,7 @@ def _(grad_output, weight, input_shape, stride, padding, dilation, groups):
 @torch.library.custom_op("medkern::conv2d_backward_weight", mutates_args=())
 def _conv2d_backward_weight(grad_output: Tensor, input: Tensor, weight_shape: list[int], stride: list[int],
                             padding: list[int], dilation: list[int], groups: int) -> Tensor:
-    if _cuda_fallback_needed(grad_output, "conv2d_backward_weight"):
+    if needs_torch_fallback(grad_output, "conv2d_backward_weight"):
         return torch.nn.grad.conv2d_weight(input, weight_shape, grad_output, stride, padding, dilation, groups)
     grad_weight = torch.empty(weight_shape, dtype=grad_output.dtype, device=grad_output.device)
     _C.conv2d_backward_weight(_backend.view(grad_output, "grad_output"), _backend.view(input, "input"),
@@ -107,7 +93,7 @@ def _(grad_output, input, weight_shape, stride, padding, dilation, groups):
 
 @torch.library.custom_op("medkern::conv2d_backward_bias", mutates_args=())
 def _conv2d_backward_bias(grad_output: Tensor) -> Tensor:
-    if _cuda_fallback_needed(grad_output, "conv2d_backward_bias"):
+    if needs_torch_fallback(grad_output, "conv2d_backward_bias"):
         return grad_output.sum(dim=(0, 2, 3))
     grad_bias = torch.empty(grad_output.shape[1], dtype=grad_output.dtype, device=grad_output.device)
     _C.conv2d_backward_bias(_backend.view(grad_output, "grad_output"), _backend.view(grad_bias, "grad_bias"),

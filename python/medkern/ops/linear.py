@@ -11,21 +11,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import _backend
-from .._backend import _C
+from .._backend import _C, needs_torch_fallback
 
 __all__ = ["linear"]
 
 
-def _cuda_fallback_needed(t: Tensor, op: str) -> bool:
-    if t.device.type != "cuda" or _backend.has_cuda_kernel(op):
-        return False
-    _backend.warn_fallback_once(op)
-    return True
 
 
 @torch.library.custom_op("medkern::linear", mutates_args=())
 def _linear_op(input: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
-    if _cuda_fallback_needed(input, "linear_forward"):
+    if needs_torch_fallback(input, "linear_forward"):
         return F.linear(input, weight, bias)
     out = torch.empty((input.shape[0], weight.shape[0]), dtype=input.dtype, device=input.device)
     _C.linear_forward(_backend.view(input, "input"), _backend.view(weight, "weight"),
@@ -41,7 +36,7 @@ def _(input, weight, bias):
 
 @torch.library.custom_op("medkern::linear_backward_input", mutates_args=())
 def _linear_backward_input(grad_output: Tensor, weight: Tensor) -> Tensor:
-    if _cuda_fallback_needed(grad_output, "linear_backward_input"):
+    if needs_torch_fallback(grad_output, "linear_backward_input"):
         return grad_output @ weight
     grad_input = torch.empty((grad_output.shape[0], weight.shape[1]), dtype=grad_output.dtype,
                              device=grad_output.device)
@@ -58,7 +53,7 @@ def _(grad_output, weight):
 
 @torch.library.custom_op("medkern::linear_backward_weight", mutates_args=())
 def _linear_backward_weight(grad_output: Tensor, input: Tensor) -> Tensor:
-    if _cuda_fallback_needed(grad_output, "linear_backward_weight"):
+    if needs_torch_fallback(grad_output, "linear_backward_weight"):
         return grad_output.t() @ input
     grad_weight = torch.empty((grad_output.shape[1], input.shape[1]), dtype=grad_output.dtype,
                               device=grad_output.device)
@@ -75,7 +70,7 @@ def _(grad_output, input):
 
 @torch.library.custom_op("medkern::linear_backward_bias", mutates_args=())
 def _linear_backward_bias(grad_output: Tensor) -> Tensor:
-    if _cuda_fallback_needed(grad_output, "linear_backward_bias"):
+    if needs_torch_fallback(grad_output, "linear_backward_bias"):
         return grad_output.sum(0)
     grad_bias = torch.empty(grad_output.shape[1], dtype=grad_output.dtype, device=grad_output.device)
     _C.linear_backward_bias(_backend.view(grad_output, "grad_output"), _backend.view(grad_bias, "grad_bias"),

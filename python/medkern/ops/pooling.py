@@ -7,29 +7,20 @@ from ``_C.pool2d_output_shape`` so they live once, in C++.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
 from .. import _backend
 from .._backend import _C
+from ._arguments import IntPair, pair as _pair
 from ._eager import direct_call_ok
 
 __all__ = ["max_pool2d", "avg_pool2d"]
 
-IntPair = Union[int, Sequence[int]]
 
 
-def _pair(value: IntPair, name: str) -> list[int]:
-    if isinstance(value, int):
-        return [value, value]
-    values = [int(v) for v in value]
-    if len(values) == 1:
-        return values * 2
-    if len(values) != 2:
-        raise ValueError(f"argument '{name}' must be an int or a pair of ints, got {value}")
-    return values
 
 
 def _output_shape(input_shape, kernel_size, stride, padding, dilation, ceil_mode) -> list[int]:

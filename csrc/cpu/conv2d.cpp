@@ -52,7 +52,7 @@ namespace cpu {
 namespace {
 
 // Workspace slots (gemm_blocked owns 6 and 7).
-constexpr int kSlotColumns = 0, kSlotColumnsT = 1, kSlotWeight = 2, kSlotPartial = 3, kSlotOutput = 4;
+constexpr int kSlotColumns = 0, kSlotWeight = 2, kSlotPartial = 3, kSlotOutput = 4;
 // Weights packed once per call for all sample chunks; gemm_blocked leaves its packed-A slot
 // alone when handed a pre-packed A.
 constexpr int kSlotPackedWeights = 6;
@@ -313,19 +313,6 @@ void backward_input_gemm(const TensorView& grad_output, const TensorView& weight
     for (int64_t c = 0; c < plan.chunks; ++c) run_chunk(c, true);
 }
 
-// Blocked transpose of a rows x cols matrix into cols x rows, so the backward-weight GEMM reads
-// its B operand (columns^T) contiguously.
-template <class T>
-void transpose(const T* src, int64_t rows, int64_t cols, T* dst) {
-  constexpr int64_t kB = 32;
-  for (int64_t i0 = 0; i0 < rows; i0 += kB)
-    for (int64_t j0 = 0; j0 < cols; j0 += kB) {
-      const int64_t i1 = std::min(rows, i0 + kB), j1 = std::min(cols, j0 + kB);
-      for (int64_t j = j0; j < j1; ++j)
-        for (int64_t i = i0; i < i1; ++i) dst[j * rows + i] = src[i * cols + j];
-    }
-}
-
 template <class T>
 void backward_weight_gemm(const TensorView& grad_output, const TensorView& input, const TensorView& grad_weight,
                           const Geometry& g) {
@@ -342,25 +329,11 @@ void backward_weight_gemm(const TensorView& grad_output, const TensorView& input
     const int64_t cols = nb * g.PQ;
     for (int64_t grp = 0; grp < g.G; ++grp) {
       T* colbuf = thread_workspace_as<T>(static_cast<size_t>(g.CRS * cols), kSlotColumns);
-      T* colT = thread_workspace_as<T>(static_cast<size_t>(g.CRS * cols), kSlotColumnsT);
       im2col(x, g, n0, nb, grp * g.Cg, colbuf, threaded);
-      if (threaded && worth_threads(g.CRS * cols)) {
-        // transpose by row blocks in parallel
-        parallel_for(0, (g.CRS + 31) / 32, 1, [&](int64_t b, int64_t e) {
-          for (int64_t blk = b; blk < e; ++blk) {
-            const int64_t r0 = blk * 32, r1 = std::min(g.CRS, r0 + 32);
-            for (int64_t j0 = 0; j0 < cols; j0 += 32) {
-              const int64_t j1 = std::min(cols, j0 + 32);
-              for (int64_t j = j0; j < j1; ++j)
-                for (int64_t i = r0; i < r1; ++i) colT[j * g.CRS + i] = colbuf[i * cols + j];
-            }
-          }
-        });
-      } else {
-        transpose(colbuf, g.CRS, cols, colT);
-      }
       MatrixRef<const T> A = activation_matrix<const T>(dy, n0, grp * g.Kg, g.PQ, dy_channel, dy_sample);
-      MatrixRef<const T> B = dense_matrix<const T>(colT, g.CRS);
+      // B = columns^T read in place: the GEMM's B packing gathers through the strides, so no
+      // separate transpose pass over the (CRS x cols) column matrix
+      MatrixRef<const T> B = dense_matrix<const T>(colbuf, 1, cols);
       gemm_blocked<T>(g.Kg, g.CRS, cols, A, B, dense_matrix<T>(out + grp * g.Kg * g.CRS, g.CRS), !first, nullptr,
                       nullptr, false, threaded);
     }

@@ -61,3 +61,18 @@ def test_choose_device_auto_falls_back_to_cpu_without_gpu():
     assert _backend.choose_device("auto") == expected
     with pytest.raises(ValueError, match="'device'"):
         _backend.choose_device("tpu")
+
+
+def test_needs_torch_fallback_only_for_gpu_arrays_without_a_kernel(monkeypatch):
+    import types
+    import warnings
+    monkeypatch.setattr(_backend, "_warned", set())
+    fake_gpu = types.SimpleNamespace(device=types.SimpleNamespace(type="cuda"))
+    assert not _backend.needs_torch_fallback(torch.ones(2), "no_such_op")  # CPU: never
+    with pytest.warns(UserWarning, match="no CUDA kernel for no_such_op"):
+        assert _backend.needs_torch_fallback(fake_gpu, "no_such_op")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once only
+        assert _backend.needs_torch_fallback(fake_gpu, "no_such_op")
+    if medkern.info()["cuda_compiled"]:
+        assert not _backend.needs_torch_fallback(fake_gpu, "conv2d_forward")

@@ -17,8 +17,7 @@ __all__ = ["relu"]
 
 
 def _relu_impl(input: torch.Tensor) -> torch.Tensor:
-    if input.is_cuda and not _backend.has_cuda_kernel("relu_forward"):
-        _backend.warn_fallback_once("relu")
+    if _backend.needs_torch_fallback(input, "relu_forward"):
         return F.relu(input)
     output = torch.empty(input.shape, dtype=input.dtype, device=input.device)
     _C.relu_forward(_backend.view(input, "input"), _backend.view(output, "output"), _backend.stream_of(input))
@@ -35,8 +34,7 @@ def _(input):
 
 @torch.library.custom_op("medkern::relu_", mutates_args=("input",))
 def _relu_(input: torch.Tensor) -> None:
-    if input.is_cuda and not _backend.has_cuda_kernel("relu_forward"):
-        _backend.warn_fallback_once("relu")
+    if _backend.needs_torch_fallback(input, "relu_forward"):
         F.relu(input, inplace=True)
         return
     v = _backend.view(input, "input")
@@ -50,8 +48,7 @@ def _(input):
 
 @torch.library.custom_op("medkern::relu_backward", mutates_args=())
 def _relu_backward(grad_output: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
-    if grad_output.is_cuda and not _backend.has_cuda_kernel("relu_backward"):
-        _backend.warn_fallback_once("relu_backward")
+    if _backend.needs_torch_fallback(grad_output, "relu_backward"):
         return torch.where(output > 0, grad_output, torch.zeros_like(grad_output))
     grad_input = torch.empty(grad_output.shape, dtype=grad_output.dtype, device=grad_output.device)
     _C.relu_backward(_backend.view(grad_output, "grad_output"), _backend.view(output, "output"),

@@ -47,8 +47,7 @@ def _batch_norm_impl(input: torch.Tensor, weight: Optional[torch.Tensor], bias: 
                 running_mean: Optional[torch.Tensor], running_var: Optional[torch.Tensor], training: bool,
                 momentum: float, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     channels = input.shape[1] if input.dim() > 1 else 0
-    if input.is_cuda and not _backend.has_cuda_kernel("batch_norm_forward"):
-        _backend.warn_fallback_once("batch_norm")
+    if _backend.needs_torch_fallback(input, "batch_norm_forward"):
         out, save_mean, save_invstd = torch.native_batch_norm(input, weight, bias, running_mean, running_var,
                                                               training, momentum, eps)
         if not training:
@@ -87,8 +86,7 @@ def _batch_norm_backward(grad_output: torch.Tensor, input: torch.Tensor, weight:
     param_dtype = _param_grad_dtype(x, weight)
     grad_weight = torch.empty(x.shape[1], dtype=param_dtype, device=x.device)
     grad_bias = torch.empty(x.shape[1], dtype=param_dtype, device=x.device)
-    if x.is_cuda and not _backend.has_cuda_kernel("batch_norm_backward"):
-        _backend.warn_fallback_once("batch_norm_backward")
+    if _backend.needs_torch_fallback(x, "batch_norm_backward"):
         # in eval mode torch's backward reads running statistics; rebuild them from the saved ones
         running_mean = None if training else save_mean
         running_var = None if training else save_invstd.pow(-2) - eps

@@ -33,8 +33,7 @@ def _output_shape(input_shape, kernel_size, stride, padding, dilation, ceil_mode
 @torch.library.custom_op("medkern::max_pool2d", mutates_args=())
 def _max_pool2d(input: torch.Tensor, kernel_size: list[int], stride: list[int], padding: list[int],
                 dilation: list[int], ceil_mode: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    if input.is_cuda and not _backend.has_cuda_kernel("max_pool2d_forward"):
-        _backend.warn_fallback_once("max_pool2d")
+    if _backend.needs_torch_fallback(input, "max_pool2d_forward"):
         return F.max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices=True)
     shape = _output_shape(input.shape, kernel_size, stride, padding, dilation, ceil_mode)
     output = torch.empty(shape, dtype=input.dtype, device=input.device)
@@ -53,8 +52,7 @@ def _(input, kernel_size, stride, padding, dilation, ceil_mode):
 
 def _max_pool2d_values_impl(input: torch.Tensor, kernel_size: list[int], stride: list[int], padding: list[int],
                        dilation: list[int], ceil_mode: bool) -> torch.Tensor:
-    if input.is_cuda and not _backend.has_cuda_kernel("max_pool2d_forward"):
-        _backend.warn_fallback_once("max_pool2d")
+    if _backend.needs_torch_fallback(input, "max_pool2d_forward"):
         return F.max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode)
     shape = _output_shape(input.shape, kernel_size, stride, padding, dilation, ceil_mode)
     output = torch.empty(shape, dtype=input.dtype, device=input.device)
@@ -77,8 +75,7 @@ def _max_pool2d_backward(grad_output: torch.Tensor, indices: torch.Tensor, input
                          kernel_size: list[int], stride: list[int], padding: list[int], dilation: list[int],
                          ceil_mode: bool) -> torch.Tensor:
     grad_input = torch.empty(input_shape, dtype=grad_output.dtype, device=grad_output.device)
-    if grad_output.is_cuda and not _backend.has_cuda_kernel("max_pool2d_backward"):
-        _backend.warn_fallback_once("max_pool2d_backward")
+    if _backend.needs_torch_fallback(grad_output, "max_pool2d_backward"):
         flat = grad_input.zero_().flatten(2)
         return flat.scatter_add_(2, indices.flatten(2), grad_output.flatten(2)).view(input_shape)
     _C.max_pool2d_backward(_backend.view(grad_output, "grad_output"), _backend.view(indices, "indices"),
@@ -130,8 +127,7 @@ def max_pool2d(input: torch.Tensor, kernel_size: IntPair, stride: Optional[IntPa
 
 def _avg_pool2d_impl(input: torch.Tensor, kernel_size: list[int], stride: list[int], padding: list[int], ceil_mode: bool,
                 count_include_pad: bool, divisor_override: int) -> torch.Tensor:
-    if input.is_cuda and not _backend.has_cuda_kernel("avg_pool2d_forward"):
-        _backend.warn_fallback_once("avg_pool2d")
+    if _backend.needs_torch_fallback(input, "avg_pool2d_forward"):
         return F.avg_pool2d(input, kernel_size, stride, padding, ceil_mode, count_include_pad,
                             divisor_override or None)
     shape = _output_shape(input.shape, kernel_size, stride, padding, [1, 1], ceil_mode)
@@ -154,8 +150,7 @@ def _avg_pool2d_backward(grad_output: torch.Tensor, input_shape: list[int], kern
                          stride: list[int], padding: list[int], ceil_mode: bool, count_include_pad: bool,
                          divisor_override: int) -> torch.Tensor:
     grad_input = torch.empty(input_shape, dtype=grad_output.dtype, device=grad_output.device)
-    if grad_output.is_cuda and not _backend.has_cuda_kernel("avg_pool2d_backward"):
-        _backend.warn_fallback_once("avg_pool2d_backward")
+    if _backend.needs_torch_fallback(grad_output, "avg_pool2d_backward"):
         return torch.ops.aten.avg_pool2d_backward(grad_output, grad_input, kernel_size, stride, padding, ceil_mode,
                                                   count_include_pad, divisor_override or None)
     _C.avg_pool2d_backward(_backend.view(grad_output, "grad_output"), _backend.view(grad_input, "grad_input"),

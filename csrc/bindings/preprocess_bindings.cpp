@@ -52,21 +52,23 @@ void register_preprocess(py::module_& m) {
 
   m.def("resample_intensity", [](const TensorView& input, const TensorView& matrices, const TensorView& sample_indices,
                                  const TensorView& pre_ops, const TensorView& post_ops, const TensorView& output,
-                                 int interpolation, int padding, uint64_t seed, std::uintptr_t stream) {
+                                 int interpolation, int padding, uint64_t seed, std::uintptr_t stream,
+                                 const OptionalView& field) {
     ResampleArgs args{interpolation, padding, seed};
-    check_resample_args(input, matrices, sample_indices, pre_ops, post_ops, output, args);
+    check_resample_args(input, matrices, sample_indices, pre_ops, post_ops, output, get(field), args);
     if (!input.is_cuda()) {
-      cpu::resample_intensity(input, matrices, sample_indices, pre_ops, post_ops, output, args);
+      cpu::resample_intensity(input, matrices, sample_indices, pre_ops, post_ops, output, get(field), args);
     } else {
 #ifdef MEDKERN_WITH_CUDA
-      cuda::resample_intensity(input, matrices, sample_indices, pre_ops, post_ops, output, args, to_stream(stream));
+      cuda::resample_intensity(input, matrices, sample_indices, pre_ops, post_ops, output, get(field), args,
+                               to_stream(stream));
 #else
       no_cuda_kernel("resample_intensity");
 #endif
     }
   }, py::arg("input"), py::arg("matrices"), py::arg("sample_indices"), py::arg("pre_ops"), py::arg("post_ops"),
      py::arg("output"), py::arg("interpolation"), py::arg("padding"), py::arg("seed"), py::arg("stream") = 0,
-     py::call_guard<py::gil_scoped_release>());
+     py::arg("field") = py::none(), py::call_guard<py::gil_scoped_release>());
 
   m.def("normalize_intensity", [](const TensorView& input, const OptionalView& mask, const TensorView& output,
                                   int kind, bool channel_wise, double eps, std::uintptr_t stream) {

@@ -173,4 +173,84 @@ MEDKERN_HD float sample_source(const Src& s, Padding pad, float cz, float cy, fl
   return acc;
 }
 
+// ---- elastic deformation: a displacement field from a coarse control grid -------------------
+// Uniform cubic B-spline weights of the four control points around fractional position t.
+MEDKERN_HD void cubic_bspline_weights(float t, float w[4]) {
+  const float t2 = t * t, t3 = t2 * t, s = 1.0f - t;
+  w[0] = s * s * s / 6.0f;
+  w[1] = (3.0f * t3 - 6.0f * t2 + 4.0f) / 6.0f;
+  w[2] = (-3.0f * t3 + 3.0f * t2 + 3.0f * t + 1.0f) / 6.0f;
+  w[3] = t3 / 6.0f;
+}
+
+// One sample's control grid: `dims` displacement components (output voxels, axis order z, y, x)
+// on a (gz, gy, gx) grid whose corner points sit on the corners of the output array;
+// to_grid[a] = (g_a - 1) / (size_a - 1) maps an output index to grid units. The field at a point
+// is the cubic B-spline of the control values with clamped indices (scipy.ndimage.map_coordinates
+// with order=3, prefilter=False, mode='nearest'), so it is smooth (C2) and bounded by the
+// largest control displacement.
+struct ElasticGrid {
+  const float* values;  // (dims, gz, gy, gx) contiguous; 2D: (2, gy, gx) with gz = 1
+  int64_t size[3];      // gz, gy, gx
+  float to_grid[3];
+};
+
+// Sample n's grid in a (N, dims, *grid) array; grid/out sizes as (z, y, x) with z = 1 in 2D.
+MEDKERN_HD ElasticGrid elastic_grid_at(const float* all, int64_t n, int dims, const int64_t grid[3],
+                                       const int64_t out[3]) {
+  ElasticGrid g;
+  g.values = all + n * dims * grid[0] * grid[1] * grid[2];
+  for (int a = 0; a < 3; ++a) {
+    g.size[a] = grid[a];
+    g.to_grid[a] = out[a] > 1 ? static_cast<float>(grid[a] - 1) / static_cast<float>(out[a] - 1) : 0.0f;
+  }
+  return g;
+}
+
+// The four control indices (clamped) and B-spline weights around output index p along axis a.
+MEDKERN_HD void elastic_axis_taps(const ElasticGrid& g, int a, float p, int64_t index[4], float w[4]) {
+  const float u = p * g.to_grid[a];
+  const int64_t base = floor_to_int(u);
+  cubic_bspline_weights(u - static_cast<float>(base), w);
+  for (int k = 0; k < 4; ++k) index[k] = resolve_tap<Padding::Border>(base - 1 + k, g.size[a]);
+}
+
+// Component c of the field summed over the z and y taps at control column ix (2D: y taps only).
+template <int Dims>
+MEDKERN_HD float elastic_column(const ElasticGrid& g, int c, const int64_t iz[4], const float wz[4],
+                                const int64_t iy[4], const float wy[4], int64_t ix) {
+  const float* values = g.values + c * g.size[0] * g.size[1] * g.size[2] + ix;
+  float acc = 0.0f;
+  for (int i = 0; i < (Dims == 3 ? 4 : 1); ++i) {
+    const float* plane = values + (Dims == 3 ? iz[i] : 0) * g.size[1] * g.size[2];
+    float col = 0.0f;
+    for (int j = 0; j < 4; ++j) col += wy[j] * plane[iy[j] * g.size[2]];
+    acc += (Dims == 3 ? wz[i] : 1.0f) * col;
+  }
+  return acc;
+}
+
+// Taps of output row (z, y); 2D ignores z.
+template <int Dims>
+MEDKERN_HD void elastic_row_taps(const ElasticGrid& g, float z, float y, int64_t iz[4], float wz[4], int64_t iy[4],
+                                 float wy[4]) {
+  if (Dims == 3) elastic_axis_taps(g, 0, z, iz, wz);
+  else for (int k = 0; k < 4; ++k) { iz[k] = 0; wz[k] = 0.0f; }
+  elastic_axis_taps(g, 1, y, iy, wy);
+}
+
+// Displacement d (one component per spatial axis) at output index (z, y, x).
+template <int Dims>
+MEDKERN_HD void elastic_displacement(const ElasticGrid& g, float z, float y, float x, float d[3]) {
+  int64_t iz[4], iy[4], ix[4];
+  float wz[4], wy[4], wx[4];
+  elastic_row_taps<Dims>(g, z, y, iz, wz, iy, wy);
+  elastic_axis_taps(g, 2, x, ix, wx);
+  for (int c = 0; c < Dims; ++c) {
+    float acc = 0.0f;
+    for (int k = 0; k < 4; ++k) acc += wx[k] * elastic_column<Dims>(g, c, iz, wz, iy, wy, ix[k]);
+    d[c] = acc;
+  }
+}
+
 }  // namespace medkern

@@ -16,7 +16,10 @@ namespace medkern {
 //   Clamp:  min(max(x, a), b)    (Window follows its affine with Clamp(0, 1))
 //   Power:  max(x, 0) ** a       (Gamma on [0, 1] data)
 //   Noise:  x + a * N(0, 1), N drawn from Philox stream (kNoiseStreamBit | c) per output element
-enum class IntensityOp : int { Affine = 0, Clamp = 1, Power = 2, Noise = 3 };
+//   BiasTerm, ..., BiasTerm, BiasApply: x * exp(sum of a * zn^ez * yn^ey * xn^ex) over the terms,
+//           b = ez * 16 + ey * 4 + ex, (zn, yn, xn) the output position scaled to [-1, 1] per axis
+//           (a smooth multiplicative bias field, as MR coil inhomogeneity); post ops only
+enum class IntensityOp : int { Affine = 0, Clamp = 1, Power = 2, Noise = 3, BiasTerm = 4, BiasApply = 5 };
 constexpr int kIntensityOpWidth = 4;
 
 // Two independent selects (each is one max/min instruction on x86 and on the GPU, no branch);
@@ -34,7 +37,9 @@ MEDKERN_HD float apply_intensity_op(float x, const float* op) {
     case IntensityOp::Affine: return x * op[1] + op[2];
     case IntensityOp::Clamp: return clamp_propagating_nan(x, op[1], op[2]);
     case IntensityOp::Power: return x > 0.0f ? powf(x, op[1]) : (x == x ? 0.0f : x);
-    case IntensityOp::Noise: return x;
+    case IntensityOp::Noise:
+    case IntensityOp::BiasTerm:
+    case IntensityOp::BiasApply: return x;
   }
   return x;
 }
@@ -46,6 +51,47 @@ MEDKERN_HD float apply_intensity_ops(float x, const float* ops, int count) {
 }
 
 MEDKERN_HD bool is_noise_op(const float* op) { return static_cast<int>(op[0]) == static_cast<int>(IntensityOp::Noise); }
+MEDKERN_HD bool is_bias_op(const float* op) { return static_cast<int>(op[0]) == static_cast<int>(IntensityOp::BiasTerm); }
+
+// Index i of an axis of n samples scaled to [-1, 1] (numpy's linspace(-1, 1, n)); 0 when n == 1.
+MEDKERN_HD float unit_coordinate(int64_t i, int64_t n) {
+  return n > 1 ? 2.0f * static_cast<float>(i) / static_cast<float>(n - 1) - 1.0f : 0.0f;
+}
+
+MEDKERN_HD float integer_power(float x, int e) {
+  float r = 1.0f;
+  for (int k = 0; k < e; ++k) r *= x;
+  return r;
+}
+
+// Number of consecutive BiasTerm ops from ops[0] (the BiasApply op follows them).
+MEDKERN_HD int bias_term_count(const float* ops, int remaining) {
+  int t = 0;
+  while (t < remaining && is_bias_op(ops + t * kIntensityOpWidth)) ++t;
+  return t;
+}
+
+// The log-field along an output row as a cubic in xn: a[k] = sum of the terms with x^k at the
+// row's (zn, yn).
+MEDKERN_HD void bias_row_polynomial(const float* terms, int count, float zn, float yn, float a[4]) {
+  a[0] = a[1] = a[2] = a[3] = 0.0f;
+  for (int t = 0; t < count; ++t) {
+    const float* op = terms + t * kIntensityOpWidth;
+    const int code = static_cast<int>(op[2]);
+    a[code & 3] += op[1] * integer_power(zn, code >> 4) * integer_power(yn, (code >> 2) & 3);
+  }
+}
+
+MEDKERN_HD float bias_from_polynomial(const float a[4], float xn) {
+  return expf(a[0] + xn * (a[1] + xn * (a[2] + xn * a[3])));
+}
+
+// The multiplicative field exp(sum of the terms) at the unit position (zn, yn, xn).
+MEDKERN_HD float bias_field_value(const float* terms, int count, float zn, float yn, float xn) {
+  float a[4];
+  bias_row_polynomial(terms, count, zn, yn, a);
+  return bias_from_polynomial(a, xn);
+}
 
 MEDKERN_HD uint32_t float_bits(float f) {
   uint32_t u;

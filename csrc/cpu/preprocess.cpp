@@ -22,7 +22,7 @@ int spatial_dims_of(const TensorView& v) { return v.ndim - 2; }
 
 void check_resample_args(const TensorView& input, const TensorView& matrices, const TensorView& sample_indices,
                          const TensorView& pre_ops, const TensorView& post_ops, const TensorView& output,
-                         const ResampleArgs& args) {
+                         const TensorView* field, const ResampleArgs& args) {
   MEDKERN_CHECK_VALUE(input.ndim == 4 || input.ndim == 5, "argument 'input' must be 4-D (N, C, H, W) or 5-D "
                       "(N, C, D, H, W), got shape ", input.shape_string());
   check_dtype(input, "input", {DType::Int16, DType::UInt8, DType::UInt16, DType::Float32});
@@ -51,6 +51,17 @@ void check_resample_args(const TensorView& input, const TensorView& matrices, co
     MEDKERN_CHECK_VALUE(ops->shape[0] == n && ops->shape[2] == kIntensityOpWidth, "argument '", name,
                         "' has shape ", ops->shape_string(), "; expected (", n, ", ops, 4)");
     if (ops->numel() > 0) check_contiguous(*ops, name);  // an empty list has arbitrary strides
+  }
+  if (field) {
+    check_dtype(*field, "field", {DType::Float32});
+    MEDKERN_CHECK_VALUE(field->ndim == input.ndim && field->shape[0] == n && field->shape[1] == dims,
+                        "argument 'field' has shape ", field->shape_string(), "; expected (", n, ", ", dims,
+                        ", *control_grid) with ", dims, " grid axes");
+    for (int d = 2; d < field->ndim; ++d)
+      MEDKERN_CHECK_VALUE(field->shape[d] >= 1, "argument 'field' has an empty control-grid axis: shape ",
+                          field->shape_string());
+    check_contiguous(*field, "field");
+    check_same_device(input, "input", *field, "field");
   }
   MEDKERN_CHECK_VALUE(args.interpolation == 0 || args.interpolation == 1,
                       "argument 'interpolation' must be 0 (nearest) or 1 (linear), got ", args.interpolation);
@@ -123,15 +134,23 @@ struct PostOps {
   const float* ops;
   int count;
   uint64_t seed, sample;
+  int64_t out_size[3];  // Do (1 for 2D), Ho, Wo: the bias field's unit coordinates
 };
 
 constexpr int kChunk = 256;
 
-inline void apply_post_ops(const PostOps& post, float* vals, int64_t first_element, int n) {
+inline void apply_post_ops(const PostOps& post, float* vals, int64_t first_element, int n, int64_t zz, int64_t yy,
+                           int64_t x0) {
   float normals[kChunk + 8];
   for (int k = 0; k < post.count; ++k) {
     const float* op = post.ops + k * kIntensityOpWidth;
-    if (is_noise_op(op)) {
+    if (is_bias_op(op)) {
+      const int terms = bias_term_count(op, post.count - k);
+      float a[4];  // the row's cubic in x: one polynomial and an exp per element
+      bias_row_polynomial(op, terms, unit_coordinate(zz, post.out_size[0]), unit_coordinate(yy, post.out_size[1]), a);
+      for (int i = 0; i < n; ++i) vals[i] *= bias_from_polynomial(a, unit_coordinate(x0 + i, post.out_size[2]));
+      k += terms;  // and the BiasApply op that closes the terms
+    } else if (is_noise_op(op)) {
       const int64_t g0 = first_element >> 2, g1 = (first_element + n - 1) >> 2;
       const uint32_t stream = kNoiseStreamBit | static_cast<uint32_t>(op[3]);
       fill_normals(post.seed, post.sample, stream, g0, static_cast<int>(g1 - g0 + 1), normals);
@@ -146,11 +165,12 @@ inline void apply_post_ops(const PostOps& post, float* vals, int64_t first_eleme
 
 template <class In, int Dims, bool Linear, bool General>
 void resample_plane_rows(const TensorView& input, const TensorView& output, const SourcePlane<In, General>& src,
-                         const PostOps& post, const float (&m)[3][4], int64_t n, int64_t c, int64_t row_begin,
-                         int64_t row_end, Padding pad) {
+                         const PostOps& post, const float (&m)[3][4], const ElasticGrid* field, int64_t n,
+                         int64_t c, int64_t row_begin, int64_t row_end, Padding pad) {
   const int64_t C = input.shape[1];
   const int64_t Do = Dims == 3 ? output.shape[2] : 1, Ho = output.size(-2), Wo = output.size(-1);
   const int64_t out_plane = Do * Ho * Wo;
+  std::vector<float> columns(field ? Dims * field->size[2] : 0);  // elastic: per-row control columns
   for (int64_t r = row_begin; r < row_end; ++r) {
     const int64_t yy = r % Ho, zz = (r / Ho) % Do;
     float base[3], step[3];
@@ -166,9 +186,35 @@ void resample_plane_rows(const TensorView& input, const TensorView& output, cons
     const int64_t out_row = (n * C + c) * out_plane + (zz * Ho + yy) * Wo;
     const int64_t element_row = c * out_plane + (zz * Ho + yy) * Wo;
     float vals[kChunk];
+    int64_t iz[4], iy[4];
+    float wz[4], wy[4];
     for (int64_t x0 = 0; x0 < Wo; x0 += kChunk) {
       const int n_chunk = static_cast<int>(std::min<int64_t>(kChunk, Wo - x0));
-      for (int i = 0; i < n_chunk; ++i) {
+      if (field) {
+        // elastic: the source coordinate is matrix @ (p + displacement(p)); the z/y spline sums
+        // of this row are collapsed once per control column, leaving 4 x taps per element
+        if (x0 == 0) {
+          elastic_row_taps<Dims>(*field, static_cast<float>(zz), static_cast<float>(yy), iz, wz, iy, wy);
+          for (int c = 0; c < Dims; ++c)
+            for (int64_t ix = 0; ix < field->size[2]; ++ix)
+              columns[c * field->size[2] + ix] = elastic_column<Dims>(*field, c, iz, wz, iy, wy, ix);
+        }
+        for (int i = 0; i < n_chunk; ++i) {
+          float p[3] = {static_cast<float>(zz), static_cast<float>(yy), static_cast<float>(x0 + i)}, d[3];
+          int64_t ix[4];
+          float wx[4];
+          elastic_axis_taps(*field, 2, p[2], ix, wx);
+          for (int c = 0; c < Dims; ++c) {
+            const float* col = columns.data() + c * field->size[2];
+            d[c] = wx[0] * col[ix[0]] + wx[1] * col[ix[1]] + wx[2] * col[ix[2]] + wx[3] * col[ix[3]];
+          }
+          for (int a = 0; a < Dims; ++a) p[3 - Dims + a] += d[a];
+          float coord[3];
+          for (int a = 0; a < Dims; ++a) coord[a] = affine_row(m[a], Dims, p[0], p[1], p[2]);
+          vals[i] = Dims == 3 ? sample_source<SourcePlane<In, General>, 3, Linear>(src, pad, coord[0], coord[1], coord[2])
+                              : sample_source<SourcePlane<In, General>, 2, Linear>(src, pad, 0.0f, coord[0], coord[1]);
+        }
+      } else for (int i = 0; i < n_chunk; ++i) {
         const float fx = static_cast<float>(x0 + i);
         if constexpr (Dims == 3)
           vals[i] = sample_source<SourcePlane<In, General>, 3, Linear>(
@@ -177,7 +223,7 @@ void resample_plane_rows(const TensorView& input, const TensorView& output, cons
           vals[i] = sample_source<SourcePlane<In, General>, 2, Linear>(src, pad, 0.0f, base[0] + step[0] * fx,
                                                                        base[1] + step[1] * fx);
       }
-      if (post.count > 0) apply_post_ops(post, vals, element_row + x0, n_chunk);
+      if (post.count > 0) apply_post_ops(post, vals, element_row + x0, n_chunk, zz, yy, x0);
       if (output.dtype == DType::Float32) {
         float* out = static_cast<float*>(output.data) + out_row + x0;
         for (int i = 0; i < n_chunk; ++i) out[i] = vals[i];
@@ -188,10 +234,17 @@ void resample_plane_rows(const TensorView& input, const TensorView& output, cons
   }
 }
 
+ElasticGrid elastic_grid_of(const TensorView& field, int64_t n, const TensorView& output) {
+  const int dims = field.ndim - 2;
+  const int64_t grid[3] = {dims == 3 ? field.shape[2] : 1, field.size(-2), field.size(-1)};
+  const int64_t out[3] = {dims == 3 ? output.shape[2] : 1, output.size(-2), output.size(-1)};
+  return elastic_grid_at(field.ptr<float>(), n, dims, grid, out);
+}
+
 template <class In, int Dims, bool Linear>
 void resample_typed(const TensorView& input, const TensorView& matrices, const TensorView& sample_indices,
                     const TensorView& pre_ops, const TensorView& post_ops, const TensorView& output,
-                    const ResampleArgs& args) {
+                    const TensorView* field, const ResampleArgs& args) {
   const int64_t N = input.shape[0], C = input.shape[1];
   const int64_t Do = Dims == 3 ? output.shape[2] : 1, Ho = output.size(-2), Wo = output.size(-1);
   const int64_t rows = N * C * Do * Ho;
@@ -219,7 +272,10 @@ void resample_typed(const TensorView& input, const TensorView& matrices, const T
       size[2] = input.size(-1); stride[2] = input.stride(-1);
       const In* base = in + n * input.strides[0] + c * input.strides[1];
       const float* pre = pre_all + n * P * kIntensityOpWidth;
-      const PostOps post{post_all + n * Q * kIntensityOpWidth, Q, args.seed, static_cast<uint64_t>(samples[n])};
+      const PostOps post{post_all + n * Q * kIntensityOpWidth, Q, args.seed, static_cast<uint64_t>(samples[n]),
+                         {Do, Ho, Wo}};
+      ElasticGrid grid{};
+      if (field) grid = elastic_grid_of(*field, n, output);
       float m[3][4] = {};
       const double* mn = mats + n * Dims * (Dims + 1);
       for (int i = 0; i < Dims; ++i)
@@ -228,11 +284,13 @@ void resample_typed(const TensorView& input, const TensorView& matrices, const T
       if (simple_pre_ops(pre, P, scale, shift, lo, hi)) {
         SourcePlane<In, false> src{base, {size[0], size[1], size[2]}, {stride[0], stride[1], stride[2]}, pre, P,
                               scale, shift, lo, hi};
-        resample_plane_rows<In, Dims, Linear, false>(input, output, src, post, m, n, c, r, plane_end, pad);
+        resample_plane_rows<In, Dims, Linear, false>(input, output, src, post, m, field ? &grid : nullptr, n, c, r,
+                                                     plane_end, pad);
       } else {
         SourcePlane<In, true> src{base, {size[0], size[1], size[2]}, {stride[0], stride[1], stride[2]}, pre, P,
                                   1.0f, 0.0f, 0.0f, 0.0f};
-        resample_plane_rows<In, Dims, Linear, true>(input, output, src, post, m, n, c, r, plane_end, pad);
+        resample_plane_rows<In, Dims, Linear, true>(input, output, src, post, m, field ? &grid : nullptr, n, c, r,
+                                                    plane_end, pad);
       }
       r = plane_end;
     }
@@ -242,14 +300,14 @@ void resample_typed(const TensorView& input, const TensorView& matrices, const T
 template <class In>
 void resample_dispatch(const TensorView& input, const TensorView& matrices, const TensorView& sample_indices,
                        const TensorView& pre_ops, const TensorView& post_ops, const TensorView& output,
-                       const ResampleArgs& args) {
+                       const TensorView* field, const ResampleArgs& args) {
   const bool linear = args.interpolation == static_cast<int>(Interpolation::Linear);
   if (input.ndim == 4) {
-    if (linear) resample_typed<In, 2, true>(input, matrices, sample_indices, pre_ops, post_ops, output, args);
-    else resample_typed<In, 2, false>(input, matrices, sample_indices, pre_ops, post_ops, output, args);
+    if (linear) resample_typed<In, 2, true>(input, matrices, sample_indices, pre_ops, post_ops, output, field, args);
+    else resample_typed<In, 2, false>(input, matrices, sample_indices, pre_ops, post_ops, output, field, args);
   } else {
-    if (linear) resample_typed<In, 3, true>(input, matrices, sample_indices, pre_ops, post_ops, output, args);
-    else resample_typed<In, 3, false>(input, matrices, sample_indices, pre_ops, post_ops, output, args);
+    if (linear) resample_typed<In, 3, true>(input, matrices, sample_indices, pre_ops, post_ops, output, field, args);
+    else resample_typed<In, 3, false>(input, matrices, sample_indices, pre_ops, post_ops, output, field, args);
   }
 }
 
@@ -257,13 +315,13 @@ void resample_dispatch(const TensorView& input, const TensorView& matrices, cons
 
 void resample_intensity(const TensorView& input, const TensorView& matrices, const TensorView& sample_indices,
                         const TensorView& pre_ops, const TensorView& post_ops, const TensorView& output,
-                        const ResampleArgs& args) {
+                        const TensorView* field, const ResampleArgs& args) {
   if (output.numel() == 0) return;
   switch (input.dtype) {
-    case DType::Int16: resample_dispatch<int16_t>(input, matrices, sample_indices, pre_ops, post_ops, output, args); break;
-    case DType::UInt8: resample_dispatch<uint8_t>(input, matrices, sample_indices, pre_ops, post_ops, output, args); break;
-    case DType::UInt16: resample_dispatch<uint16_t>(input, matrices, sample_indices, pre_ops, post_ops, output, args); break;
-    case DType::Float32: resample_dispatch<float>(input, matrices, sample_indices, pre_ops, post_ops, output, args); break;
+    case DType::Int16: resample_dispatch<int16_t>(input, matrices, sample_indices, pre_ops, post_ops, output, field, args); break;
+    case DType::UInt8: resample_dispatch<uint8_t>(input, matrices, sample_indices, pre_ops, post_ops, output, field, args); break;
+    case DType::UInt16: resample_dispatch<uint16_t>(input, matrices, sample_indices, pre_ops, post_ops, output, field, args); break;
+    case DType::Float32: resample_dispatch<float>(input, matrices, sample_indices, pre_ops, post_ops, output, field, args); break;
     default: throw TypeError(concat("argument 'input' has unsupported dtype ", dtype_name(input.dtype)));
   }
 }

@@ -1,7 +1,7 @@
 // cuda/preprocess.cu — CUDA drivers of the fused preprocessing pass: one thread per output
 // element (grid-stride, 64-bit indices) maps its index through the sample's matrix and calls the
 // same sampling / intensity / Philox math as the CPU loop (csrc/common), so both devices compute
-// one formula. Normalization: one block per image reduces the statistics, then rescales.
+// one formula (elastic displacement and bias field included). Normalization: one block per image reduces the statistics, then rescales.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -24,6 +24,8 @@ struct ResampleGeometry {
   int P, Q;
   int padding;
   uint64_t seed;
+  const float* field;   // elastic control grids (N, dims, *grid) or nullptr
+  int64_t grid[3];      // gz (1 in 2D), gy, gx
 };
 
 __device__ __forceinline__ void store_out(void* out, DType dtype, int64_t i, float v) {
@@ -39,11 +41,19 @@ __device__ float resample_one(const In* in, const ResampleGeometry& g, const dou
   SourcePlane<In, General> src{in + n * g.sn + c * g.sc, {Dims == 3 ? g.Di : 1, g.Hi, g.Wi},
                                {Dims == 3 ? g.sd : 0, g.sh, g.sw}, pre, g.P, scale, shift, lo, hi};
   const double* m = mats + n * Dims * (Dims + 1);
+  float p[3] = {static_cast<float>(z), static_cast<float>(y), static_cast<float>(x)};
+  if (g.field) {  // elastic: matrix @ (p + displacement(p)), as the CPU loop
+    const int64_t out[3] = {g.Do, g.Ho, g.Wo};
+    const ElasticGrid grid = elastic_grid_at(g.field, n, Dims, g.grid, out);
+    float d[3];
+    elastic_displacement<Dims>(grid, p[0], p[1], p[2], d);
+    for (int a = 0; a < Dims; ++a) p[3 - Dims + a] += d[a];
+  }
   float coord[3] = {0.0f, 0.0f, 0.0f};
   for (int d = 0; d < Dims; ++d) {
     float row[4];
     for (int j = 0; j <= Dims; ++j) row[j] = static_cast<float>(m[d * (Dims + 1) + j]);
-    coord[d] = affine_row(row, Dims, static_cast<float>(z), static_cast<float>(y), static_cast<float>(x));
+    coord[d] = affine_row(row, Dims, p[0], p[1], p[2]);
   }
   const Padding pad = static_cast<Padding>(g.padding);
   if (Dims == 3) return sample_source<SourcePlane<In, General>, 3, Linear>(src, pad, coord[0], coord[1], coord[2]);
@@ -71,7 +81,11 @@ __global__ void resample_intensity_kernel(const In* in, ResampleGeometry g, cons
     const int64_t element = i - n * g.C * plane;  // flat index within the sample: the noise counter
     for (int k = 0; k < g.Q; ++k) {
       const float* op = post + k * kIntensityOpWidth;
-      if (is_noise_op(op))
+      if (is_bias_op(op)) {
+        const int terms = bias_term_count(op, g.Q - k);
+        v *= bias_field_value(op, terms, unit_coordinate(z, g.Do), unit_coordinate(y, g.Ho), unit_coordinate(x, g.Wo));
+        k += terms;  // and the BiasApply op that closes the terms
+      } else if (is_noise_op(op))
         v += op[1] * philox_normal_at(g.seed, static_cast<uint64_t>(samples[n]),
                                       kNoiseStreamBit | static_cast<uint32_t>(op[3]), static_cast<uint64_t>(element));
       else
@@ -168,7 +182,7 @@ __global__ void normalize_kernel(const float* in, const uint8_t* mask, int64_t m
 
 void resample_intensity(const TensorView& input, const TensorView& matrices, const TensorView& sample_indices,
                         const TensorView& pre_ops, const TensorView& post_ops, const TensorView& output,
-                        const ResampleArgs& args, Stream stream) {
+                        const TensorView* field, const ResampleArgs& args, Stream stream) {
   if (output.numel() == 0) return;
   const bool three_d = input.ndim == 5;
   ResampleGeometry g;
@@ -179,6 +193,10 @@ void resample_intensity(const TensorView& input, const TensorView& matrices, con
   g.sd = three_d ? input.strides[2] : 0; g.sh = input.stride(-2); g.sw = input.stride(-1);
   g.P = static_cast<int>(pre_ops.shape[1]); g.Q = static_cast<int>(post_ops.shape[1]);
   g.padding = args.padding; g.seed = args.seed;
+  g.field = field ? field->ptr<float>() : nullptr;
+  g.grid[0] = field && three_d ? field->shape[2] : 1;
+  g.grid[1] = field ? field->size(-2) : 1;
+  g.grid[2] = field ? field->size(-1) : 1;
   const bool linear = args.interpolation == static_cast<int>(Interpolation::Linear);
   cudaStream_t s = as_cuda_stream(stream);
   switch (input.dtype) {

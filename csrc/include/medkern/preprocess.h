@@ -16,6 +16,9 @@ namespace medkern {
 //   pre_ops        (N, P, 4)            float32 intensity ops on source taps (before interpolation)
 //   post_ops       (N, Q, 4)            float32 ops on the interpolated value (incl. Noise)
 //   output         (N, C, *out_spatial) float32 / float16 / bfloat16, contiguous
+//   field          optional (N, dims, *grid) float32 contiguous: elastic control grid (output voxels,
+//                  see ElasticGrid in common/geometry_math.h); the source coordinate of output
+//                  index p is then matrix @ (p + displacement(p))
 struct ResampleArgs {
   int interpolation = 1;  // medkern::Interpolation
   int padding = 0;        // medkern::Padding
@@ -38,14 +41,14 @@ struct NormalizeArgs {
 // Validates the views of a resampling stage (shared by the CPU and CUDA entry points).
 void check_resample_args(const TensorView& input, const TensorView& matrices, const TensorView& sample_indices,
                          const TensorView& pre_ops, const TensorView& post_ops, const TensorView& output,
-                         const ResampleArgs& args);
+                         const TensorView* field, const ResampleArgs& args);
 void check_normalize_args(const TensorView& input, const TensorView* mask, const TensorView& output,
                           const NormalizeArgs& args);
 
 namespace cpu {
 void resample_intensity(const TensorView& input, const TensorView& matrices, const TensorView& sample_indices,
                         const TensorView& pre_ops, const TensorView& post_ops, const TensorView& output,
-                        const ResampleArgs& args);
+                        const TensorView* field, const ResampleArgs& args);
 void normalize_intensity(const TensorView& input, const TensorView* mask, const TensorView& output,
                          const NormalizeArgs& args);
 // Fills out (count,) float64 with uniforms in [0, 1): draw k of (seed, sample, stream) for k in
@@ -56,7 +59,7 @@ void philox_uniform(uint64_t seed, uint64_t sample, uint32_t stream, uint64_t fi
 namespace cuda {
 void resample_intensity(const TensorView& input, const TensorView& matrices, const TensorView& sample_indices,
                         const TensorView& pre_ops, const TensorView& post_ops, const TensorView& output,
-                        const ResampleArgs& args, Stream stream);
+                        const TensorView* field, const ResampleArgs& args, Stream stream);
 void normalize_intensity(const TensorView& input, const TensorView* mask, const TensorView& output,
                          const NormalizeArgs& args, Stream stream);
 }  // namespace cuda

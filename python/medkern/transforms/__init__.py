@@ -2,10 +2,11 @@
 the fused ``Pipeline``. Each transform also runs alone (the unfused float64 reference)."""
 from .base import Transform
 from .geometry import (Affine, CenterCrop, CropOrPad, Flip, RandomAffine, RandomCrop, RandomFlip,
-                       ResampleToSpacing, Resize, Rot90)
-from .intensity import Clip, Gamma, GaussianNoise, MinMax, Rescale, Window, ZScore
+                       ResampleToSpacing, Resize, Rot90, ElasticDeform)
+from .intensity import (BiasField, Clip, Gamma, GaussianNoise, MinMax, RandomGamma, RandomIntensity, Rescale,
+                        Window, ZScore)
 from .pipeline import Pipeline
 
 __all__ = ["Transform", "Pipeline", "Rescale", "Window", "Clip", "Gamma", "GaussianNoise", "ZScore", "MinMax",
            "Flip", "RandomFlip", "Rot90", "Affine", "RandomAffine", "Resize", "ResampleToSpacing",
-           "CropOrPad", "CenterCrop", "RandomCrop"]
+           "CropOrPad", "CenterCrop", "RandomCrop", "ElasticDeform", "BiasField", "RandomGamma", "RandomIntensity"]

@@ -117,8 +117,8 @@ def like_input(result: np.ndarray, batch: Any) -> Any:
 
 class Transform:
     """Base class. ``kind`` says how the planner fuses it: 'pointwise' (intensity op on each
-    value), 'noise' (per output element), 'geometry' (one affine matrix per sample) or
-    'normalize' (needs image statistics: a second pass)."""
+    value), 'post' (needs the output element: noise, bias field), 'geometry' (one affine matrix
+    per sample, plus an elastic field) or 'normalize' (needs image statistics: a second pass)."""
 
     kind = "pointwise"
     draws = 0  # Philox draws per sample (random transforms)
@@ -138,6 +138,11 @@ class Transform:
     def reference(self, x: np.ndarray, spacing, seed, indices, stream, mask=None):
         """float64 (N, C, *spatial) -> (float64 result, spacing after this transform)."""
         raise NotImplementedError
+
+    def sample_ops(self, u: np.ndarray, position: int, dims: int):
+        """(intensity ops of one sample given its draws ``u``, parameters to report or None);
+        deterministic transforms return their fixed ``ops()``."""
+        return self.ops(), None
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))

@@ -336,3 +336,82 @@ class RandomCrop(CenterCrop):
     def _offsets(self, shape, out, u):
         super()._offsets(shape, out, u)
         return tuple(min(int(u[a] * (shape[a] - out[a] + 1)), shape[a] - out[a]) for a in range(len(shape)))
+
+
+class ElasticDeform(GeometricTransform):
+    """Random elastic deformation: out(p) = in(p + d(p)), d a smooth displacement field, the
+    cubic B-spline of random displacements on a coarse control grid (TorchIO's
+    RandomElasticDeformation model). ``num_control_points`` per axis (>= 4; corner points on the
+    array corners), each control displacement uniform in [-max_displacement, max_displacement]
+    output voxels per axis; ``locked_borders`` keeps the outermost control points still.
+    Applied with probability p. In a Pipeline it is the last geometric step of its stage: the
+    preceding steps' matrix applies to p + d(p). Spline convention: the field at p equals
+    scipy.ndimage.map_coordinates(control_grid, p * (g - 1) / (size - 1), order=3,
+    prefilter=False, mode='nearest') (an approximating B-spline, bounded by the largest control
+    displacement). Output shape = input shape."""
+
+    def __init__(self, num_control_points=7, max_displacement=5.0, locked_borders: bool = True,
+                 mode: str = "linear", padding: str = "border", p: float = 1.0):
+        self.num_control_points = num_control_points
+        self.max_displacement = max_displacement
+        for value in ((num_control_points,) if isinstance(num_control_points, numbers.Number)
+                      else tuple(num_control_points)):
+            if not isinstance(value, numbers.Integral) or value < 4:
+                raise ValueError(f"argument 'num_control_points' must be integers >= 4, got {num_control_points!r}")
+        for value in ((max_displacement,) if isinstance(max_displacement, numbers.Number)
+                      else tuple(max_displacement)):
+            if not isinstance(value, numbers.Real) or not np.isfinite(value) or value < 0:
+                raise ValueError(f"argument 'max_displacement' must be finite numbers >= 0, got {max_displacement!r}")
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"argument 'p' must be in [0, 1], got {p!r}")
+        self.locked_borders, self.p = bool(locked_borders), float(p)
+        self.mode, self.padding = check_mode(mode), check_padding(padding)
+        # draws: the apply flag, then the control displacements of a 3D grid (a 2D image uses the
+        # first 2 * gy * gx), or of the per-axis grid given
+        if isinstance(num_control_points, numbers.Number):
+            self.draws = 1 + 3 * int(num_control_points) ** 3
+        else:
+            self.draws = 1 + len(num_control_points) * int(np.prod(num_control_points))
+
+    def plan(self, shape, spacing, u):
+        return _identity(len(shape)), shape, spacing, {"applied": bool(u[0] < self.p)}
+
+    def control_grid(self, shape, u) -> np.ndarray:
+        """(dims, *grid) float64 control displacements (output voxels) of one sample."""
+        dims = len(shape)
+        grid = per_axis(self.num_control_points, dims, "num_control_points", cast=int)
+        limit = np.asarray(per_axis(self.max_displacement, dims, "max_displacement"))
+        count = dims * int(np.prod(grid))
+        if 1 + count > len(u):
+            raise ValueError(f"argument 'num_control_points' {self.num_control_points} does not fit "
+                             f"{dims} spatial axes")
+        values = (2 * np.asarray(u[1:1 + count]) - 1).reshape((dims,) + grid)
+        values *= limit.reshape((dims,) + (1,) * dims)
+        if u[0] >= self.p:
+            values[:] = 0.0
+        if self.locked_borders:
+            for a in range(dims):
+                index = [slice(None)] * (dims + 1)
+                index[a + 1] = [0, grid[a] - 1]
+                values[tuple(index)] = 0.0
+        return values
+
+    def reference(self, x, spacing, seed, indices, stream, mask=None):
+        from scipy import ndimage
+
+        from .base import draw_uniform
+        dims = x.ndim - 2
+        shape = x.shape[2:]
+        u = draw_uniform(seed, indices, stream, self.draws)
+        points = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float64) for s in shape], indexing="ij"))
+        out = np.empty_like(x)
+        for n in range(x.shape[0]):
+            grid = self.control_grid(shape, u[n])
+            scaled = np.stack([points[a] * ((grid.shape[1 + a] - 1) / (shape[a] - 1) if shape[a] > 1 else 0.0)
+                               for a in range(dims)])
+            source = np.stack([points[a] + ndimage.map_coordinates(grid[a], scaled, order=3, prefilter=False,
+                                                                   mode="nearest") for a in range(dims)])
+            for c in range(x.shape[1]):
+                out[n, c] = ndimage.map_coordinates(x[n, c], source, order=1 if self.mode == "linear" else 0,
+                                                    mode=SCIPY_PADDING[self.padding], cval=0.0, prefilter=False)
+        return out, spacing

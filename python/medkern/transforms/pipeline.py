@@ -1,13 +1,19 @@
 """Pipeline: plan a chain of transforms once, run it fused.
 
 The chain is cut into stages; a stage is [point-wise ops on the source samples] -> [geometry,
-composed into one matrix per sample] -> [point-wise ops and noise on the interpolated value],
+composed into one matrix per sample, optionally ending in an elastic displacement field] ->
+[point-wise ops, noise and bias field on the interpolated value],
 executed by one `_C.resample_intensity` call for the whole batch; z-score / min-max run as a
 second light pass (`_C.normalize_intensity`). A stage ends where fusing would change the result
 of the unfused chain: geometry after a post-op, a change of interpolation or padding mode, or a
-normalization. So fused == unfused exactly when each stage has at most one interpolating step;
+normalization, any geometry after an elastic deformation. So fused == unfused exactly when each stage has at most one interpolating step;
 with several (e.g. affine then resize) the fused pass resamples once, which differs from
 resampling twice by the interpolation error only (and is the better image).
+
+Random parameters are drawn per sample (Philox keyed by seed, sample index and the transform's
+position), so every sample gets its own matrix, elastic field and intensity ops. Labels / masks
+passed as ``label=`` follow the same geometry with nearest-neighbour sampling and no intensity op.
+Small per-call arrays go to the GPU through pinned memory without blocking the host.
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ class _Stage:
         self.pre: list = []       # (position, transform)
         self.geometry: list = []
         self.post: list = []
+        self.elastic = None       # (position, transform): the last geometric step, if elastic
         self.mode = None
         self.padding = None
 
@@ -93,14 +100,16 @@ class Pipeline:
                 padding = None if padding_free else t.padding
                 clash = ((mode is not None and stage.mode not in (None, mode)) or
                          (padding is not None and stage.padding not in (None, padding)))
-                if stage.post or clash:
+                if stage.post or clash or stage.elastic is not None:
                     stages.append(stage)
                     stage = _Stage()
                 stage.geometry.append((position, t))
+                if hasattr(t, "control_grid"):
+                    stage.elastic = (position, t)
                 stage.mode = stage.mode or mode
                 stage.padding = stage.padding or padding
                 shape = tuple(out_shape)
-            elif t.kind == "noise" or stage.geometry or stage.post:
+            elif t.kind == "post" or stage.geometry or stage.post:
                 stage.post.append((position, t))
             else:
                 stage.pre.append((position, t))
@@ -110,7 +119,7 @@ class Pipeline:
 
     # ---- execution ---------------------------------------------------------------------
     def __call__(self, batch: Any, spacing: Any = None, return_params: bool = False,
-                 indices: Sequence[int] | None = None, mask: Any = None):
+                 indices: Sequence[int] | None = None, mask: Any = None, label: Any = None):
         if hasattr(batch, "pixels") and hasattr(batch, "spacing"):  # a medkern.io.Volume
             spacing = batch.spacing if spacing is None else spacing
             batch = batch.as_batch()
@@ -127,11 +136,13 @@ class Pipeline:
             finite = bool(np.isfinite(to_numpy(batch)).all()) if kind != "torch" else bool(batch.isfinite().all())
             if not finite:
                 raise ValueError("argument 'batch' contains NaN or Inf (check_finite=True)")
+        label_in = None if label is None else _check_label(label, batch)
         key = (tuple(batch.shape[2:]), None if sp is None else tuple(sp))
         if key not in self._plans:
             self._plans[key] = self._plan(*key)
         self.stages = self._plans[key]
         params = [[] for _ in range(n)]
+        self._geometry_runs = []  # (matrices, field, out shape, padding) per resampling stage, for labels
         current = batch
         shape = tuple(batch.shape[2:])
         for s, stage in enumerate(self.stages):
@@ -155,9 +166,27 @@ class Pipeline:
                 current, shape, sp = self._run_stage(stage, current, shape, sp, idx, dtype, params)
         if not self.stages:
             current, shape, sp = self._run_stage(_Stage(), batch, shape, sp, idx, self.out_dtype, params)
+        result = current
+        if label_in is not None:
+            result = (current, self._resample_label(label, label_in, idx))
         if return_params:
-            return current, params
-        return current
+            return (*result, params) if label_in is not None else (current, params)
+        return result
+
+    def _resample_label(self, label: Any, x: Any, idx: np.ndarray) -> Any:
+        """The label through every resampling stage's geometry, nearest neighbour, no intensity
+        op; returned in the label's own dtype."""
+        n = x.shape[0]
+        no_ops = _like_device(np.zeros((n, 0, 4), np.float32), x)
+        samples = _like_device(idx.astype(np.int64), x)
+        for mats, field, out_shape, padding in self._geometry_runs:
+            out = _empty(x, tuple(x.shape[:2]) + tuple(out_shape), "float32")
+            _C.resample_intensity(view(x, "label"), view(mats, "matrices"), view(samples, "sample_indices"),
+                                  view(no_ops, "pre_ops"), view(no_ops, "post_ops"), view(out, "output"),
+                                  MODE_CODES["nearest"], PADDING_CODES[padding], self.seed, stream_of(x),
+                                  field=None if field is None else view(field, "field"))
+            x = out
+        return _cast_like(x, label)
 
     def _run_stage(self, stage: _Stage, x: Any, shape: tuple, spacing, idx: np.ndarray, out_dtype: str,
                    params: list):
@@ -178,21 +207,46 @@ class Pipeline:
                 params[i].append({"transform": type(t).__name__, "position": position, **p})
             shape, spacing = step_shape, step_spacing
         out_shape, out_spacing = shape, spacing
-        pre = _fold_affines([op for _, t in stage.pre for op in t.ops()])
-        post = _fold_affines([op for position, t in stage.post
-                              for op in (t.ops(position) if t.kind == "noise" else t.ops())])
-        pre_arr = np.ascontiguousarray(np.broadcast_to(np.asarray(pre, np.float32).reshape(1, -1, 4),
-                                                       (n, len(pre), 4)))
-        post_arr = np.ascontiguousarray(np.broadcast_to(np.asarray(post, np.float32).reshape(1, -1, 4),
-                                                        (n, len(post), 4)))
+        field = None
+        if stage.elastic is not None:
+            position, t = stage.elastic
+            u = draw_uniform(self.seed, idx, position, t.draws)
+            field = np.ascontiguousarray(np.stack([t.control_grid(tuple(out_shape), u[i]) for i in range(n)]),
+                                         dtype=np.float32)
+            for i in range(n):
+                params[i][-1]["max_control_displacement"] = float(np.abs(field[i]).max(initial=0.0))
+        pre_arr = self._sample_ops(stage.pre, idx, dims, params)
+        post_arr = self._sample_ops(stage.post, idx, dims, params)
         mats = np.ascontiguousarray(matrices[:, :dims, :])
         out = _empty(x, tuple(x.shape[:2]) + tuple(out_shape), out_dtype)
         dev = [_like_device(a, x) for a in (mats, idx.astype(np.int64), pre_arr, post_arr)]
+        field_dev = None if field is None else _like_device(field, x)
         _C.resample_intensity(view(x, "batch"), view(dev[0], "matrices"), view(dev[1], "sample_indices"),
                               view(dev[2], "pre_ops"), view(dev[3], "post_ops"), view(out, "output"),
                               MODE_CODES[stage.mode or "linear"], PADDING_CODES[stage.padding or "zeros"],
-                              self.seed, stream_of(x))
+                              self.seed, stream_of(x), field=None if field_dev is None else view(field_dev, "field"))
+        if stage.geometry:
+            self._geometry_runs.append((dev[0], field_dev, tuple(out_shape), stage.padding or "zeros"))
         return out, out_shape, out_spacing
+
+    def _sample_ops(self, steps: list, idx: np.ndarray, dims: int, params: list) -> np.ndarray:
+        """(N, ops, 4) float32: each sample's intensity ops of these (position, transform) steps,
+        affines folded; one shared list when no step is random."""
+        n = idx.shape[0]
+        if not any(t.draws for _, t in steps):
+            ops = _fold_affines([op for position, t in steps for op in t.sample_ops(None, position, dims)[0]])
+            return np.ascontiguousarray(np.broadcast_to(np.asarray(ops, np.float32).reshape(1, -1, 4),
+                                                        (n, len(ops), 4)))
+        per_sample = [[] for _ in range(n)]
+        for position, t in steps:
+            u = draw_uniform(self.seed, idx, position, t.draws) if t.draws else [None] * n
+            for i in range(n):
+                ops, p = t.sample_ops(u[i], position, dims)
+                per_sample[i].extend(ops)
+                if p is not None:
+                    params[i].append({"transform": type(t).__name__, "position": position, **p})
+        folded = [_fold_affines(ops) for ops in per_sample]
+        return np.ascontiguousarray(np.asarray(folded, np.float32).reshape(n, -1, 4))
 
     # ---- the unfused reference -----------------------------------------------------------
     def reference(self, batch: Any, spacing: Any = None, indices: Sequence[int] | None = None,
@@ -220,14 +274,70 @@ def _empty(like: Any, shape: tuple, dtype: str) -> Any:
     return np.empty(shape, dtype=dtype)
 
 
+_PINNED_IN_FLIGHT: list = []  # (cupy event, pinned host buffer) of copies not yet known complete
+
+
 def _like_device(array: np.ndarray, like: Any) -> Any:
-    """A small host array (matrices, ops) on the device of ``like``."""
+    """A small host array (matrices, ops, fields) on the device of ``like``. To a GPU it goes
+    from pinned memory on the caller's stream without blocking the host (so the call also works
+    inside CUDA-graph capture); torch's caching host allocator keeps its pinned block until the
+    copy is done, and for cupy the buffer is kept until its event has completed."""
     kind = array_kind(like)
     if kind == "torch":
         import torch
         t = torch.from_numpy(np.array(array, order="C", copy=True))
-        return t.to(like.device, non_blocking=False) if like.device.type != "cpu" else t
+        if like.device.type == "cpu":
+            return t
+        return t.pin_memory().to(like.device, non_blocking=True)
     if kind == "cupy":
         import cupy
-        return cupy.asarray(array)
+        import cupyx
+        _PINNED_IN_FLIGHT[:] = [(e, b) for e, b in _PINNED_IN_FLIGHT if not e.done]
+        host = cupyx.empty_pinned(array.shape, dtype=array.dtype)
+        host[...] = array
+        out = cupy.empty(array.shape, dtype=array.dtype)
+        stream = cupy.cuda.get_current_stream()
+        out.set(host, stream=stream)
+        event = cupy.cuda.Event()
+        event.record(stream)
+        _PINNED_IN_FLIGHT.append((event, host))
+        return out
     return np.ascontiguousarray(array)
+
+
+LABEL_DTYPES = ("bool", "uint8", "int8", "int16", "uint16", "int32", "int64", "float32")
+
+
+def _check_label(label: Any, batch: Any) -> Any:
+    """Validates a label / mask batch against ``batch``; returns it as float32 (exact for the
+    integer values a segmentation holds, |v| < 2**24) on the batch's device and array kind."""
+    kind = array_kind(batch)
+    try:
+        label_kind = array_kind(label)
+    except TypeError:
+        raise TypeError(f"argument 'label' must be an array of the same kind as 'batch' ({kind}), "
+                        f"got {type(label).__name__}") from None
+    if label_kind != kind:
+        raise TypeError(f"argument 'label' is a {label_kind} array but 'batch' is {kind}")
+    if label.ndim != batch.ndim or label.shape[0] != batch.shape[0] or tuple(label.shape[2:]) != tuple(batch.shape[2:]):
+        raise ValueError(f"argument 'label' must be (N, C_label, *spatial) matching 'batch' {tuple(batch.shape)} "
+                         f"in N and spatial size, got {tuple(label.shape)}")
+    dtype = str(label.dtype).rpartition(".")[2]
+    if dtype not in LABEL_DTYPES:
+        raise TypeError(f"argument 'label' has dtype {dtype}; expected one of: {', '.join(LABEL_DTYPES)}")
+    if kind == "torch":
+        if label.device != batch.device:
+            raise ValueError(f"argument 'label' is on {label.device} but 'batch' on {batch.device}")
+        if dtype in ("int32", "int64") and label.numel() and int(label.abs().max()) >= 2 ** 24:
+            raise ValueError("argument 'label' holds values of magnitude >= 2**24 (not exact in float32)")
+        return label.float().contiguous()
+    if dtype in ("int32", "int64") and label.size and int(abs(label).max()) >= 2 ** 24:
+        raise ValueError("argument 'label' holds values of magnitude >= 2**24 (not exact in float32)")
+    return label.astype("float32")
+
+
+def _cast_like(x: Any, label: Any) -> Any:
+    """float32 nearest-resampled values back to the label's dtype (exact: whole numbers)."""
+    if array_kind(label) == "torch":
+        return x.to(label.dtype)
+    return x.astype(label.dtype)

@@ -75,7 +75,8 @@ class BatchAugment:
     ``non_blocking`` the copies overlap with host work when the loader pins memory
     (``DataLoader(..., pin_memory=True)``); the pipeline runs on the current CUDA stream, after
     the copy. ``pipeline`` is a ``medkern.transforms.Pipeline`` (or any callable with its
-    ``(batch, spacing=, indices=)`` signature).
+    ``(batch, spacing=, indices=)`` signature). Draws are keyed by (seed, index) alone, so every epoch
+    repeats them unless the pipeline's ``seed`` changes (e.g. ``augment.pipeline.seed = seed + epoch``).
     """
 
     def __init__(self, pipeline: Callable, device: Any = None, non_blocking: bool = True, key: str = "image",

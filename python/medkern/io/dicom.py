@@ -74,6 +74,12 @@ def _read_dataset(path, stop_before_pixels: bool = False):
         raise DicomError(path, f"unreadable or truncated header ({type(e).__name__}: {e})") from e
 
 
+def _jpeg_extra_installed() -> bool:
+    """Whether the packages of medkern's ``jpeg`` extra are importable."""
+    import importlib.util
+    return all(importlib.util.find_spec(m) is not None for m in ("pylibjpeg", "libjpeg", "openjpeg"))
+
+
 def _pixels(ds, path) -> np.ndarray:
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise DicomError(path, "has no pixel data")
@@ -84,12 +90,20 @@ def _pixels(ds, path) -> np.ndarray:
             return ds.pixel_array
         except (RuntimeError, NotImplementedError) as e:
             text = str(e)
-            if "missing dependencies" in text or "handler" in text.lower() or "plugin" in text.lower():
-                name = getattr(syntax, "name", str(syntax))
+            lowered = text.lower()
+            name = getattr(syntax, "name", str(syntax))
+            # pydicom 3: "all plugins are missing dependencies"; 2.x: "missing required dependencies"
+            # or "no available image handler": nothing installed can decode this syntax
+            if ("missing" in lowered and "dependenc" in lowered) or "no available image handler" in lowered:
                 raise DicomError(path, f"no pixel data handler for transfer syntax '{name}' ({syntax}); "
-                                       f"install an optional decoder, e.g. `pip install pylibjpeg "
-                                       f"pylibjpeg-libjpeg pylibjpeg-openjpeg` or python-gdcm "
+                                       f"install medkern's optional decoders with `pip install medkern[jpeg]` "
+                                       f"(pylibjpeg, pylibjpeg-libjpeg, pylibjpeg-openjpeg) or python-gdcm "
                                        f"(pydicom: {text.strip()})") from e
+            if "handler" in lowered or "plugin" in lowered:
+                # handlers are installed but every one failed on this file: more decoders may help
+                hint = "" if _jpeg_extra_installed() else "; `pip install medkern[jpeg]` adds the pylibjpeg decoders"
+                raise DicomError(path, f"cannot decode pixel data of transfer syntax '{name}' ({syntax}) "
+                                       f"with the installed pixel data handlers{hint} (pydicom: {text.strip()})") from e
             raise DicomError(path, f"cannot decode pixel data ({text})") from e
         except (ValueError, EOFError, OSError, AttributeError, KeyError) as e:
             raise DicomError(path, f"corrupt or truncated pixel data ({type(e).__name__}: {e})") from e

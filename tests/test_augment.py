@@ -261,3 +261,14 @@ def test_cuda_augmentation_matches_cpu(shape):
     gpu_img, gpu_lab = p(torch.from_numpy(x).cuda(), label=torch.from_numpy(label).cuda())
     torch.testing.assert_close(gpu_img.cpu(), cpu_img, rtol=1e-4, atol=1e-3)
     assert (gpu_lab.cpu() != cpu_lab).float().mean() <= 2e-3
+
+
+def test_intensity_only_stage_copies_nan_without_spreading():
+    x = smooth(2, (9, 10))
+    x[0, 0, 4, 5] = np.nan
+    x[1, 0, 2, 2] = np.inf
+    out = T.Pipeline([T.Rescale(2.0, 1.0)])(x)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(x))
+    np.testing.assert_array_equal(np.isinf(out), np.isinf(x))
+    finite = np.isfinite(x)
+    np.testing.assert_allclose(out[finite], 2 * x[finite] + 1, rtol=1e-6)

@@ -451,3 +451,25 @@ def test_gpu_batch_augment_matches_cpu(images):
     assert gpu[0].device.type == "cuda" and gpu[1].device.type == "cuda"
     torch.testing.assert_close(gpu[0].cpu(), cpu[0], rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(gpu[1].cpu(), y, rtol=0, atol=0)
+
+
+def test_segmentation_masks_follow_the_geometry(images):
+    """mask_key: the mask goes through the same geometry (nearest) as the per-sample pipeline
+    call with label=, for tuple and dict batches; the images are unchanged by it."""
+    x, _ = images
+    masks = (x > 30).to(torch.uint8)
+    p = random_pipeline(seed=3)
+    idx = torch.tensor([4, 1, 8])
+    img_t, mask_t = BatchAugment(p, device="cpu", mask_key=1)((x[idx], masks[idx]), idx)
+    for k, i in enumerate(idx.tolist()):
+        ref_img, ref_mask = p(x[i:i + 1], indices=[i], label=masks[i:i + 1])
+        torch.testing.assert_close(img_t[k:k + 1], ref_img, rtol=0, atol=1e-6)
+        torch.testing.assert_close(mask_t[k:k + 1], ref_mask)
+    assert mask_t.dtype == torch.uint8
+    out = BatchAugment(p, device="cpu", mask_key="mask")({"image": x[idx], "mask": masks[idx], "index": idx})
+    torch.testing.assert_close(out["mask"], mask_t)
+    torch.testing.assert_close(out["image"], img_t)
+    with pytest.raises(ValueError, match="'mask_key'"):
+        BatchAugment(p, device="cpu", mask_key="mask")((x[idx], masks[idx]), idx)
+    with pytest.raises(ValueError, match="mask key"):
+        BatchAugment(p, device="cpu", mask_key="seg")({"image": x[idx], "index": idx})

@@ -70,7 +70,9 @@ class BatchAugment:
       ``batch[index_key]`` (DicomSeriesDataset items carry it).
 
     Other tensors (labels, spacing) are moved to ``device`` too but not changed; anything else
-    passes through as is. ``indices`` are the samples' dataset indices (required: they are what
+    passes through as is, except a segmentation: with ``mask_key`` set (a dict key, or 1 for the
+    second element of a tuple batch) that tensor (N, C, *spatial, integer or bool) follows the
+    images' geometry with nearest-neighbour sampling (``pipeline(..., label=mask)``). ``indices`` are the samples' dataset indices (required: they are what
     makes the output independent of batching); use ``collate_with_indices`` to get them. With
     ``non_blocking`` the copies overlap with host work when the loader pins memory
     (``DataLoader(..., pin_memory=True)``); the pipeline runs on the current CUDA stream, after
@@ -80,13 +82,13 @@ class BatchAugment:
     """
 
     def __init__(self, pipeline: Callable, device: Any = None, non_blocking: bool = True, key: str = "image",
-                 index_key: str = "index"):
+                 index_key: str = "index", mask_key: Any = None):
         if not callable(pipeline):
             raise TypeError(f"argument 'pipeline' must be a medkern Pipeline (callable), got {type(pipeline).__name__}")
         self.pipeline = pipeline
         self.device = _resolve_device(device)
         self.non_blocking = bool(non_blocking)
-        self.key, self.index_key = key, index_key
+        self.key, self.index_key, self.mask_key = key, index_key, mask_key
 
     def __repr__(self) -> str:
         return f"BatchAugment({self.pipeline!r}, device='{self.device}', non_blocking={self.non_blocking})"
@@ -96,7 +98,7 @@ class BatchAugment:
             return value.to(self.device, non_blocking=self.non_blocking)
         return value
 
-    def _augment(self, images: Any, indices: Any, spacing: Any) -> torch.Tensor:
+    def _augment(self, images: Any, indices: Any, spacing: Any, mask: Any = None) -> Any:
         if not isinstance(images, torch.Tensor):
             raise TypeError(f"argument 'batch': the images must be a torch.Tensor, got {type(images).__name__}")
         if indices is None:
@@ -112,6 +114,10 @@ class BatchAugment:
         if images.ndim == 0 or idx.shape[0] != images.shape[0]:
             raise ValueError(f"argument 'indices' has {idx.shape[0]} entries for a batch of "
                              f"{images.shape[0] if images.ndim else 0} images")
+        if mask is not None:
+            if not isinstance(mask, torch.Tensor):
+                raise TypeError(f"argument 'batch': the mask must be a torch.Tensor, got {type(mask).__name__}")
+            return self.pipeline(self._move(images), spacing=spacing, indices=idx, label=self._move(mask))
         return self.pipeline(self._move(images), spacing=spacing, indices=idx)
 
     def __call__(self, batch: Any, indices: Any = None, spacing: Any = None) -> Any:
@@ -123,10 +129,23 @@ class BatchAugment:
                                  f"set BatchAugment(key=...)")
             if indices is None:
                 indices = batch.get(self.index_key)
-            out = {k: self._move(v) for k, v in batch.items() if k != self.key}
-            out[self.key] = self._augment(batch[self.key], indices, spacing)
+            if self.mask_key is not None and self.mask_key not in batch:
+                raise ValueError(f"argument 'batch' has no mask key '{self.mask_key}' (keys: {sorted(map(str, batch))})")
+            out = {k: self._move(v) for k, v in batch.items() if k not in (self.key, self.mask_key)}
+            if self.mask_key is None:
+                out[self.key] = self._augment(batch[self.key], indices, spacing)
+            else:
+                out[self.key], out[self.mask_key] = self._augment(batch[self.key], indices, spacing,
+                                                                  batch[self.mask_key])
             return {k: out[k] for k in batch}  # keep the caller's key order
         if isinstance(batch, (tuple, list)) and len(batch) > 0:
+            if self.mask_key is not None:
+                if self.mask_key != 1 or len(batch) < 2:
+                    raise ValueError(f"argument 'mask_key' must be 1 (the second element) for a tuple batch of "
+                                     f"{len(batch)} elements, got {self.mask_key!r}")
+                images, mask = self._augment(batch[0], indices, spacing, batch[1])
+                rest = [mask] + [self._move(v) for v in batch[2:]]
+                return type(batch)([images, *rest]) if isinstance(batch, list) else tuple([images, *rest])
             images = self._augment(batch[0], indices, spacing)
             rest = [self._move(v) for v in batch[1:]]
             return type(batch)([images, *rest]) if isinstance(batch, list) else tuple([images, *rest])

@@ -223,7 +223,10 @@ class Pipeline:
         field_dev = None if field is None else _like_device(field, x)
         _C.resample_intensity(view(x, "batch"), view(dev[0], "matrices"), view(dev[1], "sample_indices"),
                               view(dev[2], "pre_ops"), view(dev[3], "post_ops"), view(out, "output"),
-                              MODE_CODES[stage.mode or "linear"], PADDING_CODES[stage.padding or "zeros"],
+                              # no geometry: nearest copies each value exactly (linear would spread NaN/Inf
+                              # through its zero-weight taps)
+                              MODE_CODES[stage.mode or ("linear" if stage.geometry else "nearest")],
+                              PADDING_CODES[stage.padding or "zeros"],
                               self.seed, stream_of(x), field=None if field_dev is None else view(field_dev, "field"))
         if stage.geometry:
             self._geometry_runs.append((dev[0], field_dev, tuple(out_shape), stage.padding or "zeros"))

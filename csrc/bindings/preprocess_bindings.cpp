@@ -1,6 +1,7 @@
 // bindings/preprocess_bindings.cpp — _C entry points of the fused preprocessing pipeline and of
 // the Philox generator (so Python draws transform parameters from the very generator the
-// kernels use). Arguments are validated once, in C++, before dispatching to CPU or CUDA.
+// kernels use). Arguments are validated once, in C++, before dispatching to CPU or CUDA; the
+// GPU normalization's workspace size comes from normalize_workspace_bytes so Python allocates it.
 #include <pybind11/numpy.h>
 
 #include "bindings/bindings.h"
@@ -71,20 +72,40 @@ void register_preprocess(py::module_& m) {
      py::arg("field") = py::none(), py::call_guard<py::gil_scoped_release>());
 
   m.def("normalize_intensity", [](const TensorView& input, const OptionalView& mask, const TensorView& output,
-                                  int kind, bool channel_wise, double eps, std::uintptr_t stream) {
-    NormalizeArgs args{kind, channel_wise, eps};
-    check_normalize_args(input, get(mask), output, args);
+                                  int kind, bool channel_wise, double eps, double lower, double upper, bool rescale,
+                                  const OptionalView& workspace, std::uintptr_t stream) {
+    NormalizeArgs args{kind, channel_wise, eps, lower, upper, rescale};
+    check_normalize_args(input, get(mask), output, args, get(workspace));
     if (!input.is_cuda()) {
       cpu::normalize_intensity(input, get(mask), output, args);
     } else {
 #ifdef MEDKERN_WITH_CUDA
-      cuda::normalize_intensity(input, get(mask), output, args, to_stream(stream));
+      cuda::normalize_intensity(input, get(mask), output, args, get(workspace), to_stream(stream));
 #else
       no_cuda_kernel("normalize_intensity");
 #endif
     }
   }, py::arg("input"), py::arg("mask"), py::arg("output"), py::arg("kind"), py::arg("channel_wise"),
-     py::arg("eps"), py::arg("stream") = 0, py::call_guard<py::gil_scoped_release>());
+     py::arg("eps"), py::arg("lower") = 0.0, py::arg("upper") = 100.0, py::arg("rescale") = false,
+     py::arg("workspace") = py::none(), py::arg("stream") = 0, py::call_guard<py::gil_scoped_release>(),
+     "Per-image z-score (kind 0), min-max (1) or percentile clip to [lower, upper] percentiles (2, "
+     "optionally rescaled to [0, 1]). CUDA inputs need a workspace of normalize_workspace_bytes(...) bytes.");
+
+  m.def("normalize_workspace_bytes", [](const std::vector<int64_t>& shape, int kind, bool channel_wise,
+                                        int device_type) -> int64_t {
+    MEDKERN_CHECK_VALUE(shape.size() >= 3, "argument 'shape' must be (N, C, *spatial), got ", shape.size(),
+                        " sizes");
+    int64_t numel = 1;
+    for (int64_t d : shape) {
+      MEDKERN_CHECK_VALUE(d >= 0, "argument 'shape' has a negative size ", d);
+      numel *= d;
+    }
+    MEDKERN_CHECK_VALUE(kind >= 0 && kind <= 2, "argument 'kind' must be 0, 1 or 2, got ", kind);
+    if (device_type != static_cast<int>(DeviceType::CUDA) || numel == 0) return 0;
+    const int64_t N = shape[0], C = shape[1], S = numel / (N * C);
+    return plan_normalize_cuda(channel_wise ? N * C : N, channel_wise ? S : C * S, kind).workspace_bytes;
+  }, py::arg("shape"), py::arg("kind"), py::arg("channel_wise"), py::arg("device_type"),
+     "Bytes of the workspace normalize_intensity needs on this device type (0 = CPU needs none).");
 
 #ifdef MEDKERN_WITH_CUDA
   add_cuda_ops({"resample_intensity", "normalize_intensity"});

@@ -2,8 +2,11 @@
 // (sample, channel, z, y); along a row the source coordinate is base + x * step, the taps are
 // read straight through the input's strides (fast path when all taps are inside), intensity ops
 // apply to each tap, then post ops and Philox noise, then one store. Math is in csrc/common.
+// Normalization: per-image statistics (moments, or two order statistics each for a percentile
+// clip via std::nth_element on a per-thread copy), then one store loop of the shared map.
 #include "medkern/preprocess.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -11,8 +14,10 @@
 #include "common/geometry_math.h"
 #include "common/intensity_math.h"
 #include "common/philox.h"
+#include "common/statistics_math.h"
 #include "medkern/checks.h"
 #include "medkern/parallel.h"
+#include "medkern/workspace.h"
 
 namespace medkern {
 
@@ -73,8 +78,35 @@ void check_resample_args(const TensorView& input, const TensorView& matrices, co
                                                                                              : "post_ops");
 }
 
+NormalizePlan plan_normalize_cuda(int64_t groups, int64_t group_size, int kind) {
+  // Chunks of 32K (moments) / 16K (histograms) elements: a 128^3 volume fills an H100 with 64 /
+  // 128 blocks; at most 1024 chunks per image so the combining loops stay short.
+  const bool percentile = kind == static_cast<int>(NormalizeKind::Percentile);
+  NormalizePlan plan;
+  plan.groups = groups;
+  plan.group_size = group_size;
+  int64_t chunk = percentile ? 16384 : 32768;
+  constexpr int64_t kMaxChunks = 1024;
+  if ((group_size + chunk - 1) / chunk > kMaxChunks) chunk = ((group_size + kMaxChunks - 1) / kMaxChunks + 255) / 256 * 256;
+  plan.chunk_elements = chunk;
+  plan.chunks = std::max<int64_t>(1, (group_size + chunk - 1) / chunk);
+  if (percentile) {
+    plan.workspace_bytes = groups * static_cast<int64_t>(sizeof(PercentileSelectState)) +
+                           groups * plan.chunks * static_cast<int64_t>(sizeof(PercentileChunkCounts)) +
+                           groups * plan.chunks * kPercentileTargets * kRadixBins * static_cast<int64_t>(sizeof(uint32_t));
+  } else if (groups >= 128 || plan.chunks == 1) {
+    plan.chunks = 1;  // enough images to fill the GPU with one block each: no workspace
+    plan.chunk_elements = group_size;
+  } else {
+    plan.workspace_bytes = groups * plan.chunks * static_cast<int64_t>(sizeof(IntensityStats));
+  }
+  MEDKERN_CHECK_VALUE(groups * plan.chunks < (int64_t{1} << 31), "argument 'input' has too many images for one "
+                      "launch (", groups, " images of ", group_size, " elements)");
+  return plan;
+}
+
 void check_normalize_args(const TensorView& input, const TensorView* mask, const TensorView& output,
-                          const NormalizeArgs& args) {
+                          const NormalizeArgs& args, const TensorView* workspace) {
   MEDKERN_CHECK_VALUE(input.ndim >= 3, "argument 'input' must be (N, C, *spatial), got shape ", input.shape_string());
   check_dtype(input, "input", {DType::Float32});
   check_contiguous(input, "input");
@@ -83,9 +115,16 @@ void check_normalize_args(const TensorView& input, const TensorView* mask, const
   std::vector<int64_t> shape(input.shape.begin(), input.shape.begin() + input.ndim);
   check_shape(output, "output", shape);
   check_contiguous(output, "output");
-  MEDKERN_CHECK_VALUE(args.kind == 0 || args.kind == 1, "argument 'kind' must be 0 (z-score) or 1 (min-max), got ",
-                      args.kind);
+  MEDKERN_CHECK_VALUE(args.kind >= 0 && args.kind <= 2, "argument 'kind' must be 0 (z-score), 1 (min-max) or "
+                      "2 (percentile), got ", args.kind);
   MEDKERN_CHECK_VALUE(args.eps >= 0, "argument 'eps' must be >= 0, got ", args.eps);
+  if (args.kind == static_cast<int>(NormalizeKind::Percentile)) {
+    MEDKERN_CHECK_VALUE(std::isfinite(args.lower) && args.lower >= 0 && args.lower < 100,
+                        "argument 'lower' must be a percentile in [0, 100), got ", args.lower);
+    MEDKERN_CHECK_VALUE(std::isfinite(args.upper) && args.upper > args.lower && args.upper <= 100,
+                        "argument 'upper' must be a percentile in (lower, 100] = (", args.lower, ", 100], got ",
+                        args.upper);
+  }
   if (mask) {
     check_dtype(*mask, "mask", {DType::UInt8, DType::Bool});
     check_same_device(input, "input", *mask, "mask");
@@ -95,6 +134,18 @@ void check_normalize_args(const TensorView& input, const TensorView* mask, const
     for (int d = 2; ok && d < input.ndim; ++d) ok = mask->shape[d] == input.shape[d];
     MEDKERN_CHECK_VALUE(ok, "argument 'mask' has shape ", mask->shape_string(), "; expected (N, 1 or C, *spatial) "
                         "matching 'input' ", input.shape_string());
+  }
+  if (workspace) {
+    check_same_device(input, "input", *workspace, "workspace");
+    check_contiguous(*workspace, "workspace");
+  }
+  if (input.is_cuda() && input.numel() > 0) {
+    const int64_t N = input.shape[0], C = input.shape[1], S = input.numel() / (N * C);
+    const NormalizePlan plan = plan_normalize_cuda(args.channel_wise ? N * C : N, args.channel_wise ? S : C * S,
+                                                   args.kind);
+    const int64_t have = workspace ? workspace->numel() * dtype_size(workspace->dtype) : 0;
+    MEDKERN_CHECK_VALUE(have >= plan.workspace_bytes, "argument 'workspace' holds ", have, " bytes; this "
+                        "normalization needs ", plan.workspace_bytes, " (see normalize_workspace_bytes)");
   }
 }
 
@@ -326,6 +377,9 @@ void resample_intensity(const TensorView& input, const TensorView& matrices, con
   }
 }
 
+// Percentile selection scratch of each thread (slot 8: conv/gemm own 0-7, see workspace.h).
+constexpr int kSlotPercentileValues = 8;
+
 void normalize_intensity(const TensorView& input, const TensorView* mask, const TensorView& output,
                          const NormalizeArgs& args) {
   if (input.numel() == 0) return;
@@ -337,70 +391,92 @@ void normalize_intensity(const TensorView& input, const TensorView* mask, const 
   const uint8_t* m = mask ? static_cast<const uint8_t*>(mask->data) : nullptr;
   const int64_t mask_channels = mask ? mask->shape[1] : 0;
   const bool minmax = args.kind == static_cast<int>(NormalizeKind::MinMax);
-  (void)groups;
-  // one group: statistics over [b, e) of its elements
-  struct Stats { double sum = 0, sumsq = 0, count = 0; float lo = INFINITY, hi = -INFINITY; bool nan = false; };
-  auto accumulate = [&](int64_t g, int64_t b, int64_t e, Stats& st) {
+  const bool percentile = args.kind == static_cast<int>(NormalizeKind::Percentile);
+  auto selected = [&](int64_t g, int64_t i) {
+    if (!m) return true;
     const int64_t n = args.channel_wise ? g / C : g;
-    const int64_t first_channel = args.channel_wise ? g % C : 0;
-    const float* x = in + g * group_size;
-    for (int64_t i = b; i < e; ++i) {
-      if (m) {
-        const int64_t c = first_channel + i / S, s = i % S;
-        if (!m[(n * mask_channels + (mask_channels == 1 ? 0 : c)) * S + s]) continue;
-      }
-      const float v = x[i];
-      if (v != v) st.nan = true;
-      st.sum += v; st.sumsq += static_cast<double>(v) * v; st.count += 1;
-      st.lo = v < st.lo ? v : st.lo; st.hi = v > st.hi ? v : st.hi;
-    }
+    const int64_t c = (args.channel_wise ? g % C : 0) + i / S, s = i % S;
+    return m[(n * mask_channels + (mask_channels == 1 ? 0 : c)) * S + s] != 0;
   };
-  auto finish = [&](int64_t g, const Stats& st, int64_t b, int64_t e) {
-    float shift, scale;
-    if (st.count == 0) {
-      shift = 0.0f; scale = 1.0f;  // empty mask: leave the values as they are
-    } else if (st.nan) {
-      shift = std::numeric_limits<float>::quiet_NaN(); scale = 1.0f;  // NaN propagates to the whole image
-    } else if (minmax) {
-      shift = st.lo;
-      const double range = static_cast<double>(st.hi) - st.lo + args.eps;
-      scale = static_cast<float>(range > 0 ? 1.0 / range : 1.0);
-    } else {
-      const double mean = st.sum / st.count;
-      const double var = std::max(0.0, st.sumsq / st.count - mean * mean);
-      const double denom = std::sqrt(var) + args.eps;
-      shift = static_cast<float>(mean);
-      scale = static_cast<float>(denom > 0 ? 1.0 / denom : 1.0);
+  // one group: statistics over [b, e) of its elements
+  auto accumulate = [&](int64_t g, int64_t b, int64_t e, IntensityStats& st) {
+    const float* x = in + g * group_size;
+    for (int64_t i = b; i < e; ++i)
+      if (selected(g, i)) add_to_stats(st, x[i]);
+  };
+  // percentile: copy the selected values, then two nth_element calls find the four neighbours
+  // numpy interpolates between (k_hi's partition runs on the part above k_lo only)
+  auto percentile_map = [&](int64_t g) {
+    float* values = thread_workspace_as<float>(static_cast<size_t>(group_size), kSlotPercentileValues);
+    const float* x = in + g * group_size;
+    int64_t count = 0;
+    bool nan = false;
+    for (int64_t i = 0; i < group_size; ++i) {
+      if (!selected(g, i)) continue;
+      const float v = x[i];
+      nan = nan || v != v;
+      values[count++] = v;
     }
+    if (count == 0) return identity_normalize_map();
+    if (nan) return nan_normalize_map();
+    double bounds[2];
+    int64_t begin = 0;
+    for (int t = 0; t < 2; ++t) {
+      int64_t k;
+      double weight;
+      percentile_position(count, t == 0 ? args.lower : args.upper, k, weight);
+      std::nth_element(values + begin, values + k, values + count);  // k >= begin: upper >= lower
+      const double below = values[k];
+      const double above = k + 1 < count ? *std::min_element(values + k + 1, values + count) : below;
+      bounds[t] = percentile_interpolate(below, above, weight);
+      begin = k;
+    }
+    return percentile_normalize_map(bounds[0], bounds[1], args.rescale);
+  };
+  auto store = [&](int64_t g, const NormalizeMap& map, int64_t b, int64_t e) {
     const float* x = in + g * group_size;
     const int64_t offset = g * group_size;
-    for (int64_t i = b; i < e; ++i) store_value(output.data, output.dtype, offset + i, (x[i] - shift) * scale);
+    if (output.dtype == DType::Float32) {
+      float* out = static_cast<float*>(output.data) + offset;
+      for (int64_t i = b; i < e; ++i) out[i] = apply_normalize_map(x[i], map);
+    } else {
+      for (int64_t i = b; i < e; ++i) store_value(output.data, output.dtype, offset + i, apply_normalize_map(x[i], map));
+    }
+  };
+  auto group_map = [&](int64_t g) {
+    if (percentile) return percentile_map(g);
+    IntensityStats st = empty_intensity_stats();
+    accumulate(g, 0, group_size, st);
+    return moment_normalize_map(st, minmax, args.eps);
   };
   if (groups >= num_threads()) {
+    // each thread takes whole images: statistics and store while the image is in cache
     parallel_for(0, groups, 1, [&](int64_t gb, int64_t ge) {
-      for (int64_t g = gb; g < ge; ++g) {
-        Stats st;
-        accumulate(g, 0, group_size, st);
-        finish(g, st, 0, group_size);
-      }
+      for (int64_t g = gb; g < ge; ++g) store(g, group_map(g), 0, group_size);
     });
     return;
   }
   // few large images (a volume): split each image over the threads
-  for (int64_t g = 0; g < groups; ++g) {
-    const int parts = num_threads();
-    std::vector<Stats> partial(parts);
-    const int64_t chunk = (group_size + parts - 1) / parts;
-    parallel_for(0, parts, 1, [&](int64_t pb, int64_t pe) {
-      for (int64_t p = pb; p < pe; ++p) accumulate(g, p * chunk, std::min(group_size, (p + 1) * chunk), partial[p]);
+  std::vector<NormalizeMap> maps(static_cast<size_t>(groups));
+  if (percentile) {
+    parallel_for(0, groups, 1, [&](int64_t gb, int64_t ge) {
+      for (int64_t g = gb; g < ge; ++g) maps[g] = percentile_map(g);
     });
-    Stats st;
-    for (const Stats& p : partial) {
-      st.sum += p.sum; st.sumsq += p.sumsq; st.count += p.count; st.nan = st.nan || p.nan;
-      st.lo = std::min(st.lo, p.lo); st.hi = std::max(st.hi, p.hi);
+  } else {
+    for (int64_t g = 0; g < groups; ++g) {
+      const int parts = num_threads();
+      std::vector<IntensityStats> partial(parts, empty_intensity_stats());
+      const int64_t chunk = (group_size + parts - 1) / parts;
+      parallel_for(0, parts, 1, [&](int64_t pb, int64_t pe) {
+        for (int64_t p = pb; p < pe; ++p) accumulate(g, p * chunk, std::min(group_size, (p + 1) * chunk), partial[p]);
+      });
+      IntensityStats st = empty_intensity_stats();
+      for (const IntensityStats& p : partial) merge_stats(st, p);
+      maps[g] = moment_normalize_map(st, minmax, args.eps);
     }
-    parallel_for(0, group_size, 32768, [&](int64_t b, int64_t e) { finish(g, st, b, e); });
   }
+  for (int64_t g = 0; g < groups; ++g)
+    parallel_for(0, group_size, 32768, [&](int64_t b, int64_t e) { store(g, maps[g], b, e); });
 }
 
 void philox_uniform(uint64_t seed, uint64_t sample, uint32_t stream, uint64_t first, int64_t count, double* out) {

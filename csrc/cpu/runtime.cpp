@@ -47,7 +47,7 @@ SimdLevel& current_level() {
 
 struct AlignedFree { void operator()(void* p) const { std::free(p); } };
 struct ThreadBuffer { std::unique_ptr<void, AlignedFree> data; std::size_t bytes = 0; };
-constexpr int kSlots = 8;
+constexpr int kSlots = 9;
 
 }  // namespace
 

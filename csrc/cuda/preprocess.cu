@@ -1,7 +1,12 @@
 // cuda/preprocess.cu — CUDA drivers of the fused preprocessing pass: one thread per output
 // element (grid-stride, 64-bit indices) maps its index through the sample's matrix and calls the
 // same sampling / intensity / Philox math as the CPU loop (csrc/common), so both devices compute
-// one formula (elastic displacement and bias field included). Normalization: one block per image reduces the statistics, then rescales.
+// one formula (elastic displacement and bias field included). Normalization: with many images one
+// block per image reduces its statistics and rescales; with few large ones (a volume) chunk blocks
+// write partial statistics to the caller's workspace and a second kernel recombines them per
+// block in a fixed order (bitwise reproducible, no float atomics). Percentile clip: an exact
+// radix select on the float's order-preserving key, 4 passes of 8-bit digit histograms per
+// chunk, summed per image.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -9,6 +14,7 @@
 #include "common/geometry_math.h"
 #include "common/intensity_math.h"
 #include "common/philox.h"
+#include "common/statistics_math.h"
 #include "cuda/cuda_check.cuh"
 #include "medkern/preprocess.h"
 
@@ -121,61 +127,213 @@ void launch_resample(const TensorView& input, const ResampleGeometry& g, const T
   MEDKERN_CUDA_CHECK_LAUNCH("resample_intensity_kernel");
 }
 
-// One block per image: statistics (double sums, min/max, NaN flag) reduced in shared memory,
-// then the same block writes the normalized values.
-__global__ void normalize_kernel(const float* in, const uint8_t* mask, int64_t mask_channels, int64_t C, int64_t S,
-                                 bool channel_wise, bool minmax, double eps, void* out, DType out_dtype) {
-  const int64_t g = blockIdx.x;
-  const int64_t group_size = channel_wise ? S : C * S;
-  const int64_t n = channel_wise ? g / C : g;
-  const int64_t first_channel = channel_wise ? g % C : 0;
-  const float* x = in + g * group_size;
-  double sum = 0, sumsq = 0, count = 0;
-  float lo = INFINITY, hi = -INFINITY;
-  int nan = 0;
-  for (int64_t i = threadIdx.x; i < group_size; i += blockDim.x) {
-    if (mask) {
-      const int64_t c = first_channel + i / S, s = i % S;
-      if (!mask[(n * mask_channels + (mask_channels == 1 ? 0 : c)) * S + s]) continue;
-    }
-    const float v = x[i];
-    nan |= v != v;
-    sum += v; sumsq += static_cast<double>(v) * v; count += 1;
-    lo = v < lo ? v : lo; hi = v > hi ? v : hi;
-  }
-  __shared__ double s_sum[kThreads], s_sumsq[kThreads], s_count[kThreads];
-  __shared__ float s_lo[kThreads], s_hi[kThreads];
-  __shared__ int s_nan[kThreads];
-  __shared__ float s_shift, s_scale;
+// The images of the normalization pass: image `group` is elements [group * group_size, +group_size)
+// of the contiguous input; the mask (if any) is read per element through its channel layout.
+struct NormalizeImages {
+  const float* in;
+  const uint8_t* mask;
+  int64_t mask_channels, C, S, group_size;
+  bool channel_wise;
+  void* out;
+  DType out_dtype;
+};
+
+__device__ __forceinline__ bool is_selected(const NormalizeImages& im, int64_t group, int64_t i) {
+  if (!im.mask) return true;
+  const int64_t n = im.channel_wise ? group / im.C : group;
+  const int64_t c = (im.channel_wise ? group % im.C : 0) + i / im.S, s = i % im.S;
+  return im.mask[(n * im.mask_channels + (im.mask_channels == 1 ? 0 : c)) * im.S + s] != 0;
+}
+
+// Tree over the block's threads in a fixed order (blockDim.x a power of two, <= kThreads); the
+// result is returned to every thread.
+__device__ IntensityStats block_merge_stats(IntensityStats s, IntensityStats* shared) {
   const int t = threadIdx.x;
-  s_sum[t] = sum; s_sumsq[t] = sumsq; s_count[t] = count; s_lo[t] = lo; s_hi[t] = hi; s_nan[t] = nan;
+  shared[t] = s;
   __syncthreads();
   for (int half = blockDim.x / 2; half > 0; half /= 2) {
-    if (t < half) {
-      s_sum[t] += s_sum[t + half]; s_sumsq[t] += s_sumsq[t + half]; s_count[t] += s_count[t + half];
-      s_lo[t] = fminf(s_lo[t], s_lo[t + half]); s_hi[t] = fmaxf(s_hi[t], s_hi[t + half]);
-      s_nan[t] |= s_nan[t + half];
-    }
+    if (t < half) merge_stats(shared[t], shared[t + half]);
     __syncthreads();
   }
-  if (t == 0) {
-    // the same rules as the CPU pass (cpu/preprocess.cpp, normalize_intensity)
-    if (s_count[0] == 0) { s_shift = 0.0f; s_scale = 1.0f; }
-    else if (s_nan[0]) { s_shift = __int_as_float(0x7fc00000); s_scale = 1.0f; }
-    else if (minmax) {
-      const double range = static_cast<double>(s_hi[0]) - s_lo[0] + eps;
-      s_shift = s_lo[0]; s_scale = static_cast<float>(range > 0 ? 1.0 / range : 1.0);
+  const IntensityStats total = shared[0];
+  __syncthreads();
+  return total;
+}
+
+__device__ __forceinline__ void store_normalized(const NormalizeImages& im, int64_t group, int64_t begin, int64_t end,
+                                                 const NormalizeMap& map) {
+  const float* x = im.in + group * im.group_size;
+  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x)
+    store_out(im.out, im.out_dtype, group * im.group_size + i, apply_normalize_map(x[i], map));
+}
+
+// Many images: one block per image reduces its statistics, then writes it.
+__global__ void normalize_kernel(NormalizeImages im, bool minmax, double eps) {
+  __shared__ IntensityStats shared[kThreads];
+  const int64_t group = blockIdx.x;
+  const float* x = im.in + group * im.group_size;
+  IntensityStats s = empty_intensity_stats();
+  for (int64_t i = threadIdx.x; i < im.group_size; i += blockDim.x)
+    if (is_selected(im, group, i)) add_to_stats(s, x[i]);
+  s = block_merge_stats(s, shared);
+  store_normalized(im, group, 0, im.group_size, moment_normalize_map(s, minmax, eps));
+}
+
+// Few images, pass 1: block b = (group, chunk) writes the statistics of its chunk.
+__global__ void normalize_partial_stats_kernel(NormalizeImages im, int64_t chunks, int64_t chunk_elements,
+                                               IntensityStats* partials) {
+  __shared__ IntensityStats shared[kThreads];
+  const int64_t group = blockIdx.x / chunks, chunk = blockIdx.x % chunks;
+  const int64_t begin = chunk * chunk_elements, end = min(im.group_size, begin + chunk_elements);
+  const float* x = im.in + group * im.group_size;
+  IntensityStats s = empty_intensity_stats();
+  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x)
+    if (is_selected(im, group, i)) add_to_stats(s, x[i]);
+  s = block_merge_stats(s, shared);
+  if (threadIdx.x == 0) partials[blockIdx.x] = s;
+}
+
+// Pass 2: every block of an image merges all its partials in the same order (so all blocks
+// agree bit for bit), then writes its chunk.
+__global__ void normalize_apply_stats_kernel(NormalizeImages im, int64_t chunks, int64_t chunk_elements,
+                                             const IntensityStats* partials, bool minmax, double eps) {
+  __shared__ IntensityStats shared[kThreads];
+  const int64_t group = blockIdx.x / chunks, chunk = blockIdx.x % chunks;
+  IntensityStats s = empty_intensity_stats();
+  for (int64_t j = threadIdx.x; j < chunks; j += blockDim.x) merge_stats(s, partials[group * chunks + j]);
+  s = block_merge_stats(s, shared);
+  const int64_t begin = chunk * chunk_elements, end = min(im.group_size, begin + chunk_elements);
+  store_normalized(im, group, begin, end, moment_normalize_map(s, minmax, eps));
+}
+
+// Percentile workspace: one select state per image, then per (image, chunk) the counts and the
+// kPercentileTargets digit histograms of the current pass.
+struct PercentileWorkspace {
+  PercentileSelectState* states;
+  PercentileChunkCounts* counts;
+  uint32_t* histograms;
+};
+
+// Pass `pass` (0..3) of the radix select: block b = (group, chunk) histograms digit `pass`
+// (from the top) of the keys of its chunk's selected non-NaN values, for each target among the
+// keys that match the target's prefix found so far (pass 0: one histogram serves all targets).
+__global__ void percentile_histogram_kernel(NormalizeImages im, int64_t chunks, int64_t chunk_elements,
+                                            PercentileWorkspace ws, int pass) {
+  __shared__ uint32_t bins[kPercentileTargets * kRadixBins];
+  __shared__ uint32_t block_count, block_nan;
+  const int64_t group = blockIdx.x / chunks, chunk = blockIdx.x % chunks;
+  for (int j = threadIdx.x; j < kPercentileTargets * kRadixBins; j += blockDim.x) bins[j] = 0;
+  if (threadIdx.x == 0) block_count = block_nan = 0;
+  uint32_t prefix[kPercentileTargets] = {0, 0, 0, 0};
+  if (pass > 0)
+    for (int t = 0; t < kPercentileTargets; ++t) prefix[t] = ws.states[group].prefix[t];
+  __syncthreads();
+  const int digit_shift = 24 - 8 * pass;      // the digit this pass histograms
+  const int known_shift = 32 - 8 * pass;      // bits above it are already fixed (pass >= 1)
+  const int64_t begin = chunk * chunk_elements, end = min(im.group_size, begin + chunk_elements);
+  const float* x = im.in + group * im.group_size;
+  uint32_t count = 0, nan = 0;
+  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
+    if (!is_selected(im, group, i)) continue;
+    const float v = x[i];
+    if (v != v) { ++nan; continue; }
+    ++count;
+    const uint32_t key = float_order_key(v);
+    const uint32_t digit = (key >> digit_shift) & 0xffu;
+    if (pass == 0) {
+      atomicAdd(&bins[digit], 1u);
     } else {
-      const double mean = s_sum[0] / s_count[0];
-      const double var = fmax(0.0, s_sumsq[0] / s_count[0] - mean * mean);
-      const double denom = sqrt(var) + eps;
-      s_shift = static_cast<float>(mean); s_scale = static_cast<float>(denom > 0 ? 1.0 / denom : 1.0);
+      for (int t = 0; t < kPercentileTargets; ++t)
+        if ((key >> known_shift) == (prefix[t] >> known_shift)) atomicAdd(&bins[t * kRadixBins + digit], 1u);
     }
   }
+  if (pass == 0) {
+    atomicAdd(&block_count, count);  // integer atomics: the totals do not depend on the order
+    atomicAdd(&block_nan, nan);
+  }
   __syncthreads();
-  const float shift = s_shift, scale = s_scale;
-  for (int64_t i = threadIdx.x; i < group_size; i += blockDim.x)
-    store_out(out, out_dtype, g * group_size + i, (x[i] - shift) * scale);
+  uint32_t* out = ws.histograms + blockIdx.x * static_cast<int64_t>(kPercentileTargets * kRadixBins);
+  for (int j = threadIdx.x; j < kPercentileTargets * kRadixBins; j += blockDim.x) out[j] = bins[j];
+  if (pass == 0 && threadIdx.x == 0) ws.counts[blockIdx.x] = PercentileChunkCounts{block_count, block_nan};
+}
+
+// One block (kRadixBins threads) per image: sums the chunk histograms of this pass and narrows
+// each target to the digit bin holding its rank. Pass 0 also sets the ranks from the count.
+__global__ void percentile_select_kernel(int64_t chunks, PercentileWorkspace ws, int pass, double lower,
+                                         double upper) {
+  __shared__ PercentileSelectState st;
+  __shared__ uint32_t bins[kPercentileTargets * kRadixBins];
+  const int64_t group = blockIdx.x;
+  if (threadIdx.x == 0) {
+    if (pass == 0) {
+      uint64_t count = 0;
+      uint32_t nan = 0;
+      for (int64_t c = 0; c < chunks; ++c) {
+        count += ws.counts[group * chunks + c].count;
+        nan |= ws.counts[group * chunks + c].nan != 0;
+      }
+      st.count = count;
+      st.nan = nan;
+      st.pad = 0;
+      int64_t k_lo = 0, k_hi = 0;
+      double w_lo = 0, w_hi = 0;
+      if (count > 0) {
+        percentile_position(static_cast<int64_t>(count), lower, k_lo, w_lo);
+        percentile_position(static_cast<int64_t>(count), upper, k_hi, w_hi);
+      }
+      const int64_t last = count > 0 ? static_cast<int64_t>(count) - 1 : 0;
+      st.rank[0] = k_lo; st.rank[1] = min(k_lo + 1, last);
+      st.rank[2] = k_hi; st.rank[3] = min(k_hi + 1, last);
+      for (int t = 0; t < kPercentileTargets; ++t) st.prefix[t] = 0;
+      st.weight_lo = w_lo;
+      st.weight_hi = w_hi;
+    } else {
+      st = ws.states[group];
+    }
+  }
+  for (int j = threadIdx.x; j < kPercentileTargets * kRadixBins; j += blockDim.x) {
+    const int t = j / kRadixBins, digit = j % kRadixBins;
+    const int source = (pass == 0 ? 0 : t) * kRadixBins + digit;
+    uint32_t sum = 0;
+    for (int64_t c = 0; c < chunks; ++c)
+      sum += ws.histograms[(group * chunks + c) * (kPercentileTargets * kRadixBins) + source];
+    bins[j] = sum;
+  }
+  __syncthreads();
+  if (threadIdx.x < kPercentileTargets && st.count > 0 && !st.nan) {
+    const int t = threadIdx.x;
+    uint64_t below = 0;
+    int digit = 0;
+    for (; digit < kRadixBins - 1; ++digit) {
+      const uint64_t in_bin = bins[t * kRadixBins + digit];
+      if (below + in_bin > st.rank[t]) break;
+      below += in_bin;
+    }
+    st.rank[t] -= below;
+    st.prefix[t] |= static_cast<uint32_t>(digit) << (24 - 8 * pass);
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) ws.states[group] = st;
+}
+
+// After the 4 passes each prefix is a full key: interpolate like numpy, then clip (and rescale).
+__global__ void percentile_apply_kernel(NormalizeImages im, int64_t chunks, int64_t chunk_elements,
+                                        PercentileWorkspace ws, bool rescale) {
+  const int64_t group = blockIdx.x / chunks, chunk = blockIdx.x % chunks;
+  const PercentileSelectState st = ws.states[group];
+  NormalizeMap map;
+  if (st.count == 0) {
+    map = identity_normalize_map();
+  } else if (st.nan) {
+    map = nan_normalize_map();
+  } else {
+    double v[kPercentileTargets];
+    for (int t = 0; t < kPercentileTargets; ++t) v[t] = float_from_order_key(st.prefix[t]);
+    map = percentile_normalize_map(percentile_interpolate(v[0], v[1], st.weight_lo),
+                                   percentile_interpolate(v[2], v[3], st.weight_hi), rescale);
+  }
+  const int64_t begin = chunk * chunk_elements, end = min(im.group_size, begin + chunk_elements);
+  store_normalized(im, group, begin, end, map);
 }
 
 }  // namespace
@@ -209,15 +367,47 @@ void resample_intensity(const TensorView& input, const TensorView& matrices, con
 }
 
 void normalize_intensity(const TensorView& input, const TensorView* mask, const TensorView& output,
-                         const NormalizeArgs& args, Stream stream) {
+                         const NormalizeArgs& args, const TensorView* workspace, Stream stream) {
   if (input.numel() == 0) return;
   const int64_t N = input.shape[0], C = input.shape[1];
   const int64_t S = input.numel() / (N * C);
   const int64_t groups = args.channel_wise ? N * C : N;
-  normalize_kernel<<<static_cast<unsigned>(groups), kThreads, 0, as_cuda_stream(stream)>>>(
-      input.ptr<float>(), mask ? static_cast<const uint8_t*>(mask->data) : nullptr, mask ? mask->shape[1] : 0, C, S,
-      args.channel_wise, args.kind == static_cast<int>(NormalizeKind::MinMax), args.eps, output.data, output.dtype);
-  MEDKERN_CUDA_CHECK_LAUNCH("normalize_kernel");
+  const int64_t group_size = args.channel_wise ? S : C * S;
+  const NormalizePlan plan = plan_normalize_cuda(groups, group_size, args.kind);
+  MEDKERN_CHECK_VALUE(plan.workspace_bytes == 0 ||
+                      (workspace && workspace->numel() * dtype_size(workspace->dtype) >= plan.workspace_bytes),
+                      "argument 'workspace' must hold ", plan.workspace_bytes, " bytes");
+  const NormalizeImages im{input.ptr<float>(), mask ? static_cast<const uint8_t*>(mask->data) : nullptr,
+                           mask ? mask->shape[1] : 0, C, S, group_size, args.channel_wise, output.data, output.dtype};
+  const bool minmax = args.kind == static_cast<int>(NormalizeKind::MinMax);
+  const unsigned blocks = static_cast<unsigned>(groups * plan.chunks);
+  cudaStream_t s = as_cuda_stream(stream);
+  if (args.kind == static_cast<int>(NormalizeKind::Percentile)) {
+    char* base = static_cast<char*>(workspace->data);
+    PercentileWorkspace ws;
+    ws.states = reinterpret_cast<PercentileSelectState*>(base);
+    ws.counts = reinterpret_cast<PercentileChunkCounts*>(ws.states + groups);
+    ws.histograms = reinterpret_cast<uint32_t*>(ws.counts + groups * plan.chunks);
+    for (int pass = 0; pass < 4; ++pass) {
+      percentile_histogram_kernel<<<blocks, kThreads, 0, s>>>(im, plan.chunks, plan.chunk_elements, ws, pass);
+      MEDKERN_CUDA_CHECK_LAUNCH("percentile_histogram_kernel");
+      percentile_select_kernel<<<static_cast<unsigned>(groups), kRadixBins, 0, s>>>(plan.chunks, ws, pass,
+                                                                                    args.lower, args.upper);
+      MEDKERN_CUDA_CHECK_LAUNCH("percentile_select_kernel");
+    }
+    percentile_apply_kernel<<<blocks, kThreads, 0, s>>>(im, plan.chunks, plan.chunk_elements, ws, args.rescale);
+    MEDKERN_CUDA_CHECK_LAUNCH("percentile_apply_kernel");
+  } else if (plan.chunks == 1) {
+    normalize_kernel<<<static_cast<unsigned>(groups), kThreads, 0, s>>>(im, minmax, args.eps);
+    MEDKERN_CUDA_CHECK_LAUNCH("normalize_kernel");
+  } else {
+    IntensityStats* partials = static_cast<IntensityStats*>(workspace->data);
+    normalize_partial_stats_kernel<<<blocks, kThreads, 0, s>>>(im, plan.chunks, plan.chunk_elements, partials);
+    MEDKERN_CUDA_CHECK_LAUNCH("normalize_partial_stats_kernel");
+    normalize_apply_stats_kernel<<<blocks, kThreads, 0, s>>>(im, plan.chunks, plan.chunk_elements, partials, minmax,
+                                                             args.eps);
+    MEDKERN_CUDA_CHECK_LAUNCH("normalize_apply_stats_kernel");
+  }
 }
 
 }  // namespace medkern::cuda

@@ -1,7 +1,8 @@
 // medkern/preprocess.h — the fused preprocessing kernels: one resampling pass per output element
 // (composed affine geometry + point-wise intensity on the source taps + interpolation + post
-// intensity ops and Philox noise), and a light normalization pass (z-score / min-max per image).
-// The caller (medkern.transforms.Pipeline) plans the stages and allocates every buffer.
+// intensity ops and Philox noise), and a light normalization pass (z-score / min-max /
+// percentile clip per image). The caller (medkern.transforms.Pipeline) plans the stages and
+// allocates every buffer, the GPU normalization's workspace included (normalize_workspace_bytes).
 #pragma once
 #include <cstdint>
 
@@ -26,24 +27,40 @@ struct ResampleArgs {
 };
 
 // Normalization kinds of the second pass.
-enum class NormalizeKind : int { ZScore = 0, MinMax = 1 };
+enum class NormalizeKind : int { ZScore = 0, MinMax = 1, Percentile = 2 };
 
 // input (N, C, *spatial) float32 contiguous; mask optional (N, 1 or C, *spatial) uint8/bool
 // contiguous selecting the voxels whose statistics are used; output like input in float32 /
 // float16 / bfloat16 (may alias input when float32). Statistics per sample, or per (sample,
 // channel) when channel_wise. A constant image maps to 0 (z-score: std 0 -> divide by 1).
+// Percentile: clamp to [percentile(lower), percentile(upper)] (numpy's 'linear' definition,
+// 0 <= lower < upper <= 100), and with `rescale` map that range to [0, 1]. The rules (NaN, empty
+// mask, constant image) live in csrc/common/statistics_math.h.
 struct NormalizeArgs {
   int kind = 0;
   bool channel_wise = false;
   double eps = 0.0;
+  double lower = 0.0;   // percentiles of kind Percentile
+  double upper = 100.0;
+  bool rescale = false;
 };
+
+// How the CUDA pass splits the work: `chunks` blocks of `chunk_elements` per image (1 = the
+// one-block-per-image kernel), and the workspace bytes it needs (0 on the CPU, which uses its
+// per-thread scratch). Depends on shapes and kind only, so Python can size the buffer first.
+struct NormalizePlan {
+  int64_t groups = 0, group_size = 0, chunks = 1, chunk_elements = 0;
+  int64_t workspace_bytes = 0;
+};
+NormalizePlan plan_normalize_cuda(int64_t groups, int64_t group_size, int kind);
 
 // Validates the views of a resampling stage (shared by the CPU and CUDA entry points).
 void check_resample_args(const TensorView& input, const TensorView& matrices, const TensorView& sample_indices,
                          const TensorView& pre_ops, const TensorView& post_ops, const TensorView& output,
                          const TensorView* field, const ResampleArgs& args);
+// `workspace` (any dtype, contiguous, on the input's device) must hold the plan's bytes on CUDA.
 void check_normalize_args(const TensorView& input, const TensorView* mask, const TensorView& output,
-                          const NormalizeArgs& args);
+                          const NormalizeArgs& args, const TensorView* workspace = nullptr);
 
 namespace cpu {
 void resample_intensity(const TensorView& input, const TensorView& matrices, const TensorView& sample_indices,
@@ -61,7 +78,7 @@ void resample_intensity(const TensorView& input, const TensorView& matrices, con
                         const TensorView& pre_ops, const TensorView& post_ops, const TensorView& output,
                         const TensorView* field, const ResampleArgs& args, Stream stream);
 void normalize_intensity(const TensorView& input, const TensorView* mask, const TensorView& output,
-                         const NormalizeArgs& args, Stream stream);
+                         const NormalizeArgs& args, const TensorView* workspace, Stream stream);
 }  // namespace cuda
 
 }  // namespace medkern

@@ -3,10 +3,11 @@ the fused ``Pipeline``. Each transform also runs alone (the unfused float64 refe
 from .base import Transform
 from .geometry import (Affine, CenterCrop, CropOrPad, Flip, RandomAffine, RandomCrop, RandomFlip,
                        ResampleToSpacing, Resize, Rot90, ElasticDeform)
-from .intensity import (BiasField, Clip, Gamma, GaussianNoise, MinMax, RandomGamma, RandomIntensity, Rescale,
-                        Window, ZScore)
+from .intensity import (BiasField, Clip, Gamma, GaussianNoise, MinMax, PercentileClip, RandomGamma,
+                        RandomIntensity, Rescale, Window, ZScore)
 from .pipeline import Pipeline
 
 __all__ = ["Transform", "Pipeline", "Rescale", "Window", "Clip", "Gamma", "GaussianNoise", "ZScore", "MinMax",
+           "PercentileClip",
            "Flip", "RandomFlip", "Rot90", "Affine", "RandomAffine", "Resize", "ResampleToSpacing",
            "CropOrPad", "CenterCrop", "RandomCrop", "ElasticDeform", "BiasField", "RandomGamma", "RandomIntensity"]

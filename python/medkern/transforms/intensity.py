@@ -1,16 +1,17 @@
 """Intensity transforms. Point-wise ones (Rescale, Window, Clip, Gamma, RandomGamma,
 RandomIntensity) become a few ops of the fused kernel applied to the source samples
 (csrc/common/intensity_math.h); GaussianNoise adds Philox normals and BiasField a smooth
-multiplicative field per output element ('post' kind); ZScore/MinMax need statistics and run as a
-second pass.
+multiplicative field per output element ('post' kind); ZScore/MinMax/PercentileClip need
+per-image statistics and run as a second pass (rules in csrc/common/statistics_math.h).
 
 Random transforms draw their parameters per sample from Philox keyed by (seed, sample index,
 position in the pipeline): ``sample_ops(u, position)`` turns one sample's draws ``u`` into its
 op list and the parameters reported by ``pipeline(..., return_params=True)``; the reference path
 draws the same ``u``.
 
-NaN policy: NaN propagates (a NaN input makes the value that reads it NaN; a NaN anywhere in an
-image makes its z-score/min-max output NaN). ``Pipeline(check_finite=True)`` rejects it instead.
+NaN policy: NaN propagates (a NaN input makes the value that reads it NaN; a NaN among an
+image's statistics voxels makes its whole z-score/min-max/percentile-clip output NaN, as
+np.percentile would return NaN bounds). ``Pipeline(check_finite=True)`` rejects it instead.
 """
 from __future__ import annotations
 
@@ -249,6 +250,8 @@ class BiasField(RandomIntensityTransform):
 class _Normalize(Transform):
     kind = "normalize"
     code = 0
+    # the percentile arguments of _C.normalize_intensity (used by PercentileClip only)
+    lower, upper, rescale = 0.0, 100.0, False
 
     def __init__(self, channel_wise: bool = False, eps: float = 0.0):
         if not np.isfinite(eps) or eps < 0:
@@ -299,3 +302,39 @@ class MinMax(_Normalize):
         lo, hi = selected.min(), selected.max()
         rng = hi - lo + self.eps
         return (values - lo) / (rng if rng > 0 else 1.0)
+
+
+def _check_percentile(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) \
+            or not 0 <= value <= 100:
+        raise ValueError(f"argument '{name}' must be a finite percentile in [0, 100], got {value!r}")
+    return float(value)
+
+
+class PercentileClip(_Normalize):
+    """Clamp each image to [percentile(lower), percentile(upper)] of its values (numpy's default
+    'linear' percentile, as ``np.percentile``), per sample over all channels or per (sample,
+    channel) when channel_wise; statistics over ``mask`` voxels when given (the clip applies to
+    all). ``rescale=True`` also maps [p_lo, p_hi] to [0, 1] (nnU-Net's CT clipping, MONAI's
+    ScaleIntensityRangePercentiles); then a constant image gives 0. An empty mask leaves the
+    image unchanged; a NaN among the statistics voxels makes the whole image NaN."""
+
+    code = 2
+
+    def __init__(self, lower: float = 0.5, upper: float = 99.5, channel_wise: bool = False, rescale: bool = False):
+        super().__init__(channel_wise=channel_wise, eps=0.0)
+        self.lower = _check_percentile(lower, "lower")
+        self.upper = _check_percentile(upper, "upper")
+        if not self.lower < self.upper:
+            raise ValueError(f"argument 'upper' must be greater than 'lower' ({self.lower}), got {self.upper}")
+        self.rescale = bool(rescale)
+
+    def _normalize_one(self, values, selected):
+        if selected.size == 0:
+            return values
+        lo, hi = np.percentile(selected, [self.lower, self.upper])
+        out = np.clip(values, lo, hi)
+        if self.rescale:
+            rng = hi - lo
+            out = (out - lo) / (rng if rng > 0 else 1.0)
+        return out

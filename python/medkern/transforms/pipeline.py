@@ -2,12 +2,13 @@
 
 The chain is cut into stages; a stage is [point-wise ops on the source samples] -> [geometry,
 composed into one matrix per sample, optionally ending in an elastic displacement field] ->
-[point-wise ops, noise and bias field on the interpolated value],
-executed by one `_C.resample_intensity` call for the whole batch; z-score / min-max run as a
-second light pass (`_C.normalize_intensity`). A stage ends where fusing would change the result
-of the unfused chain: geometry after a post-op, a change of interpolation or padding mode, or a
-normalization, any geometry after an elastic deformation. So fused == unfused exactly when each stage has at most one interpolating step;
-with several (e.g. affine then resize) the fused pass resamples once, which differs from
+[point-wise ops, noise and bias field on the interpolated value], executed by one
+`_C.resample_intensity` call for the whole batch; z-score / min-max / percentile clip run as a
+second light pass (`_C.normalize_intensity`; its GPU workspace is allocated here, on the input's
+device). A stage ends where fusing would change the result of the unfused chain: geometry after a
+post-op, a change of interpolation or padding mode, a normalization, or any geometry after an
+elastic deformation. So fused == unfused exactly when each stage has at most one interpolating
+step; with several (e.g. affine then resize) the fused pass resamples once, which differs from
 resampling twice by the interpolation error only (and is the better image).
 
 Random parameters are drawn per sample (Philox keyed by seed, sample index and the transform's
@@ -62,8 +63,8 @@ class Pipeline:
     (CPU or CUDA) or cupy array; the result has the same kind and device, dtype ``out_dtype``
     (bfloat16 needs torch). ``indices`` are the samples' Philox keys (default 0..N-1): pass the
     dataset indices and any batch split or worker count gives the same output. ``mask`` (same
-    spatial shape as the output) restricts the statistics of ZScore/MinMax. NaN/Inf propagate
-    unless ``check_finite`` (then ValueError naming 'batch').
+    spatial shape as the output) restricts the statistics of ZScore/MinMax/PercentileClip. NaN/Inf
+    propagate unless ``check_finite`` (then ValueError naming 'batch').
     """
 
     def __init__(self, transforms: Sequence[Transform], seed: int = 0, out_dtype: str = "float32",
@@ -158,8 +159,16 @@ class Pipeline:
                 m = None
                 if mask is not None:
                     m = _like_device(np.ascontiguousarray(to_numpy(mask)).astype(np.uint8), current)
-                _C.normalize_intensity(view(current, "input"), None if m is None else view(m, "mask"),
-                                       view(out, "output"), t.code, t.channel_wise, t.eps, stream_of(current))
+                # GPU scratch (partial statistics, percentile histograms) from the caller's allocator
+                source = view(current, "input")
+                ws_bytes = _C.normalize_workspace_bytes(list(current.shape), t.code, t.channel_wise,
+                                                        int(source.device.startswith("cuda")))
+                ws = _empty(current, (ws_bytes,), "uint8") if ws_bytes else None
+                _C.normalize_intensity(source, None if m is None else view(m, "mask"),
+                                       view(out, "output"), t.code, t.channel_wise, t.eps, lower=t.lower,
+                                       upper=t.upper, rescale=t.rescale,
+                                       workspace=None if ws is None else view(ws, "workspace"),
+                                       stream=stream_of(current))
                 current = out
             else:
                 dtype = self.out_dtype if last else "float32"

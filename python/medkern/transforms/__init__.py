@@ -1,6 +1,7 @@
 """medkern.transforms: preprocessing transforms for (N, C, H, W) / (N, C, D, H, W) batches and
 the fused ``Pipeline``. Each transform also runs alone (the unfused float64 reference)."""
 from .base import Transform
+from .filter import GaussianBlur
 from .geometry import (Affine, CenterCrop, CropOrPad, Flip, RandomAffine, RandomCrop, RandomFlip,
                        ResampleToSpacing, Resize, Rot90)
 from .intensity import Clip, Gamma, GaussianNoise, MinMax, Rescale, Window, ZScore
@@ -8,4 +9,4 @@ from .pipeline import Pipeline
 
 __all__ = ["Transform", "Pipeline", "Rescale", "Window", "Clip", "Gamma", "GaussianNoise", "ZScore", "MinMax",
            "Flip", "RandomFlip", "Rot90", "Affine", "RandomAffine", "Resize", "ResampleToSpacing",
-           "CropOrPad", "CenterCrop", "RandomCrop"]
+           "CropOrPad", "CenterCrop", "RandomCrop", "GaussianBlur"]

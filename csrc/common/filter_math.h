@@ -14,17 +14,21 @@ namespace medkern {
 // so a bad index cannot read out of bounds on either device).
 MEDKERN_HD bool filter_tap_inside(int64_t index, int64_t length) { return index >= 0 && index < length; }
 
+// The value a tap reads: the sample, or 0 for a padding tap (which reads no memory).
+MEDKERN_HD float filter_tap_value(const float* line, int64_t stride, int64_t length, int64_t index) {
+  return filter_tap_inside(index, length) ? line[index * stride] : 0.0f;
+}
+
 // One tap added to a running sum. The CPU row loop calls this per element of a row, the dot
 // product below per output element; both start from 0 and add taps in k order.
 MEDKERN_HD float filter_accumulate(float sum, float weight, float value) { return sum + weight * value; }
 
-// sum_k weights[k] * line[indices[k] * stride] over the taps inside [0, length).
+// sum_k weights[k] * line[indices[k] * stride], padding taps reading 0 (weights are finite).
 MEDKERN_HD float filter_dot(const float* line, int64_t stride, int64_t length, const int64_t* indices,
                             const float* weights, int64_t taps) {
   float sum = 0.0f;
   for (int64_t k = 0; k < taps; ++k) {
-    const int64_t j = indices[k];
-    if (filter_tap_inside(j, length)) sum = filter_accumulate(sum, weights[k], line[j * stride]);
+    sum = filter_accumulate(sum, weights[k], filter_tap_value(line, stride, length, indices[k]));
   }
   return sum;
 }

@@ -1,10 +1,12 @@
 // cpu/preprocess_filter.cpp — CPU driver of the separable filter stage (filter.h): OpenMP over
 // output rows. Filtering along a non-last axis adds whole rows of the contiguous last axis, tap
-// by tap (a loop the compiler vectorizes); along the last axis each output element is one short
-// dot product. Both use the tap arithmetic of common/filter_math.h, shared with the CUDA kernel.
+// by tap (a loop the compiler vectorizes); along the last axis the row is also built tap by tap,
+// over taps transposed once per call. Both use the tap arithmetic of common/filter_math.h, shared
+// with the CUDA kernel.
 #include "medkern/filter.h"
 
 #include <algorithm>
+#include <vector>
 
 #include "common/filter_math.h"
 #include "medkern/checks.h"
@@ -86,6 +88,17 @@ void filter_axis(const TensorView& input, const TensorView& indices, const Tenso
   const bool last_axis = g.filtered == input.ndim - 1;
   const bool direct = output.dtype == DType::Float32;
   void* out = output.data;
+  std::vector<int64_t> index_by_tap;
+  std::vector<float> weight_by_tap;
+  if (last_axis) {
+    index_by_tap.resize(static_cast<size_t>(width * taps));
+    weight_by_tap.resize(static_cast<size_t>(width * taps));
+    for (int64_t x = 0; x < width; ++x)
+      for (int64_t k = 0; k < taps; ++k) {
+        index_by_tap[k * width + x] = taps_index[x * taps + k];
+        weight_by_tap[k * width + x] = taps_weight[x * taps + k];
+      }
+  }
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, width * taps));
 
   parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
@@ -95,8 +108,14 @@ void filter_axis(const TensorView& input, const TensorView& indices, const Tenso
       const float* base = in + g.input_offset(row, &i);
       float* sum = direct ? static_cast<float*>(out) + row * width : scratch;
       if (last_axis) {
-        for (int64_t x = 0; x < width; ++x)
-          sum[x] = filter_dot(base, axis_stride, in_len, taps_index + x * taps, taps_weight + x * taps, taps);
+        // tap-major over the row (taps transposed once below): no short inner dot product per x
+        std::fill(sum, sum + width, 0.0f);
+        for (int64_t k = 0; k < taps; ++k) {
+          const int64_t* index_k = index_by_tap.data() + k * width;
+          const float* weight_k = weight_by_tap.data() + k * width;
+          for (int64_t x = 0; x < width; ++x)
+            sum[x] = filter_accumulate(sum[x], weight_k[x], filter_tap_value(base, axis_stride, in_len, index_k[x]));
+        }
       } else {
         std::fill(sum, sum + width, 0.0f);
         for (int64_t k = 0; k < taps; ++k) {

@@ -272,3 +272,15 @@ def test_intensity_only_stage_copies_nan_without_spreading():
     np.testing.assert_array_equal(np.isinf(out), np.isinf(x))
     finite = np.isfinite(x)
     np.testing.assert_allclose(out[finite], 2 * x[finite] + 1, rtol=1e-6)
+
+
+def test_label_through_separable_stages():
+    """An antialiased Resize runs as filter passes for the image; the label takes the plain
+    nearest resize (torch's 'nearest-exact'); a blur leaves the label alone."""
+    x = smooth(2, (40, 36))
+    label = np.random.default_rng(2).integers(0, 5, (2, 1, 40, 36)).astype(np.int16)
+    p = T.Pipeline([T.GaussianBlur(1.0), T.Resize((20, 12), antialias=True)])
+    image, lab = p(x, label=label)
+    assert image.shape == lab.shape == (2, 1, 20, 12) and lab.dtype == np.int16
+    expect = torch.nn.functional.interpolate(torch.from_numpy(label).float(), size=(20, 12), mode="nearest-exact")
+    np.testing.assert_array_equal(lab, expect.numpy().astype(np.int16))

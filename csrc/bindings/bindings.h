@@ -25,6 +25,7 @@ void register_batch_norm(py::module_& m);
 void register_activation(py::module_& m);
 void register_linear(py::module_& m);
 void register_preprocess(py::module_& m);
+void register_filter(py::module_& m);
 
 // Names of ops whose CUDA kernel is compiled into this build (medkern.info()["cuda_ops"]).
 std::vector<std::string>& cuda_ops();

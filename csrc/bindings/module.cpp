@@ -143,4 +143,5 @@ PYBIND11_MODULE(_C, m) {
   register_activation(m);
   register_linear(m);
   register_preprocess(m);
+  register_filter(m);
 }

@@ -1,6 +1,7 @@
 """medkern.transforms: preprocessing transforms for (N, C, H, W) / (N, C, D, H, W) batches and
 the fused ``Pipeline``. Each transform also runs alone (the unfused float64 reference)."""
 from .base import Transform
+from .filter import GaussianBlur
 from .geometry import (Affine, CenterCrop, CropOrPad, Flip, RandomAffine, RandomCrop, RandomFlip,
                        ResampleToSpacing, Resize, Rot90, ElasticDeform)
 from .intensity import (BiasField, Clip, Gamma, GaussianNoise, MinMax, PercentileClip, RandomGamma,
@@ -10,4 +11,5 @@ from .pipeline import Pipeline
 __all__ = ["Transform", "Pipeline", "Rescale", "Window", "Clip", "Gamma", "GaussianNoise", "ZScore", "MinMax",
            "PercentileClip",
            "Flip", "RandomFlip", "Rot90", "Affine", "RandomAffine", "Resize", "ResampleToSpacing",
-           "CropOrPad", "CenterCrop", "RandomCrop", "ElasticDeform", "BiasField", "RandomGamma", "RandomIntensity"]
+           "CropOrPad", "CenterCrop", "RandomCrop", "ElasticDeform", "BiasField", "RandomGamma", "RandomIntensity",
+           "GaussianBlur"]

@@ -247,10 +247,44 @@ class RandomAffine(GeometricTransform):
 class Resize(GeometricTransform):
     """Resize to ``size`` (int or one per spatial axis) mapping pixel centres: src = (dst + 0.5)
     * in / out - 0.5, i.e. torch.nn.functional.interpolate(align_corners=False, antialias=False);
-    mode 'nearest' matches interpolate's 'nearest-exact'. Downsampling does not antialias yet."""
+    mode 'nearest' matches interpolate's 'nearest-exact'.
 
-    def __init__(self, size, mode: str = "linear", padding: str = "border"):
+    ``antialias`` (default False, as in interpolate): with mode 'linear', an axis that shrinks is
+    low-pass filtered as interpolate(mode='bilinear', antialias=True) does (a triangle filter
+    widened by the downsampling factor, see filter.linear_resize_taps; the padding is never
+    read); growing axes interpolate linearly with ``padding``. When some axis shrinks, the
+    Pipeline then runs this Resize as a separable stage instead of fusing it."""
+
+    def __init__(self, size, mode: str = "linear", padding: str = "border", antialias: bool = False):
         self.size, self.mode, self.padding = size, check_mode(mode), check_padding(padding)
+        if not isinstance(antialias, (bool, np.bool_)):
+            raise TypeError(f"argument 'antialias' must be a bool, got {antialias!r}")
+        if antialias and mode != "linear":
+            raise ValueError(f"argument 'antialias' needs mode='linear', got mode={mode!r}")
+        self.antialias = bool(antialias)
+
+    def separable_plan(self, shape, spacing):
+        """The per-axis filter passes when antialiasing applies (some axis shrinks), else None
+        (then this Resize is an ordinary, fusable geometry step)."""
+        from .filter import SeparablePlan, linear_resize_taps
+        if not self.antialias:
+            return None
+        _, out, sp, params = self.plan(shape, spacing, None)
+        if not any(o < i for o, i in zip(out, shape)):
+            return None
+        # the strongest reduction first: later passes then run on the smallest image
+        axes = sorted((a for a in range(len(shape)) if out[a] != shape[a]), key=lambda a: out[a] / shape[a])
+        passes = [(a, *linear_resize_taps(shape[a], out[a], self.padding, True)) for a in axes]
+        return SeparablePlan(passes, out, sp, params)
+
+    def reference(self, x, spacing, seed, indices, stream, mask=None):
+        from .filter import apply_taps
+        plan = self.separable_plan(tuple(x.shape[2:]), spacing)
+        if plan is None:
+            return super().reference(x, spacing, seed, indices, stream, mask=mask)
+        for axis, taps, weights in plan.passes:
+            x = apply_taps(x, axis, taps, weights)
+        return x, plan.out_spacing
 
     def plan(self, shape, spacing, u):
         dims = len(shape)

@@ -15,6 +15,8 @@ Random parameters are drawn per sample (Philox keyed by seed, sample index and t
 position), so every sample gets its own matrix, elastic field and intensity ops. Labels / masks
 passed as ``label=`` follow the same geometry with nearest-neighbour sampling and no intensity op.
 Small per-call arrays go to the GPU through pinned memory without blocking the host.
+Neighbourhood filters (GaussianBlur, antialiased Resize) run as separable stages: one
+`_C.filter_axis` pass per filtered axis.
 """
 from __future__ import annotations
 
@@ -55,6 +57,20 @@ def _fold_affines(ops: list) -> list:
     return out
 
 
+class _SeparableStage:
+    """A transform run as its own stage of per-axis filter passes (see filter.SeparablePlan)."""
+
+    def __init__(self, position: int, transform: Transform, plan: Any):
+        self.position, self.transform, self.plan = position, transform, plan
+
+
+def _separable_plan(t: Transform, shape: tuple, spacing) -> Any:
+    """The filter passes of ``t`` on this shape, or None when it does not run as a separable
+    stage (a Resize only does when it antialiases a shrinking axis)."""
+    ask = getattr(t, "separable_plan", None)
+    return None if ask is None else ask(shape, spacing)
+
+
 class Pipeline:
     """Pipeline(transforms, seed=0, out_dtype='float32', check_finite=False).
 
@@ -89,6 +105,14 @@ class Pipeline:
         stages: list = []
         stage = _Stage()
         for position, t in enumerate(self.transforms):
+            separable = _separable_plan(t, shape, spacing)
+            if separable is not None:
+                if not stage.empty():
+                    stages.append(stage)
+                stages.append(_SeparableStage(position, t, separable))
+                stage = _Stage()
+                shape, spacing = separable.out_shape, separable.out_spacing
+                continue
             if t.kind == "normalize":
                 if not stage.empty():
                     stages.append(stage)
@@ -148,6 +172,10 @@ class Pipeline:
         shape = tuple(batch.shape[2:])
         for s, stage in enumerate(self.stages):
             last = s == len(self.stages) - 1
+            if isinstance(stage, _SeparableStage):
+                current, shape, sp = self._run_separable(stage, current, shape, sp, idx,
+                                                         self.out_dtype if last else "float32", params)
+                continue
             if isinstance(stage, tuple):
                 position, t = stage
                 if str(current.dtype).rpartition(".")[2] != "float32" or current is batch:
@@ -189,6 +217,8 @@ class Pipeline:
         no_ops = _like_device(np.zeros((n, 0, 4), np.float32), x)
         samples = _like_device(idx.astype(np.int64), x)
         for mats, field, out_shape, padding in self._geometry_runs:
+            if isinstance(mats, np.ndarray) and array_kind(x) != "numpy":
+                mats = _like_device(mats, x)
             out = _empty(x, tuple(x.shape[:2]) + tuple(out_shape), "float32")
             _C.resample_intensity(view(x, "label"), view(mats, "matrices"), view(samples, "sample_indices"),
                                   view(no_ops, "pre_ops"), view(no_ops, "post_ops"), view(out, "output"),
@@ -259,6 +289,44 @@ class Pipeline:
                     params[i].append({"transform": type(t).__name__, "position": position, **p})
         folded = [_fold_affines(ops) for ops in per_sample]
         return np.ascontiguousarray(np.asarray(folded, np.float32).reshape(n, -1, 4))
+
+    def _run_separable(self, stage: _SeparableStage, x: Any, shape: tuple, spacing, idx: np.ndarray,
+                       out_dtype: str, params: list):
+        """One _C.filter_axis per pass. The kernel reads float32 through any strides (the
+        caller's batch included, never written); intermediates ping-pong between two flat
+        float32 buffers, the last pass writes a fresh ``out_dtype`` array."""
+        plan = stage.plan
+        for p in params:
+            p.append({"transform": type(stage.transform).__name__, "position": stage.position, **plan.params})
+        if hasattr(stage.transform, "plan"):  # a resize: labels follow it with its nearest-sampling matrix
+            dims = len(shape)
+            m = stage.transform.plan(tuple(shape), spacing, None)[0][:dims]
+            mats = np.ascontiguousarray(np.broadcast_to(m, (int(x.shape[0]), dims, dims + 1)))
+            self._geometry_runs.append((mats, None, tuple(plan.out_shape), stage.transform.padding))
+        if str(x.dtype).rpartition(".")[2] != "float32" or not plan.passes:
+            # raw integers -> float32 (or, with nothing to filter, the result itself) by an identity stage
+            dtype = "float32" if plan.passes else out_dtype
+            x = self._run_stage(_Stage(), x, shape, spacing, idx, dtype, [[] for _ in params])[0]
+            if not plan.passes:
+                return x, plan.out_shape, plan.out_spacing
+        n, c = int(x.shape[0]), int(x.shape[1])
+        shapes, step = [], list(shape)
+        for axis, taps, _ in plan.passes:
+            step[axis] = taps.shape[0]
+            shapes.append((n, c, *step))
+        sizes = [int(np.prod(s)) for s in shapes]
+        buffers = [_empty(x, (max(sizes[:-1]),), "float32") for _ in range(min(2, len(shapes) - 1))]
+        for p, (axis, taps, weights) in enumerate(plan.passes):
+            if p == len(shapes) - 1:
+                out = _empty(x, shapes[p], out_dtype)
+            else:
+                out = buffers[p % 2][:sizes[p]].reshape(shapes[p])
+            taps_dev = _like_device(taps, x)
+            weights_dev = _like_device(weights.astype(np.float32), x)
+            _C.filter_axis(view(x, "input"), view(taps_dev, "indices"), view(weights_dev, "weights"),
+                           view(out, "output"), axis, stream_of(x))
+            x = out
+        return x, plan.out_shape, plan.out_spacing
 
     # ---- the unfused reference -----------------------------------------------------------
     def reference(self, batch: Any, spacing: Any = None, indices: Sequence[int] | None = None,

@@ -1,0 +1,141 @@
+// cpu/preprocess_filter.cpp — CPU driver of the separable filter stage (filter.h): OpenMP over
+// output rows. Filtering along a non-last axis adds whole rows of the contiguous last axis, tap
+// by tap (a loop the compiler vectorizes); along the last axis the row is also built tap by tap,
+// over taps transposed once per call. Both use the tap arithmetic of common/filter_math.h, shared
+// with the CUDA kernel.
+#include "medkern/filter.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "common/filter_math.h"
+#include "medkern/checks.h"
+#include "medkern/parallel.h"
+#include "medkern/workspace.h"
+
+namespace medkern {
+
+void check_filter_axis_args(const TensorView& input, const TensorView& indices, const TensorView& weights,
+                            const TensorView& output, int axis) {
+  MEDKERN_CHECK_VALUE(input.ndim >= 3, "argument 'input' must be (N, C, *spatial) with at least one spatial "
+                      "axis, got shape ", input.shape_string());
+  check_dtype(input, "input", {DType::Float32});
+  check_dtype(output, "output", {DType::Float32, DType::Float16, DType::BFloat16});
+  check_dtype(indices, "indices", {DType::Int64});
+  check_dtype(weights, "weights", {DType::Float32});
+  const int spatial = input.ndim - 2;
+  MEDKERN_CHECK_VALUE(axis >= 0 && axis < spatial, "argument 'axis' must be a spatial axis in [0, ", spatial,
+                      ") of 'input' with shape ", input.shape_string(), ", got ", axis);
+  check_ndim(indices, "indices", 2, "(out_len, taps)");
+  MEDKERN_CHECK_VALUE(indices.shape[1] >= 1, "argument 'indices' needs at least one tap per output, got shape ",
+                      indices.shape_string());
+  check_shape(weights, "weights", {indices.shape[0], indices.shape[1]});
+  check_contiguous(indices, "indices");
+  check_contiguous(weights, "weights");
+  std::vector<int64_t> expected(input.shape.begin(), input.shape.begin() + input.ndim);
+  expected[2 + axis] = indices.shape[0];
+  check_shape(output, "output", expected);
+  check_contiguous(output, "output");
+  check_same_device(input, "input", indices, "indices");
+  check_same_device(input, "input", weights, "weights");
+  check_same_device(input, "input", output, "output");
+  MEDKERN_CHECK_VALUE(output.numel() == 0 || output.data != input.data,
+                      "argument 'output' must not be the buffer of 'input' (the filter reads neighbours)");
+}
+
+namespace cpu {
+
+namespace {
+
+// Output rows are the output shape without its last axis, in row-major order; this finds the
+// input offset of a row's first element (the filtered axis' coordinate is left out: taps add it).
+struct RowGeometry {
+  int ndim = 0, filtered = 0;  // filtered = tensor dimension of the filtered axis
+  int64_t out_shape[kMaxDims] = {};
+  int64_t in_strides[kMaxDims] = {};
+
+  int64_t input_offset(int64_t row, int64_t* axis_coordinate) const {
+    int64_t offset = 0;
+    for (int d = ndim - 2; d >= 0; --d) {
+      const int64_t coordinate = row % out_shape[d];
+      row /= out_shape[d];
+      if (d == filtered) *axis_coordinate = coordinate;
+      else offset += coordinate * in_strides[d];
+    }
+    return offset;
+  }
+};
+
+}  // namespace
+
+void filter_axis(const TensorView& input, const TensorView& indices, const TensorView& weights,
+                 const TensorView& output, int axis) {
+  if (output.numel() == 0) return;
+  RowGeometry g;
+  g.ndim = input.ndim;
+  g.filtered = 2 + axis;
+  for (int d = 0; d < input.ndim; ++d) {
+    g.out_shape[d] = output.shape[d];
+    g.in_strides[d] = input.strides[d];
+  }
+  const float* in = input.ptr<float>();
+  const int64_t* taps_index = indices.ptr<int64_t>();
+  const float* taps_weight = weights.ptr<float>();
+  const int64_t taps = indices.shape[1];
+  const int64_t in_len = input.shape[g.filtered], axis_stride = input.strides[g.filtered];
+  const int64_t width = output.shape[input.ndim - 1], last_stride = input.strides[input.ndim - 1];
+  const int64_t rows = output.numel() / width;
+  const bool last_axis = g.filtered == input.ndim - 1;
+  const bool direct = output.dtype == DType::Float32;
+  void* out = output.data;
+  std::vector<int64_t> index_by_tap;
+  std::vector<float> weight_by_tap;
+  if (last_axis) {
+    index_by_tap.resize(static_cast<size_t>(width * taps));
+    weight_by_tap.resize(static_cast<size_t>(width * taps));
+    for (int64_t x = 0; x < width; ++x)
+      for (int64_t k = 0; k < taps; ++k) {
+        index_by_tap[k * width + x] = taps_index[x * taps + k];
+        weight_by_tap[k * width + x] = taps_weight[x * taps + k];
+      }
+  }
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, width * taps));
+
+  parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
+    float* scratch = direct ? nullptr : thread_workspace_as<float>(static_cast<size_t>(width), 0);
+    for (int64_t row = begin; row < end; ++row) {
+      int64_t i = 0;
+      const float* base = in + g.input_offset(row, &i);
+      float* sum = direct ? static_cast<float*>(out) + row * width : scratch;
+      if (last_axis) {
+        // tap-major over the row (taps transposed once below): no short inner dot product per x
+        std::fill(sum, sum + width, 0.0f);
+        for (int64_t k = 0; k < taps; ++k) {
+          const int64_t* index_k = index_by_tap.data() + k * width;
+          const float* weight_k = weight_by_tap.data() + k * width;
+          for (int64_t x = 0; x < width; ++x)
+            sum[x] = filter_accumulate(sum[x], weight_k[x], filter_tap_value(base, axis_stride, in_len, index_k[x]));
+        }
+      } else {
+        std::fill(sum, sum + width, 0.0f);
+        for (int64_t k = 0; k < taps; ++k) {
+          const int64_t j = taps_index[i * taps + k];
+          if (!filter_tap_inside(j, in_len)) continue;
+          const float w = taps_weight[i * taps + k];
+          const float* line = base + j * axis_stride;
+          if (last_stride == 1) {
+            for (int64_t x = 0; x < width; ++x) sum[x] = filter_accumulate(sum[x], w, line[x]);
+          } else {
+            for (int64_t x = 0; x < width; ++x) sum[x] = filter_accumulate(sum[x], w, line[x * last_stride]);
+          }
+        }
+      }
+      if (!direct)
+        for (int64_t x = 0; x < width; ++x) filter_store(out, output.dtype, row * width + x, sum[x]);
+    }
+  });
+}
+
+}  // namespace cpu
+
+}  // namespace medkern

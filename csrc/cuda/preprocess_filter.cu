@@ -1,0 +1,64 @@
+// cuda/preprocess_filter.cu — CUDA driver of the separable filter stage (filter.h): one thread
+// per output element (grid-stride, 64-bit indices) finds its input line and output coordinate
+// along the filtered axis and calls the same tap dot product as the CPU loop (common/filter_math.h).
+// Runs on the caller's stream; allocates nothing and never synchronizes.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "common/filter_math.h"
+#include "cuda/cuda_check.cuh"
+#include "medkern/filter.h"
+
+namespace medkern::cuda {
+
+namespace {
+
+constexpr int kFilterThreads = 256;
+
+struct FilterGeometry {
+  int ndim = 0, filtered = 0;  // filtered = tensor dimension of the filtered axis
+  int64_t out_shape[kMaxDims] = {};
+  int64_t in_strides[kMaxDims] = {};
+  int64_t in_len = 0, taps = 0, total = 0;
+};
+
+__global__ void filter_axis_kernel(const float* in, const int64_t* indices, const float* weights, void* out,
+                                   DType out_dtype, FilterGeometry g) {
+  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < g.total;
+       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    int64_t rest = e, offset = 0, i = 0;
+    for (int d = g.ndim - 1; d >= 0; --d) {
+      const int64_t coordinate = rest % g.out_shape[d];
+      rest /= g.out_shape[d];
+      if (d == g.filtered) i = coordinate;
+      else offset += coordinate * g.in_strides[d];
+    }
+    const float v = filter_dot(in + offset, g.in_strides[g.filtered], g.in_len, indices + i * g.taps,
+                               weights + i * g.taps, g.taps);
+    filter_store(out, out_dtype, e, v);
+  }
+}
+
+}  // namespace
+
+void filter_axis(const TensorView& input, const TensorView& indices, const TensorView& weights,
+                 const TensorView& output, int axis, Stream stream) {
+  FilterGeometry g;
+  g.ndim = input.ndim;
+  g.filtered = 2 + axis;
+  for (int d = 0; d < input.ndim; ++d) {
+    g.out_shape[d] = output.shape[d];
+    g.in_strides[d] = input.strides[d];
+  }
+  g.in_len = input.shape[g.filtered];
+  g.taps = indices.shape[1];
+  g.total = output.numel();
+  if (g.total == 0) return;
+  DeviceGuard guard(input);
+  filter_axis_kernel<<<grid_for(g.total, kFilterThreads), kFilterThreads, 0, as_cuda_stream(stream)>>>(
+      input.ptr<float>(), indices.ptr<int64_t>(), weights.ptr<float>(), output.data, output.dtype, g);
+  MEDKERN_CUDA_CHECK_LAUNCH("filter_axis_kernel");
+}
+
+}  // namespace medkern::cuda

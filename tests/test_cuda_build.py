@@ -17,7 +17,7 @@ CUDA_KERNEL_OPS = {
     "linear_forward", "linear_backward_input", "linear_backward_weight", "linear_backward_bias",
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
     "batch_norm_forward", "batch_norm_backward", "relu_forward", "relu_backward",
-    "resample_intensity", "normalize_intensity",  # the fused preprocessing pipeline
+    "resample_intensity", "normalize_intensity", "filter_axis",  # the fused preprocessing pipeline
 }
 
 

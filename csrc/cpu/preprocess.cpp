@@ -9,14 +9,17 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "common/geometry_math.h"
 #include "common/intensity_math.h"
 #include "common/philox.h"
 #include "common/statistics_math.h"
+#include "cpu/simd/resample_kernels.h"
 #include "medkern/checks.h"
 #include "medkern/parallel.h"
+#include "medkern/simd.h"
 #include "medkern/workspace.h"
 
 namespace medkern {
@@ -214,10 +217,31 @@ inline void apply_post_ops(const PostOps& post, float* vals, int64_t first_eleme
   }
 }
 
+// The vector row kernel for this source type at the machine's SIMD level, or null (then the
+// scalar loop runs): linear sampling, simple pre ops, unit column stride, 32-bit offsets.
+template <class In>
+using RowKernel = void (*)(const SourcePlane<In, false>&, Padding, int, const RowSegment&, float*);
+
+template <class In>
+RowKernel<In> row_kernel_for(const TensorView& input, bool linear) {
+  if constexpr (std::is_same_v<In, int16_t> || std::is_same_v<In, uint16_t> || std::is_same_v<In, float>) {
+    int64_t extent = 1;  // one (n, c) plane's element span
+    for (int d = 2; d < input.ndim; ++d) extent += (input.shape[d] - 1) * input.strides[d];
+    if (!linear || input.stride(-1) != 1 || extent + input.stride(-2) >= (int64_t{1} << 31)) return nullptr;
+    switch (simd_level()) {
+      case SimdLevel::AVX512: return static_cast<RowKernel<In>>(&simd_avx512::sample_row_linear);
+      case SimdLevel::AVX2: return static_cast<RowKernel<In>>(&simd_avx2::sample_row_linear);
+      default: return nullptr;
+    }
+  } else {
+    return nullptr;
+  }
+}
+
 template <class In, int Dims, bool Linear, bool General>
 void resample_plane_rows(const TensorView& input, const TensorView& output, const SourcePlane<In, General>& src,
                          const PostOps& post, const float (&m)[3][4], const ElasticGrid* field, int64_t n,
-                         int64_t c, int64_t row_begin, int64_t row_end, Padding pad) {
+                         int64_t c, int64_t row_begin, int64_t row_end, Padding pad, RowKernel<In> row_kernel) {
   const int64_t C = input.shape[1];
   const int64_t Do = Dims == 3 ? output.shape[2] : 1, Ho = output.size(-2), Wo = output.size(-1);
   const int64_t out_plane = Do * Ho * Wo;
@@ -265,6 +289,23 @@ void resample_plane_rows(const TensorView& input, const TensorView& output, cons
           vals[i] = Dims == 3 ? sample_source<SourcePlane<In, General>, 3, Linear>(src, pad, coord[0], coord[1], coord[2])
                               : sample_source<SourcePlane<In, General>, 2, Linear>(src, pad, 0.0f, coord[0], coord[1]);
         }
+      } else if constexpr (Linear && !General) {
+        if (row_kernel) {
+          const RowSegment seg{{base[0], Dims == 3 ? base[1] : base[0], Dims == 3 ? base[2] : base[1]},
+                               {step[0], Dims == 3 ? step[1] : step[0], Dims == 3 ? step[2] : step[1]},
+                               x0, n_chunk};
+          row_kernel(src, pad, Dims, seg, vals);
+        } else {
+          for (int i = 0; i < n_chunk; ++i) {
+            const float fx = static_cast<float>(x0 + i);
+            if constexpr (Dims == 3)
+              vals[i] = sample_source<SourcePlane<In, General>, 3, Linear>(
+                  src, pad, base[0] + step[0] * fx, base[1] + step[1] * fx, base[2] + step[2] * fx);
+            else
+              vals[i] = sample_source<SourcePlane<In, General>, 2, Linear>(src, pad, 0.0f, base[0] + step[0] * fx,
+                                                                           base[1] + step[1] * fx);
+          }
+        }
       } else for (int i = 0; i < n_chunk; ++i) {
         const float fx = static_cast<float>(x0 + i);
         if constexpr (Dims == 3)
@@ -308,6 +349,7 @@ void resample_typed(const TensorView& input, const TensorView& matrices, const T
   const int P = static_cast<int>(pre_ops.shape[1]), Q = static_cast<int>(post_ops.shape[1]);
   const Padding pad = static_cast<Padding>(args.padding);
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(Wo, 1));
+  const RowKernel<In> row_kernel = row_kernel_for<In>(input, Linear);
   parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end;) {
       const int64_t c = (r / (Ho * Do)) % C, n = r / (Ho * Do * C);
@@ -336,12 +378,12 @@ void resample_typed(const TensorView& input, const TensorView& matrices, const T
         SourcePlane<In, false> src{base, {size[0], size[1], size[2]}, {stride[0], stride[1], stride[2]}, pre, P,
                               scale, shift, lo, hi};
         resample_plane_rows<In, Dims, Linear, false>(input, output, src, post, m, field ? &grid : nullptr, n, c, r,
-                                                     plane_end, pad);
+                                                     plane_end, pad, row_kernel);
       } else {
         SourcePlane<In, true> src{base, {size[0], size[1], size[2]}, {stride[0], stride[1], stride[2]}, pre, P,
                                   1.0f, 0.0f, 0.0f, 0.0f};
         resample_plane_rows<In, Dims, Linear, true>(input, output, src, post, m, field ? &grid : nullptr, n, c, r,
-                                                    plane_end, pad);
+                                                    plane_end, pad, row_kernel);
       }
       r = plane_end;
     }

@@ -4,13 +4,11 @@ against the Pipeline run per sample, loaders with 0 and 2 workers, compressed tr
 (decode path and the missing-handler error), and one test per error path."""
 import os
 import shutil
-import warnings
 
 import numpy as np
 import pydicom
 import pytest
 import torch
-from pydicom.data import get_testdata_file
 from torch.utils.data import DataLoader, TensorDataset
 
 from medkern._backend import cuda_usable
@@ -19,14 +17,7 @@ from medkern.io import DicomError, read_dicom
 from medkern.transforms import GaussianNoise, Pipeline, RandomAffine, RandomFlip, ZScore
 
 
-def pydicom_file(name):
-    path = get_testdata_file(name)
-    if path is None:
-        pytest.skip(f"pydicom test file {name} not available")
-    return path
-
-
-CT2 = os.path.join(os.path.dirname(pydicom_file("CT_small.dcm")), "dicomdirtests", "77654033", "CT2")
+from test_io_dicom import CT2, pydicom_file  # noqa: E402  (tests/ is on sys.path under pytest)
 UID_ROOT = "1.2.826.0.1.3680043.8.498.77"
 
 

@@ -238,6 +238,22 @@ RowKernel<In> row_kernel_for(const TensorView& input, bool linear) {
   }
 }
 
+// Samples a row chunk with the vector row kernel when it applies (linear, simple pre ops, a
+// kernel for this source); false when the caller's scalar loop must run.
+template <int Dims, bool Linear, class In, bool General>
+bool vector_row(RowKernel<In> row_kernel, const SourcePlane<In, General>& src, Padding pad, const float* base,
+                const float* step, int64_t x0, int n_chunk, float* vals) {
+  if constexpr (Linear && !General) {
+    if (!row_kernel) return false;
+    const RowSegment seg{{base[0], Dims == 3 ? base[1] : base[0], Dims == 3 ? base[2] : base[1]},
+                         {step[0], Dims == 3 ? step[1] : step[0], Dims == 3 ? step[2] : step[1]}, x0, n_chunk};
+    row_kernel(src, pad, Dims, seg, vals);
+    return true;
+  } else {
+    return false;
+  }
+}
+
 template <class In, int Dims, bool Linear, bool General>
 void resample_plane_rows(const TensorView& input, const TensorView& output, const SourcePlane<In, General>& src,
                          const PostOps& post, const float (&m)[3][4], const ElasticGrid* field, int64_t n,
@@ -289,31 +305,16 @@ void resample_plane_rows(const TensorView& input, const TensorView& output, cons
           vals[i] = Dims == 3 ? sample_source<SourcePlane<In, General>, 3, Linear>(src, pad, coord[0], coord[1], coord[2])
                               : sample_source<SourcePlane<In, General>, 2, Linear>(src, pad, 0.0f, coord[0], coord[1]);
         }
-      } else if constexpr (Linear && !General) {
-        if (row_kernel) {
-          const RowSegment seg{{base[0], Dims == 3 ? base[1] : base[0], Dims == 3 ? base[2] : base[1]},
-                               {step[0], Dims == 3 ? step[1] : step[0], Dims == 3 ? step[2] : step[1]},
-                               x0, n_chunk};
-          row_kernel(src, pad, Dims, seg, vals);
-        } else {
-          for (int i = 0; i < n_chunk; ++i) {
-            const float fx = static_cast<float>(x0 + i);
-            if constexpr (Dims == 3)
-              vals[i] = sample_source<SourcePlane<In, General>, 3, Linear>(
-                  src, pad, base[0] + step[0] * fx, base[1] + step[1] * fx, base[2] + step[2] * fx);
-            else
-              vals[i] = sample_source<SourcePlane<In, General>, 2, Linear>(src, pad, 0.0f, base[0] + step[0] * fx,
-                                                                           base[1] + step[1] * fx);
-          }
+      } else if (!vector_row<Dims, Linear>(row_kernel, src, pad, base, step, x0, n_chunk, vals)) {
+        for (int i = 0; i < n_chunk; ++i) {
+          const float fx = static_cast<float>(x0 + i);
+          if constexpr (Dims == 3)
+            vals[i] = sample_source<SourcePlane<In, General>, 3, Linear>(
+                src, pad, base[0] + step[0] * fx, base[1] + step[1] * fx, base[2] + step[2] * fx);
+          else
+            vals[i] = sample_source<SourcePlane<In, General>, 2, Linear>(src, pad, 0.0f, base[0] + step[0] * fx,
+                                                                         base[1] + step[1] * fx);
         }
-      } else for (int i = 0; i < n_chunk; ++i) {
-        const float fx = static_cast<float>(x0 + i);
-        if constexpr (Dims == 3)
-          vals[i] = sample_source<SourcePlane<In, General>, 3, Linear>(
-              src, pad, base[0] + step[0] * fx, base[1] + step[1] * fx, base[2] + step[2] * fx);
-        else
-          vals[i] = sample_source<SourcePlane<In, General>, 2, Linear>(src, pad, 0.0f, base[0] + step[0] * fx,
-                                                                       base[1] + step[1] * fx);
       }
       if (post.count > 0) apply_post_ops(post, vals, element_row + x0, n_chunk, zz, yy, x0);
       if (output.dtype == DType::Float32) {

@@ -68,7 +68,6 @@ class GeometricTransform(Transform):
 
     def reference(self, x, spacing, seed, indices, stream, mask=None):
         from .base import draw_uniform
-        dims = x.ndim - 2
         u = draw_uniform(seed, indices, stream, self.draws)
         mats, shape, out_spacing = [], None, spacing
         for n in range(x.shape[0]):

@@ -5,7 +5,7 @@
 #   2. print medkern.info()
 #   3. pytest -m "cuda and not slow" (junit xml in OUTDIR); the slow ones (training parity) run last
 #   4. compute-sanitizer memcheck over scripts/sanitizer_driver.py (every CUDA op once), and
-#      racecheck over the shared-memory kernels (conv2d, linear, batch_norm)
+#      racecheck over the shared-memory kernels (conv2d, linear, batch_norm, preprocess statistics)
 #   5. GPU benchmarks (scripts/gpu_bench.py -> OUTDIR/gpu_bench.json)
 #   6. pytest -m "cuda and slow"
 # and writes OUTDIR/results.json (per-step verdicts, test counts, bench summary) and
@@ -98,7 +98,7 @@ if [[ -n $SANITIZER ]]; then
   run_step memcheck 120 env PYTORCH_NO_CUDA_MEMORY_CACHING=1 "$SANITIZER" --tool memcheck --error-exitcode 99 \
     --print-limit 20 $PY scripts/sanitizer_driver.py
   run_step racecheck 120 "$SANITIZER" --tool racecheck --error-exitcode 99 --print-limit 20 \
-    $PY scripts/sanitizer_driver.py --only conv2d,linear,batch_norm --dtypes float32,float16
+    $PY scripts/sanitizer_driver.py --only conv2d,linear,batch_norm,preprocess --dtypes float32,float16
 else
   echo "=== memcheck / racecheck: compute-sanitizer not found (recorded as unavailable)"
   printf 'memcheck\tunavailable\t0\nracecheck\tunavailable\t0\n' >> "$STATUS_FILE"

@@ -1,7 +1,8 @@
 """Calls every medkern CUDA op once (forward and backward, each dtype family) on small shapes, for
 compute-sanitizer: `compute-sanitizer --tool memcheck python scripts/sanitizer_driver.py`.
 Shapes are chosen to hit each kernel variant: implicit-GEMM tiles with ragged edges, the split-K
-weight gradient, the direct single-channel kernels, both batch-norm paths, both relu paths.
+weight gradient, the direct single-channel kernels, both batch-norm paths, both relu paths, and
+the preprocessing kernels (resample with elastic/bias/noise/labels, statistics, filter).
 Exits nonzero if any op raised."""
 from __future__ import annotations
 
@@ -75,9 +76,31 @@ def relu(dtype):
     grads(mops.relu(z), [z])
 
 
+def preprocess(dtype):
+    """The fused preprocessing kernels (dtype = the output dtype): resampling with elastic field,
+    bias field, noise and a label; the statistics pass with the one-block-per-image and the
+    multi-block (single volume) paths, percentile radix select with and without a mask; the
+    separable filter stage."""
+    import medkern.transforms as T
+    if dtype == torch.float64:
+        return  # the pipeline writes float32 / float16 / bfloat16
+    out = str(dtype).rpartition(".")[2]
+    x = torch.randint(0, 2000, (3, 1, 37, 41), dtype=torch.int16, device=DEV)
+    label = torch.randint(0, 3, (3, 1, 37, 41), dtype=torch.uint8, device=DEV)
+    p = T.Pipeline([T.Rescale(1.0, -1024.0), T.Window(40, 400), T.RandomAffine(10), T.ElasticDeform(5, 2.0),
+                    T.BiasField(0.3), T.GaussianNoise((0.0, 0.05)), T.PercentileClip(1, 99), T.ZScore()],
+                   seed=1, out_dtype=out)
+    p(x, label=label)
+    v = torch.randint(0, 2000, (1, 1, 40, 48, 52), dtype=torch.int16, device=DEV)
+    mask = torch.rand(1, 1, 20, 24, 26, device=DEV) > 0.3
+    T.Pipeline([T.Resize((20, 24, 26)), T.PercentileClip(0.5, 99.5, rescale=True), T.MinMax()], out_dtype=out)(v)
+    T.Pipeline([T.Resize((20, 24, 26)), T.ZScore()], out_dtype=out)(v, mask=mask)
+    T.Pipeline([T.GaussianBlur(1.2), T.Resize((20, 17, 13), antialias=True)], out_dtype=out)(v)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--only", default="", help="comma-separated families (conv2d,linear,pooling,batch_norm,relu)")
+    parser.add_argument("--only", default="", help="comma-separated families (conv2d,linear,pooling,batch_norm,relu,preprocess)")
     parser.add_argument("--dtypes", default="float32,float64,float16,bfloat16")
     args = parser.parse_args()
     families = [f for f in args.only.split(",") if f]
@@ -88,7 +111,8 @@ def main() -> int:
                       (f"linear {dtype} tf32={tf32}", lambda d=dtype, t=tf32: linear(d, t))]
         steps += [(f"pooling {dtype}", lambda d=dtype: pooling(d)),
                   (f"batch_norm {dtype}", lambda d=dtype: batch_norm(d)),
-                  (f"relu {dtype}", lambda d=dtype: relu(d))]
+                  (f"relu {dtype}", lambda d=dtype: relu(d)),
+                  (f"preprocess {dtype}", lambda d=dtype: preprocess(d))]
     if families:
         steps = [(name, fn) for name, fn in steps if name.split()[0] in families]
     failed = 0

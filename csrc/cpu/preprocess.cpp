@@ -2,8 +2,9 @@
 // (sample, channel, z, y); along a row the source coordinate is base + x * step, the taps are
 // read straight through the input's strides (fast path when all taps are inside), intensity ops
 // apply to each tap, then post ops and Philox noise, then one store. Math is in csrc/common.
-// Normalization: per-image statistics (moments, or two order statistics each for a percentile
-// clip via std::nth_element on a per-thread copy), then one store loop of the shared map.
+// Normalization: per-image statistics (moments, or for a percentile clip numpy's four order
+// statistics: a 12-bit key histogram, then std::nth_element inside the few bins that hold them),
+// then one store loop of the shared map.
 #include "medkern/preprocess.h"
 
 #include <algorithm>
@@ -420,8 +421,10 @@ void resample_intensity(const TensorView& input, const TensorView& matrices, con
   }
 }
 
-// Percentile selection scratch of each thread (slot 8: conv/gemm own 0-7, see workspace.h).
+// Percentile selection scratch of each thread (slot 8: conv/gemm own 0-7, see workspace.h): the
+// values of the bins holding the wanted ranks; the key histogram shares slot 1 (unused elsewhere).
 constexpr int kSlotPercentileValues = 8;
+constexpr int kSlotPercentileHistogram = 1;
 
 void normalize_intensity(const TensorView& input, const TensorView* mask, const TensorView& output,
                          const NormalizeArgs& args) {
@@ -447,10 +450,13 @@ void normalize_intensity(const TensorView& input, const TensorView* mask, const 
     for (int64_t i = b; i < e; ++i)
       if (selected(g, i)) add_to_stats(st, x[i]);
   };
-  // percentile: copy the selected values, then two nth_element calls find the four neighbours
-  // numpy interpolates between (k_hi's partition runs on the part above k_lo only)
+  // percentile: a histogram of the top kPercentileBinBits of each selected value's order key
+  // (one pass) locates the bins holding numpy's four neighbours (ranks k_lo, k_lo + 1, k_hi,
+  // k_hi + 1); a second pass copies only those bins' values, where nth_element finds the ranks
   auto percentile_map = [&](int64_t g) {
-    float* values = thread_workspace_as<float>(static_cast<size_t>(group_size), kSlotPercentileValues);
+    constexpr int kBinBits = 12, kBins = 1 << kBinBits;
+    uint32_t* histogram = thread_workspace_as<uint32_t>(kBins, kSlotPercentileHistogram);
+    std::fill(histogram, histogram + kBins, 0u);
     const float* x = in + g * group_size;
     int64_t count = 0;
     bool nan = false;
@@ -458,23 +464,61 @@ void normalize_intensity(const TensorView& input, const TensorView* mask, const 
       if (!selected(g, i)) continue;
       const float v = x[i];
       nan = nan || v != v;
-      values[count++] = v;
+      ++histogram[float_order_key(v) >> (32 - kBinBits)];
+      ++count;
     }
     if (count == 0) return identity_normalize_map();
     if (nan) return nan_normalize_map();
-    double bounds[2];
-    int64_t begin = 0;
+    int64_t ranks[4];
+    double weights[2];
     for (int t = 0; t < 2; ++t) {
-      int64_t k;
-      double weight;
-      percentile_position(count, t == 0 ? args.lower : args.upper, k, weight);
-      std::nth_element(values + begin, values + k, values + count);  // k >= begin: upper >= lower
-      const double below = values[k];
-      const double above = k + 1 < count ? *std::min_element(values + k + 1, values + count) : below;
-      bounds[t] = percentile_interpolate(below, above, weight);
-      begin = k;
+      percentile_position(count, t == 0 ? args.lower : args.upper, ranks[2 * t], weights[t]);
+      ranks[2 * t + 1] = std::min(ranks[2 * t] + 1, count - 1);
     }
-    return percentile_normalize_map(bounds[0], bounds[1], args.rescale);
+    // the bin of each rank, and the rank's offset inside its bin
+    int64_t bin_of[4], offset_in_bin[4], first_bin = kBins, last_bin = -1;
+    int64_t below = 0;
+    int r = 0;
+    for (int64_t b = 0; b < kBins && r < 4; ++b) {
+      while (r < 4 && ranks[r] < below + histogram[b]) {
+        bin_of[r] = b;
+        offset_in_bin[r] = ranks[r] - below;
+        first_bin = std::min(first_bin, b);
+        last_bin = b;
+        ++r;
+      }
+      below += histogram[b];
+    }
+    // values of the bins in [first_bin, last_bin] that hold a rank, bin after bin
+    int64_t start[kBins > 0 ? 4 : 1], total = 0;
+    int64_t wanted[4], distinct = 0;
+    for (int q = 0; q < 4; ++q)
+      if (distinct == 0 || wanted[distinct - 1] != bin_of[q]) wanted[distinct++] = bin_of[q];
+    for (int64_t d = 0; d < distinct; ++d) {
+      start[d] = total;
+      total += histogram[wanted[d]];
+    }
+    float* values = thread_workspace_as<float>(static_cast<size_t>(total), kSlotPercentileValues);
+    int64_t fill[4];
+    for (int64_t d = 0; d < distinct; ++d) fill[d] = start[d];
+    for (int64_t i = 0; i < group_size; ++i) {
+      if (!selected(g, i)) continue;
+      const int64_t b = float_order_key(x[i]) >> (32 - kBinBits);
+      if (b < first_bin || b > last_bin) continue;
+      for (int64_t d = 0; d < distinct; ++d)
+        if (wanted[d] == b) { values[fill[d]++] = x[i]; break; }
+    }
+    double order_stat[4];
+    for (int q = 0; q < 4; ++q) {
+      int64_t d = 0;
+      while (wanted[d] != bin_of[q]) ++d;
+      float* lo = values + start[d];
+      float* hi = lo + histogram[wanted[d]];
+      std::nth_element(lo, lo + offset_in_bin[q], hi);
+      order_stat[q] = lo[offset_in_bin[q]];
+    }
+    return percentile_normalize_map(percentile_interpolate(order_stat[0], order_stat[1], weights[0]),
+                                    percentile_interpolate(order_stat[2], order_stat[3], weights[1]), args.rescale);
   };
   auto store = [&](int64_t g, const NormalizeMap& map, int64_t b, int64_t e) {
     const float* x = in + g * group_size;

@@ -6,7 +6,7 @@
 namespace medkern::cpu {
 
 // A 64-byte aligned buffer of at least `bytes`, owned by the calling thread, one per `slot`
-// (0..8: conv2d/gemm use 0 and 2-7, the percentile normalization 8). Valid until the same
+// (0..8: conv2d/gemm use 0 and 2-7, the percentile normalization 1 and 8). Valid until the same
 // thread asks for the same slot again.
 void* thread_workspace(std::size_t bytes, int slot);
 

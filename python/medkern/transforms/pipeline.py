@@ -178,12 +178,16 @@ class Pipeline:
                 continue
             if isinstance(stage, tuple):
                 position, t = stage
-                if str(current.dtype).rpartition(".")[2] != "float32" or current is batch:
-                    # statistics need float32 values of the current image: an identity stage
-                    current = self._run_stage(_Stage(), current, shape, sp, idx, "float32", params)[0]
                 out_dtype = self.out_dtype if last else "float32"
-                # our own float32 intermediate is normalized in place (no second big allocation)
-                out = current if out_dtype == "float32" else _empty(current, current.shape, out_dtype)
+                if current is batch and str(batch.dtype).endswith("float32") and _is_contiguous(batch):
+                    # the caller's float32 batch is read as it is and never written
+                    out = _empty(current, current.shape, out_dtype)
+                else:
+                    if str(current.dtype).rpartition(".")[2] != "float32" or current is batch:
+                        # statistics need contiguous float32 values of the image: an identity stage
+                        current = self._run_stage(_Stage(), current, shape, sp, idx, "float32", params)[0]
+                    # our own float32 intermediate is normalized in place (no second big allocation)
+                    out = current if out_dtype == "float32" else _empty(current, current.shape, out_dtype)
                 m = None
                 if mask is not None:
                     m = _like_device(np.ascontiguousarray(to_numpy(mask)).astype(np.uint8), current)
@@ -340,6 +344,13 @@ class Pipeline:
         for position, t in enumerate(self.transforms):
             x, sp = t.reference(x, sp, self.seed, idx, position, mask=m)
         return x
+
+
+def _is_contiguous(array: Any) -> bool:
+    kind = array_kind(array)
+    if kind == "torch":
+        return array.is_contiguous()
+    return bool(array.flags.c_contiguous)
 
 
 def _empty(like: Any, shape: tuple, dtype: str) -> Any:

@@ -1,5 +1,6 @@
-"""Preprocessing benchmark cases P1 (a batch of 32 CT slices) and P2 (one CT volume), medkern's
-fused Pipeline against the same workload written with each peer that is importable: the best
+"""Preprocessing benchmark cases P1 (a batch of 32 CT slices), P2 (one CT volume) and P3 (MR-style
+augmentation of a 128^3 volume: elastic deformation, bias field, noise), medkern's fused Pipeline
+against the same workload written with each peer that is importable: the best
 hand-written plain torch (one affine_grid + grid_sample, always), MONAI, Kornia, TorchIO.
 Each peer applies the same steps with the same parameter ranges (not the same draws: the
 libraries have their own generators), so the work per call is the same.
@@ -23,6 +24,7 @@ P1_OUT = (256, 256)
 P2_SHAPE = (1, 1, 160, 512, 512)  # (N, C, D, H, W)
 P2_SPACING = (2.5, 0.7, 0.7)
 LEVEL, WIDTH = 40.0, 400.0
+P3_SHAPE = (1, 1, 128, 128, 128)
 
 
 def ct_phantom_slices(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -123,6 +125,12 @@ def torch_p2(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return (out - out.mean()) / out.std(unbiased=False)
 
 
+def medkern_p3():
+    import medkern.transforms as T
+    return T.Pipeline([T.ElasticDeform(7, 5.0, padding="border"), T.BiasField(0.3, order=3), T.GaussianNoise(0.02)],
+                      seed=0)
+
+
 # ---- MONAI / Kornia / TorchIO ---------------------------------------------------------------
 def available(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
@@ -185,6 +193,23 @@ def torchio_p1():
     ])
 
 
+def torchio_p3():
+    import torchio as tio
+    return tio.Compose([tio.RandomElasticDeformation(num_control_points=7, max_displacement=5.0,
+                                                     image_interpolation="linear"),
+                        tio.RandomBiasField(coefficients=0.3, order=3), tio.RandomNoise(std=(0.02, 0.02))])
+
+
+def monai_p3():
+    # MONAI's elastic model differs (a Gaussian-smoothed dense random field, not a B-spline
+    # control grid); sigma / magnitude chosen for displacements of the same few voxels
+    from monai import transforms as mt
+    return mt.Compose([mt.Rand3DElastic(sigma_range=(6, 6), magnitude_range=(100, 100), prob=1.0, mode="bilinear",
+                                        padding_mode="border"),
+                       mt.RandBiasField(coeff_range=(0.0, 0.3), degree=3, prob=1.0),
+                       mt.RandGaussianNoise(prob=1.0, std=0.02)])
+
+
 def cases(device: str = "cpu") -> list:
     """BenchCase rows: P1 and P2, medkern vs each importable peer (plain torch always)."""
     rows = []
@@ -219,6 +244,18 @@ def cases(device: str = "cpu") -> list:
         eager, lazy = monai_p2(False), monai_p2(True)
         rows.append(BenchCase("P2", "MONAI", shape2, m2, lambda: eager(v), "monai", device))
         rows.append(BenchCase("P2", "MONAI lazy", shape2, m2, lambda: lazy(v), "monai lazy", device))
+
+    rng = np.random.default_rng(0)
+    x3 = torch.from_numpy(rng.random(P3_SHAPE, dtype=np.float32) * 1000).to(device)
+    p3 = medkern_p3()
+    shape3 = "1x1x128^3 float32: elastic (7^3 grid) + bias field (order 3) + noise"
+    m3 = lambda: p3(x3)  # noqa: E731
+    if device == "cpu" and available("torchio"):
+        t = torchio_p3()
+        rows.append(BenchCase("P3", "TorchIO", shape3, m3, lambda: t(x3[0]), "torchio", device))
+    if device == "cpu" and available("monai"):
+        t = monai_p3()
+        rows.append(BenchCase("P3", "MONAI", shape3, m3, lambda: t(x3[0]), "monai", device))
     return rows
 
 

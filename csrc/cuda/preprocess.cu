@@ -322,10 +322,12 @@ __global__ void percentile_apply_kernel(NormalizeImages im, int64_t chunks, int6
   const int64_t group = blockIdx.x / chunks, chunk = blockIdx.x % chunks;
   const PercentileSelectState st = ws.states[group];
   NormalizeMap map;
-  if (st.count == 0) {
-    map = identity_normalize_map();
-  } else if (st.nan) {
+  // st.count excludes NaNs, so the NaN rule goes first: selected values that are all NaN make
+  // the image NaN, as on the CPU (whose count includes them)
+  if (st.nan) {
     map = nan_normalize_map();
+  } else if (st.count == 0) {
+    map = identity_normalize_map();
   } else {
     double v[kPercentileTargets];
     for (int t = 0; t < kPercentileTargets; ++t) v[t] = float_from_order_key(st.prefix[t]);

@@ -359,9 +359,10 @@ def test_filter_axis_cuda_matches_cpu(dtype):
         shape[2 + axis] = 6
         out = torch.empty(shape, dtype=dtype, device="cuda")
         xc = strided.cuda()
-        _C.filter_axis(view(xc, "input"), view(torch.from_numpy(indices).cuda(), "indices"),
-                       view(torch.from_numpy(weights).cuda(), "weights"), view(out, "output"), axis,
-                       torch.cuda.current_stream().cuda_stream)
+        # named: a view borrows the pointer only, a temporary's memory goes back to the allocator
+        indices_dev, weights_dev = torch.from_numpy(indices).cuda(), torch.from_numpy(weights).cuda()
+        _C.filter_axis(view(xc, "input"), view(indices_dev, "indices"), view(weights_dev, "weights"),
+                       view(out, "output"), axis, torch.cuda.current_stream().cuda_stream)
         torch.cuda.synchronize()
         tol = dict(rtol=0, atol=ATOL) if dtype == torch.float32 else dict(rtol=1e-2, atol=1e-2)
         torch.testing.assert_close(out.cpu(), cpu, **tol)

@@ -322,10 +322,12 @@ __global__ void percentile_apply_kernel(NormalizeImages im, int64_t chunks, int6
   const int64_t group = blockIdx.x / chunks, chunk = blockIdx.x % chunks;
   const PercentileSelectState st = ws.states[group];
   NormalizeMap map;
-  if (st.count == 0) {
-    map = identity_normalize_map();
-  } else if (st.nan) {
+  // st.count excludes NaNs, so the NaN rule goes first: selected values that are all NaN make
+  // the image NaN, as on the CPU (whose count includes them)
+  if (st.nan) {
     map = nan_normalize_map();
+  } else if (st.count == 0) {
+    map = identity_normalize_map();
   } else {
     double v[kPercentileTargets];
     for (int t = 0; t < kPercentileTargets; ++t) v[t] = float_from_order_key(st.prefix[t]);
@@ -356,6 +358,7 @@ void resample_intensity(const TensorView& input, const TensorView& matrices, con
   g.grid[1] = field ? field->size(-2) : 1;
   g.grid[2] = field ? field->size(-1) : 1;
   const bool linear = args.interpolation == static_cast<int>(Interpolation::Linear);
+  DeviceGuard guard(input);
   cudaStream_t s = as_cuda_stream(stream);
   switch (input.dtype) {
     case DType::Int16: launch_resample<int16_t>(input, g, matrices, sample_indices, pre_ops, post_ops, output, linear, s); break;
@@ -381,6 +384,7 @@ void normalize_intensity(const TensorView& input, const TensorView* mask, const 
                            mask ? mask->shape[1] : 0, C, S, group_size, args.channel_wise, output.data, output.dtype};
   const bool minmax = args.kind == static_cast<int>(NormalizeKind::MinMax);
   const unsigned blocks = static_cast<unsigned>(groups * plan.chunks);
+  DeviceGuard guard(input);
   cudaStream_t s = as_cuda_stream(stream);
   if (args.kind == static_cast<int>(NormalizeKind::Percentile)) {
     char* base = static_cast<char*>(workspace->data);

@@ -211,7 +211,9 @@ def monai_p3():
 
 
 def cases(device: str = "cpu") -> list:
-    """BenchCase rows: P1 and P2, medkern vs each importable peer (plain torch always)."""
+    """BenchCase rows: P1, P2 and P3, medkern vs each importable peer (plain torch always). Each
+    peer's lambda binds its transform and inputs as default arguments: names like ``t`` and
+    ``xs`` are reused below, and a late-bound closure would call the last case's transform."""
     rows = []
     x1 = torch.from_numpy(ct_phantom_slices(*P1_SHAPE[:1], *P1_SHAPE[2:])).to(device)
     p1 = medkern_p1()
@@ -222,14 +224,14 @@ def cases(device: str = "cpu") -> list:
     if device == "cpu" and available("monai"):
         t = monai_p1()
         xs = [x1[i].float() for i in range(x1.shape[0])]
-        rows.append(BenchCase("P1", "MONAI", shape1, m1, lambda: [t(s) for s in xs], "monai", device))
+        rows.append(BenchCase("P1", "MONAI", shape1, m1, lambda t=t, xs=xs: [t(s) for s in xs], "monai", device))
     if available("kornia"):
         k = kornia_p1()
-        rows.append(BenchCase("P1", "Kornia", shape1, m1, lambda: k(x1), "kornia", device))
+        rows.append(BenchCase("P1", "Kornia", shape1, m1, lambda k=k: k(x1), "kornia", device))
     if device == "cpu" and available("torchio"):
         t = torchio_p1()
         xs = [x1[i].float()[..., None].transpose(1, 2).contiguous() for i in range(x1.shape[0])]
-        rows.append(BenchCase("P1", "TorchIO", shape1, m1, lambda: [t(s) for s in xs], "torchio", device))
+        rows.append(BenchCase("P1", "TorchIO", shape1, m1, lambda t=t, xs=xs: [t(s) for s in xs], "torchio", device))
 
     x2 = torch.from_numpy(ct_phantom_volume(*P2_SHAPE[2:])).to(device)
     p2 = medkern_p2()
@@ -242,8 +244,8 @@ def cases(device: str = "cpu") -> list:
         affine = torch.diag(torch.tensor([P2_SPACING[0], P2_SPACING[1], P2_SPACING[2], 1.0], dtype=torch.float64))
         v = MetaTensor(x2[0].float(), affine=affine)
         eager, lazy = monai_p2(False), monai_p2(True)
-        rows.append(BenchCase("P2", "MONAI", shape2, m2, lambda: eager(v), "monai", device))
-        rows.append(BenchCase("P2", "MONAI lazy", shape2, m2, lambda: lazy(v), "monai lazy", device))
+        rows.append(BenchCase("P2", "MONAI", shape2, m2, lambda eager=eager, v=v: eager(v), "monai", device))
+        rows.append(BenchCase("P2", "MONAI lazy", shape2, m2, lambda lazy=lazy, v=v: lazy(v), "monai lazy", device))
 
     rng = np.random.default_rng(0)
     x3 = torch.from_numpy(rng.random(P3_SHAPE, dtype=np.float32) * 1000).to(device)
@@ -252,10 +254,10 @@ def cases(device: str = "cpu") -> list:
     m3 = lambda: p3(x3)  # noqa: E731
     if device == "cpu" and available("torchio"):
         t = torchio_p3()
-        rows.append(BenchCase("P3", "TorchIO", shape3, m3, lambda: t(x3[0]), "torchio", device))
+        rows.append(BenchCase("P3", "TorchIO", shape3, m3, lambda t=t: t(x3[0]), "torchio", device))
     if device == "cpu" and available("monai"):
         t = monai_p3()
-        rows.append(BenchCase("P3", "MONAI", shape3, m3, lambda: t(x3[0]), "monai", device))
+        rows.append(BenchCase("P3", "MONAI", shape3, m3, lambda t=t: t(x3[0]), "monai", device))
     return rows
 
 

@@ -445,10 +445,18 @@ void normalize_intensity(const TensorView& input, const TensorView* mask, const 
     return m[(n * mask_channels + (mask_channels == 1 ? 0 : c)) * S + s] != 0;
   };
   // one group: statistics over [b, e) of its elements
-  auto accumulate = [&](int64_t g, int64_t b, int64_t e, IntensityStats& st) {
+  auto accumulate = [&](int64_t g, int64_t b, int64_t e, IntensityStats& result) {
+    // a local accumulator: `result` may be a vector element, whose float fields could alias x
+    // for the compiler and force a store + reload per element
+    IntensityStats st = result;
     const float* x = in + g * group_size;
-    for (int64_t i = b; i < e; ++i)
-      if (selected(g, i)) add_to_stats(st, x[i]);
+    if (!m) {
+      for (int64_t i = b; i < e; ++i) add_to_stats(st, x[i]);
+    } else {
+      for (int64_t i = b; i < e; ++i)
+        if (selected(g, i)) add_to_stats(st, x[i]);
+    }
+    result = st;
   };
   // percentile: a histogram of the top kPercentileBinBits of each selected value's order key
   // (one pass) locates the bins holding numpy's four neighbours (ranks k_lo, k_lo + 1, k_hi,

@@ -210,7 +210,8 @@ def test_vector_rows_equal_the_scalar_loop_bitwise(dims):
     from medkern._backend import _C
     shape = (70, 90) if dims == 2 else (18, 30, 40)
     x = ct_phantom(3, shape, seed=5)
-    inputs = [x, x.astype(np.uint16), smooth(3, shape), np.swapaxes(np.ascontiguousarray(np.swapaxes(x, -1, -2)), -1, -2)]
+    inputs = [x, x.astype(np.uint16), smooth(3, shape), np.swapaxes(np.ascontiguousarray(np.swapaxes(x, -1, -2)), -1, -2),
+              x[..., ::-1, :]]  # a negative row stride: the vector rows gather at negative offsets
     chain = [T.Rescale(1.0, -1024.0), T.Window(40, 400),
              T.RandomAffine(25 if dims == 2 else (15, 10, 5), (0.8, 1.2), translate=0.1, padding="reflect"),
              T.Resize(tuple(s // 2 + 3 for s in shape))]

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -226,9 +227,9 @@ using RowKernel = void (*)(const SourcePlane<In, false>&, Padding, int, const Ro
 template <class In>
 RowKernel<In> row_kernel_for(const TensorView& input, bool linear) {
   if constexpr (std::is_same_v<In, int16_t> || std::is_same_v<In, uint16_t> || std::is_same_v<In, float>) {
-    int64_t extent = 1;  // one (n, c) plane's element span
-    for (int d = 2; d < input.ndim; ++d) extent += (input.shape[d] - 1) * input.strides[d];
-    if (!linear || input.stride(-1) != 1 || extent + input.stride(-2) >= (int64_t{1} << 31)) return nullptr;
+    int64_t extent = 1;  // one (n, c) plane's element span either way from its first element
+    for (int d = 2; d < input.ndim; ++d) extent += (input.shape[d] - 1) * std::abs(input.strides[d]);
+    if (!linear || input.stride(-1) != 1 || extent + std::abs(input.stride(-2)) >= (int64_t{1} << 31)) return nullptr;
     switch (simd_level()) {
       case SimdLevel::AVX512: return static_cast<RowKernel<In>>(&simd_avx512::sample_row_linear);
       case SimdLevel::AVX2: return static_cast<RowKernel<In>>(&simd_avx2::sample_row_linear);

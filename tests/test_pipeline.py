@@ -205,8 +205,9 @@ def test_volume_brings_its_spacing():
 
 @pytest.mark.parametrize("dims", [2, 3])
 def test_vector_rows_equal_the_scalar_loop_bitwise(dims):
-    """The AVX-512 / AVX2 row kernels (csrc/cpu/simd/resample_kernels.h) round exactly as the
-    scalar loop: int16 / uint16 / float32 sources, strided input, rows that leave the image."""
+    """The AVX-512 / AVX2 row kernels and noise generator (csrc/cpu/simd/resample_kernels.h)
+    round exactly as the scalar loop: int16 / uint16 / float32 sources, strided input, rows that
+    leave the image."""
     from medkern._backend import _C
     shape = (70, 90) if dims == 2 else (18, 30, 40)
     x = ct_phantom(3, shape, seed=5)
@@ -214,7 +215,7 @@ def test_vector_rows_equal_the_scalar_loop_bitwise(dims):
               x[..., ::-1, :]]  # a negative row stride: the vector rows gather at negative offsets
     chain = [T.Rescale(1.0, -1024.0), T.Window(40, 400),
              T.RandomAffine(25 if dims == 2 else (15, 10, 5), (0.8, 1.2), translate=0.1, padding="reflect"),
-             T.Resize(tuple(s // 2 + 3 for s in shape))]
+             T.Resize(tuple(s // 2 + 3 for s in shape)), T.GaussianNoise(0.1)]  # noise: vector Philox too
     before = _C.simd_level()
     try:
         for batch in inputs:

@@ -158,23 +158,15 @@ namespace cpu {
 
 namespace {
 
-// out[4 g + lane] = normal `lane` of group (first_group + g), g in [0, groups), groups <= 72.
-// Structure of arrays (Philox words, then Box-Muller) so independent groups overlap in the
-// pipeline. Compiled with the base flags only: no FMA contraction, so every x86-64 machine
-// draws bit-identical noise (an AVX2/AVX-512 build of this loop measured no faster here).
-void fill_normals(uint64_t seed, uint64_t sample, uint32_t stream, int64_t first_group, int groups, float* out) {
-  uint32_t w[4][72];
-  for (int g = 0; g < groups; ++g) {
-    const Philox4x32 r = philox_block(seed, sample, stream, static_cast<uint64_t>(first_group + g));
-    w[0][g] = r.v[0]; w[1][g] = r.v[1]; w[2][g] = r.v[2]; w[3][g] = r.v[3];
-  }
-  float z[4][72];
-  for (int g = 0; g < groups; ++g) {
-    box_muller(w[0][g], w[1][g], z[0][g], z[1][g]);
-    box_muller(w[2][g], w[3][g], z[2][g], z[3][g]);
-  }
-  for (int g = 0; g < groups; ++g) {
-    out[4 * g] = z[0][g]; out[4 * g + 1] = z[1][g]; out[4 * g + 2] = z[2][g]; out[4 * g + 3] = z[3][g];
+// The noise generator at the machine's SIMD level (the same bits at every level: see
+// fill_normals_body); the base build's copy serves machines without AVX2.
+struct BaseIsaTag {};
+using FillNormals = void (*)(uint64_t, uint64_t, uint32_t, int64_t, int, float*);
+FillNormals fill_normals_for_machine() {
+  switch (simd_level()) {
+    case SimdLevel::AVX512: return &simd_avx512::fill_normals;
+    case SimdLevel::AVX2: return &simd_avx2::fill_normals;
+    default: return &fill_normals_body<BaseIsaTag>;
   }
 }
 
@@ -191,6 +183,7 @@ struct PostOps {
   int count;
   uint64_t seed, sample;
   int64_t out_size[3];  // Do (1 for 2D), Ho, Wo: the bias field's unit coordinates
+  FillNormals fill_normals;
 };
 
 constexpr int kChunk = 256;
@@ -209,7 +202,7 @@ inline void apply_post_ops(const PostOps& post, float* vals, int64_t first_eleme
     } else if (is_noise_op(op)) {
       const int64_t g0 = first_element >> 2, g1 = (first_element + n - 1) >> 2;
       const uint32_t stream = kNoiseStreamBit | static_cast<uint32_t>(op[3]);
-      fill_normals(post.seed, post.sample, stream, g0, static_cast<int>(g1 - g0 + 1), normals);
+      post.fill_normals(post.seed, post.sample, stream, g0, static_cast<int>(g1 - g0 + 1), normals);
       const float* z = normals + (first_element - 4 * g0);
       const float std = op[1];
       for (int i = 0; i < n; ++i) vals[i] += std * z[i];
@@ -353,6 +346,7 @@ void resample_typed(const TensorView& input, const TensorView& matrices, const T
   const Padding pad = static_cast<Padding>(args.padding);
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(Wo, 1));
   const RowKernel<In> row_kernel = row_kernel_for<In>(input, Linear);
+  const FillNormals fill_normals = fill_normals_for_machine();
   parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end;) {
       const int64_t c = (r / (Ho * Do)) % C, n = r / (Ho * Do * C);
@@ -369,7 +363,7 @@ void resample_typed(const TensorView& input, const TensorView& matrices, const T
       const In* base = in + n * input.strides[0] + c * input.strides[1];
       const float* pre = pre_all + n * P * kIntensityOpWidth;
       const PostOps post{post_all + n * Q * kIntensityOpWidth, Q, args.seed, static_cast<uint64_t>(samples[n]),
-                         {Do, Ho, Wo}};
+                         {Do, Ho, Wo}, fill_normals};
       ElasticGrid grid{};
       if (field) grid = elastic_grid_of(*field, n, output);
       float m[3][4] = {};

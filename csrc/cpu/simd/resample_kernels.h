@@ -1,4 +1,5 @@
-// cpu/simd/resample_kernels.h — the vector path of the fused resampler's hot case: (bi/tri)linear
+// cpu/simd/resample_kernels.h — the vector paths of the fused resampler: Philox normals for the
+// noise op (the loops of fill_normals_body vectorize), and the hot sampling case: (bi/tri)linear
 // samples along an output row, simple pre ops (affine + clamp), unit column stride, int16 /
 // uint16 / float32 source. A vector of lanes whose taps are all inside the source reads them with
 // gathers (one 32-bit gather fetches both 16-bit x taps of a row); other lanes take the generic
@@ -10,8 +11,30 @@
 #include <cstdint>
 
 #include "common/geometry_math.h"
+#include "common/philox.h"
 
 namespace medkern::cpu {
+
+// out[4 g + lane] = normal `lane` of group (first_group + g), g in [0, groups), groups <= 72:
+// Philox words for all groups, then Box-Muller, as structure-of-arrays loops the compiler
+// vectorizes. Instantiated once per instruction set with a tag type of internal linkage, so the
+// copies never merge at link time; with -ffp-contract=off every copy draws the same bits.
+template <class IsaTag>
+void fill_normals_body(uint64_t seed, uint64_t sample, uint32_t stream, int64_t first_group, int groups, float* out) {
+  uint32_t w[4][72];
+  for (int g = 0; g < groups; ++g) {
+    const Philox4x32 r = philox_block(seed, sample, stream, static_cast<uint64_t>(first_group + g));
+    w[0][g] = r.v[0]; w[1][g] = r.v[1]; w[2][g] = r.v[2]; w[3][g] = r.v[3];
+  }
+  float z[4][72];
+  for (int g = 0; g < groups; ++g) {
+    box_muller(w[0][g], w[1][g], z[0][g], z[1][g]);
+    box_muller(w[2][g], w[3][g], z[2][g], z[3][g]);
+  }
+  for (int g = 0; g < groups; ++g) {
+    out[4 * g] = z[0][g]; out[4 * g + 1] = z[1][g]; out[4 * g + 2] = z[2][g]; out[4 * g + 3] = z[3][g];
+  }
+}
 
 // One output row segment: output i (0 <= i < count) samples the source at
 // base + step * (first + i) per axis (z, y, x; 2D: z unused).
@@ -29,6 +52,8 @@ struct RowSegment {
                          float* out);                                                                     \
   void sample_row_linear(const SourcePlane<float, false>& s, Padding pad, int dims, const RowSegment& r,     \
                          float* out);                                                                     \
+  void fill_normals(uint64_t seed, uint64_t sample, uint32_t stream, int64_t first_group, int groups,        \
+                    float* out);                                                                          \
   }
 MEDKERN_DECLARE_RESAMPLE_KERNELS(simd_avx2)
 MEDKERN_DECLARE_RESAMPLE_KERNELS(simd_avx512)
@@ -205,7 +230,13 @@ void dispatch_row(const SourcePlane<In, false>& s, Padding pad, int dims, const 
   else sample_row<In, 2>(s, pad, r, out);
 }
 
+struct IsaTag {};
+
 }  // namespace
+
+void fill_normals(uint64_t seed, uint64_t sample, uint32_t stream, int64_t first_group, int groups, float* out) {
+  fill_normals_body<IsaTag>(seed, sample, stream, first_group, groups, out);
+}
 
 void sample_row_linear(const SourcePlane<int16_t, false>& s, Padding pad, int dims, const RowSegment& r, float* out) {
   dispatch_row(s, pad, dims, r, out);

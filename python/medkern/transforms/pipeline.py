@@ -379,10 +379,14 @@ def _like_device(array: np.ndarray, like: Any) -> Any:
         t = torch.from_numpy(np.array(array, order="C", copy=True))
         if like.device.type == "cpu":
             return t
+        if t.numel() == 0:  # e.g. a stage without pre ops: nothing to copy
+            return torch.empty(t.shape, dtype=t.dtype, device=like.device)
         return t.pin_memory().to(like.device, non_blocking=True)
     if kind == "cupy":
         import cupy
         import cupyx
+        if array.size == 0:
+            return cupy.empty(array.shape, dtype=array.dtype)
         _PINNED_IN_FLIGHT[:] = [(e, b) for e, b in _PINNED_IN_FLIGHT if not e.done]
         host = cupyx.empty_pinned(array.shape, dtype=array.dtype)
         host[...] = array

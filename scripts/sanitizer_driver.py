@@ -95,7 +95,8 @@ def preprocess(dtype):
     mask = torch.rand(1, 1, 20, 24, 26, device=DEV) > 0.3
     T.Pipeline([T.Resize((20, 24, 26)), T.PercentileClip(0.5, 99.5, rescale=True), T.MinMax()], out_dtype=out)(v)
     T.Pipeline([T.Resize((20, 24, 26)), T.ZScore()], out_dtype=out)(v, mask=mask)
-    T.Pipeline([T.GaussianBlur(1.2), T.Resize((20, 17, 13), antialias=True)], out_dtype=out)(v)
+    T.Pipeline([T.GaussianBlur(1.2), T.Resize((20, 17, 13), antialias=True), T.RandomGaussianBlur((0.5, 1.5))],
+               out_dtype=out)(v)
 
 
 def main() -> int:

@@ -256,7 +256,7 @@ def test_cuda_augmentation_matches_cpu(shape):
     dims = len(shape)
     p = T.Pipeline([T.Rescale(1.0, -1024.0), T.Window(40, 400), T.RandomIntensity(), T.RandomGamma(),
                     T.RandomAffine(10 if dims == 2 else (5, 5, 5)), T.ElasticDeform(5, 2.0), T.BiasField(0.3),
-                    T.GaussianNoise((0.0, 0.05)), T.ZScore()], seed=6)
+                    T.GaussianNoise((0.0, 0.05)), T.RandomGaussianBlur((0.5, 1.5), p=0.7), T.ZScore()], seed=6)
     cpu_img, cpu_lab = p(torch.from_numpy(x), label=torch.from_numpy(label))
     gpu_img, gpu_lab = p(torch.from_numpy(x).cuda(), label=torch.from_numpy(label).cuda())
     torch.testing.assert_close(gpu_img.cpu(), cpu_img, rtol=1e-4, atol=1e-3)

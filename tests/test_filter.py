@@ -305,6 +305,8 @@ def test_filter_axis_valid_arguments_run():
     (dict(weights=torch.ones(5, 2)), ValueError, "'weights'"),
     (dict(weights=torch.ones(4, 3)), ValueError, "'weights'"),
     (dict(weights=torch.ones(5, 3, dtype=torch.float64)), TypeError, "'weights'"),
+    (dict(weights=torch.ones(3, 5, 3)), ValueError, "'weights'"),  # per-sample weights for 3 samples, not 2
+    (dict(weights=torch.ones(2, 5, 3, 1)), ValueError, "'weights'"),
     (dict(indices=torch.zeros(5, 3, dtype=torch.int32)), TypeError, "'indices'"),
     (dict(indices=torch.zeros(5, 0, dtype=torch.int64), weights=torch.ones(5, 0)), ValueError, "'indices'"),
     (dict(indices=torch.zeros(15, dtype=torch.int64)), ValueError, "'indices'"),
@@ -377,3 +379,50 @@ def test_pipeline_blur_and_antialias_cuda_matches_cpu():
     gpu = p(x.cuda())
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-4, atol=1e-4)
+
+
+# ---- per-sample weights and RandomGaussianBlur ------------------------------------------------------
+@pytest.mark.parametrize("shape", [(3, 2, 9, 11), (2, 1, 5, 6, 7)])
+def test_filter_axis_per_sample_weights(shape):
+    """(N, out_len, K) weights: sample n is filtered with its own block, the same as a shared-
+    weights call on that sample alone (the dense matrix reference)."""
+    x = torch.from_numpy(RNG.uniform(0.5, 2.0, shape).astype(np.float32))
+    for axis in range(len(shape) - 2):
+        indices, _ = random_taps(shape[2 + axis], 6, 4)
+        weights = RNG.uniform(-1, 1, size=(shape[0], 6, 4)).astype(np.float32)
+        got = run_filter(x, axis, indices, weights)
+        for n in range(shape[0]):
+            np.testing.assert_allclose(got[n:n + 1].numpy(), dense_filter(x[n:n + 1].numpy(), axis, indices, weights[n]),
+                                       atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("shape,per_axis", [((30, 26), False), ((12, 14, 16), True)])
+def test_random_gaussian_blur_is_scipy_with_each_samples_sigma(shape, per_axis):
+    x = ct_like(4, shape)
+    blur = T.RandomGaussianBlur((0.4, 2.0), p=0.75, per_axis=per_axis, padding="border")
+    p = T.Pipeline([T.Rescale(1.0, -1024.0), blur], seed=3)
+    out, params = p(x, return_params=True)
+    sigmas = [next(d["sigma"] for d in s if d["transform"] == "RandomGaussianBlur") for s in params]
+    for n, sigma in enumerate(sigmas):
+        ref = x[n, 0].astype(np.float64) - 1024.0
+        if max(sigma) > 0:
+            ref = ndimage.gaussian_filter(ref, sigma, mode="nearest")
+        np.testing.assert_allclose(out[n, 0], ref, rtol=1e-5, atol=2e-3)
+    assert len({tuple(np.round(s, 6)) for s in sigmas}) >= 3
+    assert all(0.4 <= v <= 2.0 for s in sigmas if max(s) > 0 for v in s)
+    assert (len(set(sigmas[0])) > 1) == per_axis
+    np.testing.assert_allclose(out, p.reference(x), rtol=1e-5, atol=2e-3)
+    # the draws follow the sample index: any batch split gives the same output
+    parts = np.concatenate([p(x[:1], indices=[0]), p(x[1:], indices=[1, 2, 3])])
+    np.testing.assert_array_equal(parts, out)
+
+
+def test_random_gaussian_blur_arguments():
+    with pytest.raises(ValueError, match="'sigma'"):
+        T.RandomGaussianBlur((2.0, 1.0))
+    with pytest.raises(ValueError, match="'sigma'"):
+        T.RandomGaussianBlur((-0.5, 1.0))
+    with pytest.raises(ValueError, match="'p'"):
+        T.RandomGaussianBlur((0.5, 1.0), p=1.5)
+    x = ct_like(2, (10, 12)).astype(np.float32)
+    np.testing.assert_allclose(T.Pipeline([T.RandomGaussianBlur((0.5, 1.0), p=0.0)])(x), x, rtol=0, atol=0)

@@ -22,7 +22,8 @@ void register_filter(py::module_& m) {
   }, py::arg("input"), py::arg("indices"), py::arg("weights"), py::arg("output"), py::arg("axis"),
      py::arg("stream") = 0, py::call_guard<py::gil_scoped_release>(),
      "output[..., i, ...] = sum_k weights[i, k] * input[..., indices[i, k], ...] along spatial axis 'axis' "
-     "(0 = first spatial axis) of an (N, C, *spatial) float32 input; indices outside [0, in_len) read zero.");
+     "(0 = first spatial axis) of an (N, C, *spatial) float32 input; indices outside [0, in_len) read zero; "
+     "weights (N, out_len, K) give each sample its own.");
 
 #ifdef MEDKERN_WITH_CUDA
   add_cuda_ops({"filter_axis"});

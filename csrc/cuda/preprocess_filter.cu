@@ -21,6 +21,8 @@ struct FilterGeometry {
   int64_t out_shape[kMaxDims] = {};
   int64_t in_strides[kMaxDims] = {};
   int64_t in_len = 0, taps = 0, total = 0;
+  int64_t per_sample = 0;      // output elements of one sample
+  int64_t sample_weights = 0;  // weights of one sample (0: one set shared by all samples)
 };
 
 __global__ void filter_axis_kernel(const float* in, const int64_t* indices, const float* weights, void* out,
@@ -34,8 +36,9 @@ __global__ void filter_axis_kernel(const float* in, const int64_t* indices, cons
       if (d == g.filtered) i = coordinate;
       else offset += coordinate * g.in_strides[d];
     }
+    const float* sample_weights = weights + (e / g.per_sample) * g.sample_weights;
     const float v = filter_dot(in + offset, g.in_strides[g.filtered], g.in_len, indices + i * g.taps,
-                               weights + i * g.taps, g.taps);
+                               sample_weights + i * g.taps, g.taps);
     filter_store(out, out_dtype, e, v);
   }
 }
@@ -55,6 +58,8 @@ void filter_axis(const TensorView& input, const TensorView& indices, const Tenso
   g.taps = indices.shape[1];
   g.total = output.numel();
   if (g.total == 0) return;
+  g.per_sample = g.total / output.shape[0];
+  g.sample_weights = weights.ndim == 3 ? indices.shape[0] * g.taps : 0;
   DeviceGuard guard(input);
   filter_axis_kernel<<<grid_for(g.total, kFilterThreads), kFilterThreads, 0, as_cuda_stream(stream)>>>(
       input.ptr<float>(), indices.ptr<int64_t>(), weights.ptr<float>(), output.data, output.dtype, g);

@@ -13,7 +13,8 @@ namespace medkern {
 //   input   (N, C, *spatial)                       float32, any strides
 //   indices (out_len, K)                           int64, contiguous; an index outside
 //                                                  [0, in_len) (by convention -1) reads zero
-//   weights (out_len, K)                           float32, contiguous
+//   weights (out_len, K) or (N, out_len, K)        float32, contiguous; the second form gives
+//                                                  each sample its own weights (random blur)
 //   output  (N, C, *spatial with axis -> out_len)  float32 / float16 / bfloat16, contiguous,
 //                                                  not overlapping input
 // Validates every argument (names it in the error); shared by the CPU and CUDA entry points.

@@ -137,3 +137,73 @@ class GaussianBlur(Transform):
                 out[n, c] = ndimage.gaussian_filter(x[n, c], sigmas, truncate=self.truncate,
                                                     mode=SCIPY_FILTER_PADDING[self.padding], cval=0.0)
         return out, spacing
+
+
+class RandomGaussianBlur(GaussianBlur):
+    """Gaussian blur with a sigma drawn per sample, uniformly in ``sigma`` = (low, high) voxels
+    (the same on every spatial axis, or one draw per axis with ``per_axis``), applied with
+    probability p (nnU-Net's / MONAI's RandGaussianSmooth model). Each sample's taps are
+    scipy.ndimage.gaussian_filter's for its sigma, laid out in the batch's widest support (the
+    extra taps weigh 0), so the result equals scipy's per sample; one filter pass per axis
+    covers the whole batch. Draws per sample: apply, then one sigma per spatial axis."""
+
+    draws = 4
+
+    def __init__(self, sigma=(0.5, 1.5), p: float = 1.0, per_axis: bool = False, truncate: float = 4.0,
+                 padding: str = "reflect"):
+        lo, hi = (sigma, sigma) if isinstance(sigma, numbers.Real) else tuple(sigma)
+        super().__init__(float(hi) if isinstance(hi, numbers.Real) else hi, truncate=truncate, padding=padding)
+        if isinstance(lo, bool) or not isinstance(lo, numbers.Real) or not math.isfinite(lo) or not 0 <= lo <= hi:
+            raise ValueError(f"argument 'sigma' must be a (low, high) range with 0 <= low <= high, got {sigma!r}")
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"argument 'p' must be in [0, 1], got {p!r}")
+        self.sigma_range, self.p, self.per_axis = (float(lo), float(hi)), float(p), bool(per_axis)
+
+    def _draw(self, u, dims: int) -> tuple:
+        if u[0] >= self.p:
+            return (0.0,) * dims
+        lo, hi = self.sigma_range
+        return tuple(lo + (hi - lo) * u[1 + (a if self.per_axis else 0)] for a in range(dims))
+
+    def separable_plan(self, shape: tuple, spacing) -> SeparablePlan:
+        # the stage's layout (every axis, widest support); the weights come per call from draws
+        hi = self.sigma_range[1]
+        passes = [(a, *gaussian_taps(hi, self.truncate, shape[a], self.padding)) for a in range(len(shape))] \
+            if hi > 0 else []
+        return SeparablePlan(passes, shape, spacing, {})
+
+    def sample_plan(self, shape: tuple, spacing, u: np.ndarray) -> tuple:
+        """(SeparablePlan with (N, out_len, K) weights per pass, per-sample params) for draws u."""
+        dims = len(shape)
+        sigmas = [self._draw(u[n], dims) for n in range(len(u))]
+        passes = []
+        for axis, indices, _ in self.separable_plan(shape, spacing).passes:
+            radius = indices.shape[1] // 2
+            offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+            weights = np.zeros((len(u),) + indices.shape)
+            for n, sigma in enumerate(sigmas):
+                s = sigma[axis]
+                if s <= 0:
+                    kernel = (offsets == 0).astype(np.float64)
+                else:
+                    r = int(self.truncate * s + 0.5)
+                    kernel = np.where(np.abs(offsets) <= r, np.exp(-0.5 * (offsets / s) ** 2), 0.0)
+                    kernel /= kernel.sum()
+                weights[n] = kernel[None, :]
+            passes.append((axis, indices, weights))
+        return SeparablePlan(passes, shape, spacing, {}), [{"sigma": s} for s in sigmas]
+
+    def reference(self, x, spacing, seed, indices, stream, mask=None):
+        from scipy import ndimage
+
+        from .base import draw_uniform
+        u = draw_uniform(seed, indices, stream, self.draws)
+        out = x.copy()
+        for n in range(x.shape[0]):
+            sigma = self._draw(u[n], x.ndim - 2)
+            if max(sigma) <= 0:
+                continue
+            for c in range(x.shape[1]):
+                out[n, c] = ndimage.gaussian_filter(x[n, c], sigma, truncate=self.truncate,
+                                                    mode=SCIPY_FILTER_PADDING[self.padding], cval=0.0)
+        return out, spacing

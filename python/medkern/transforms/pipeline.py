@@ -300,8 +300,14 @@ class Pipeline:
         caller's batch included, never written); intermediates ping-pong between two flat
         float32 buffers, the last pass writes a fresh ``out_dtype`` array."""
         plan = stage.plan
-        for p in params:
-            p.append({"transform": type(stage.transform).__name__, "position": stage.position, **plan.params})
+        if getattr(stage.transform, "draws", 0):  # a random filter: this batch's own weights
+            u = draw_uniform(self.seed, idx, stage.position, stage.transform.draws)
+            plan, drawn = stage.transform.sample_plan(tuple(shape), spacing, u)
+            for p, d in zip(params, drawn):
+                p.append({"transform": type(stage.transform).__name__, "position": stage.position, **d})
+        else:
+            for p in params:
+                p.append({"transform": type(stage.transform).__name__, "position": stage.position, **plan.params})
         if hasattr(stage.transform, "plan"):  # a resize: labels follow it with its nearest-sampling matrix
             dims = len(shape)
             m = stage.transform.plan(tuple(shape), spacing, None)[0][:dims]

@@ -32,6 +32,16 @@ CASES = [
     (3, 9, 6, 5, 10, 3, 3, 1, 1, 1, 1),       # M and N tails everywhere
     (1, 40, 4, 4, 70, 3, 3, 1, 1, 1, 1),      # K > one k-block? (360), M tail 70
     (2, 300, 3, 3, 9, 1, 1, 1, 0, 1, 1),      # reduction over two k blocks, 1x1
+    (2, 64, 14, 14, 64, 3, 3, 1, 1, 1, 1),    # 3x3 stride 1, >= 64 channels: Winograd F(2x2,3x3) fwd + bwd-input
+    (1, 72, 15, 13, 80, 3, 3, 1, 0, 1, 1),    # Winograd with odd outputs (13x11) and no padding
+]
+
+# Winograd cases (cpu/conv2d_winograd.cpp): float32 forward and backward-input; odd sizes, each
+# padding 0..2 (backward-input pads by 2 - padding), strided input, fused relu
+WINOGRAD_CASES = [
+    (2, 64, 16, 16, 64, 3, 3, 1, 1, 1, 1),
+    (1, 96, 17, 14, 64, 3, 3, 1, 0, 1, 1),
+    (3, 64, 13, 15, 72, 3, 3, 1, 2, 1, 1),
 ]
 
 
@@ -96,6 +106,19 @@ def test_fused_relu(case):
 def test_no_bias(case):
     x, w, _, kw = make(case, torch.float32, bias=False)
     check_fwd_bwd(x, w, None, kw)
+
+
+@pytest.mark.parametrize("level", SIMD_LEVELS)
+@pytest.mark.parametrize("case", WINOGRAD_CASES, ids=lambda c: "x".join(map(str, c[:7])))
+def test_winograd_path_matches_torch(case, level):
+    """Winograd's transforms add a few roundings: the float32 tolerance (rtol 1e-4, atol 1e-5 on
+    O(1) outputs) still holds; relu fused; a channels-strided view as input."""
+    with simd(level):
+        x, w, b, kw = make(case, torch.float32)
+        check_fwd_bwd(x, w, b, kw)
+        check_fwd_bwd(x, w, b, kw, relu=True)
+        wide = torch.randn(x.shape[0], 2 * x.shape[1], *x.shape[2:])[:, ::2]  # non-contiguous channels
+        assert_close(ops.conv2d(wide, w, b, **kw), F.conv2d(wide, w, b, **kw))
 
 
 def test_large_batch_uses_parallel_chunks():

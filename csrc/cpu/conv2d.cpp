@@ -3,9 +3,12 @@
 // register tile), 1x1 stride-1 convs without im2col, and a direct kernel for few input channels.
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
+#include <vector>
 
 #include "common/conv2d_math.h"
 #include "cpu/conv2d_direct.h"
+#include "cpu/conv2d_winograd.h"
 #include "cpu/gemm_driver.h"
 #include "medkern/checks.h"
 #include "medkern/conv2d.h"
@@ -401,7 +404,37 @@ void forward_impl(const TensorView& input, const TensorView& weight, const Tenso
     conv2d_direct_forward<T>(input.ptr<const T>(), shape, xs, w, g.K, g.R, g.S, b, output.ptr<T>(), g.P, g.Q, p);
     return;
   }
+  if constexpr (std::is_same_v<T, float>) {
+    if (conv2d_winograd_applies(g.C, g.K, g.P, g.Q, g.R, g.S, p) && output.is_contiguous()) {
+      const float* w = dense_weight<float>(weight, kSlotWeight);
+      std::vector<float> bias_dense;
+      if (bias) {
+        bias_dense.resize(g.K);
+        for (int64_t k = 0; k < g.K; ++k) bias_dense[k] = bias->ptr<const float>()[k * bias->stride(0)];
+      }
+      const int64_t shape[4] = {g.N, g.C, g.H, g.W};
+      conv2d_winograd_forward(input.ptr<const float>(), shape, g.xs, w, g.K, false, bias ? bias_dense.data() : nullptr,
+                              output.ptr<float>(), g.P, g.Q, p.pad_h, p.pad_w, p.fuse_relu);
+      return;
+    }
+  }
   forward_gemm<T>(input, weight, bias, output, g);
+}
+
+// Backward-input of a 3x3 stride-1 layer as the forward Winograd convolution of grad_output with
+// the flipped, transposed weight and padding 2 - pad (float32); false when it does not apply.
+bool backward_input_winograd(const TensorView& grad_output, const TensorView& weight, const TensorView& grad_input,
+                             const Geometry& g) {
+  const Conv2dParams& p = g.p;
+  if (grad_input.dtype != DType::Float32 || !conv2d_winograd_applies(g.K, g.C, g.H, g.W, g.R, g.S, p) ||
+      !grad_input.is_contiguous() || p.pad_h > 2 || p.pad_w > 2)
+    return false;
+  const float* w = dense_weight<float>(weight, kSlotWeight);
+  const int64_t shape[4] = {g.N, g.K, g.P, g.Q};
+  const int64_t dys[4] = {grad_output.stride(0), grad_output.stride(1), grad_output.stride(2), grad_output.stride(3)};
+  conv2d_winograd_forward(grad_output.ptr<const float>(), shape, dys, w, g.C, true, nullptr, grad_input.ptr<float>(),
+                          g.H, g.W, 2 - p.pad_h, 2 - p.pad_w, false);
+  return true;
 }
 
 }  // namespace
@@ -416,7 +449,8 @@ void conv2d_backward_input(const TensorView& grad_output, const TensorView& weig
                            const Conv2dParams& p) {
   const Geometry g = make_geometry(grad_input, weight, p);
   if (grad_input.dtype == DType::Float64) backward_input_gemm<double>(grad_output, weight, grad_input, g);
-  else backward_input_gemm<float>(grad_output, weight, grad_input, g);
+  else if (!backward_input_winograd(grad_output, weight, grad_input, g))
+    backward_input_gemm<float>(grad_output, weight, grad_input, g);
 }
 
 void conv2d_backward_weight(const TensorView& grad_output, const TensorView& input, const TensorView& grad_weight,

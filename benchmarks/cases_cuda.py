@@ -10,7 +10,10 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
-from benchmarks.common import BenchCase
+try:  # benchmarks/run.py puts benchmarks/ itself on sys.path
+    from common import BenchCase
+except ImportError:
+    from benchmarks.common import BenchCase
 
 
 @dataclasses.dataclass

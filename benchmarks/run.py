@@ -27,9 +27,15 @@ TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_"
                 "MALLOC_TOP_PAD_": str(1 << 28)}
 
 
-def discover(only: list[str] | None) -> list[str]:
+def discover(only: list[str] | None, device: str = "cpu") -> list[str]:
+    """The case families to run: those named by --only, else every kernel family of the device
+    (the GPU rows of cases_cuda.py only with --device cuda; the preprocessing workloads have
+    their own driver, bench_preprocess.py, with the peers' per-call timing)."""
     names = sorted(p.stem[len("cases_"):] for p in HERE.glob("cases_*.py"))
-    return [n for n in names if not only or n in only]
+    if only:
+        return [n for n in names if n in only]
+    skip = {"preprocess"} | ({"cuda"} if device != "cuda" else set())
+    return [n for n in names if n not in skip]
 
 
 def load_cases(family: str, device: str):
@@ -83,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
 
     only = args.only.split(",") if args.only else None
     rows = []
-    for family in discover(only):
+    for family in discover(only, args.device):
         cases = load_cases(family, args.device)
         if not cases:
             continue

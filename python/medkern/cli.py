@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import pathlib
 import sys
 
@@ -26,34 +25,25 @@ def _device_arg(value: str) -> str:
     raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda or cuda:N, got '{value}'")
 
 
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got '{value}'") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {number}")
-    return number
+def _checked_number(cast, what: str, accept, bound: str, name: str):
+    """An argparse ``type``: ``cast`` the text (else "must be <what>"), then ``accept`` it (else
+    "must be <bound>")."""
+    def parse(value: str):
+        try:
+            number = cast(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got '{value}'") from None
+        if not accept(number):
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
+        return number
+    parse.__name__ = name
+    return parse
 
 
-def _non_negative_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got '{value}'") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {number}")
-    return number
-
-
-def _positive_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got '{value}'") from None
-    if not number > 0 or math.isinf(number):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {value}")
-    return number
+_positive_int = _checked_number(int, "an integer", lambda n: n >= 1, ">= 1", "positive integer")
+_non_negative_int = _checked_number(int, "an integer", lambda n: n >= 0, ">= 0", "non-negative integer")
+_positive_float = _checked_number(float, "a number", lambda n: n > 0 and not math.isinf(n), "a finite number > 0",
+                                  "positive number")
 
 
 def _add_data_args(parser: argparse.ArgumentParser, required: bool = True) -> None:

@@ -10,6 +10,39 @@
 
 namespace medkern {
 
+// Where one filter pass reads: the output shape and the input strides, the tensor dimension of
+// the filtered axis. `source_offset` splits a flat index over output dimensions [0, last_dim]
+// (last_dim = ndim - 1: an element, ndim - 2: a row of the last axis) into the input offset of
+// its unfiltered coordinates and its coordinate along the filtered axis (the taps add that one).
+struct FilterAxisGeometry {
+  int ndim = 0, filtered = 0;
+  int64_t out_shape[kMaxDims] = {};
+  int64_t in_strides[kMaxDims] = {};
+
+  MEDKERN_HD int64_t source_offset(int64_t index, int last_dim, int64_t* axis_coordinate) const {
+    int64_t offset = 0;
+    for (int d = last_dim; d >= 0; --d) {
+      const int64_t coordinate = index % out_shape[d];
+      index /= out_shape[d];
+      if (d == filtered) *axis_coordinate = coordinate;
+      else offset += coordinate * in_strides[d];
+    }
+    return offset;
+  }
+};
+
+// The geometry of filtering spatial axis `axis` of input into output (host side).
+inline FilterAxisGeometry filter_axis_geometry(const TensorView& input, const TensorView& output, int axis) {
+  FilterAxisGeometry g;
+  g.ndim = input.ndim;
+  g.filtered = 2 + axis;
+  for (int d = 0; d < input.ndim; ++d) {
+    g.out_shape[d] = output.shape[d];
+    g.in_strides[d] = input.strides[d];
+  }
+  return g;
+}
+
 // An index outside [0, length) is a zero-padding tap: it contributes nothing (and is never read,
 // so a bad index cannot read out of bounds on either device).
 MEDKERN_HD bool filter_tap_inside(int64_t index, int64_t length) { return index >= 0 && index < length; }

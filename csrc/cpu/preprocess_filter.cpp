@@ -48,39 +48,10 @@ void check_filter_axis_args(const TensorView& input, const TensorView& indices, 
 
 namespace cpu {
 
-namespace {
-
-// Output rows are the output shape without its last axis, in row-major order; this finds the
-// input offset of a row's first element (the filtered axis' coordinate is left out: taps add it).
-struct RowGeometry {
-  int ndim = 0, filtered = 0;  // filtered = tensor dimension of the filtered axis
-  int64_t out_shape[kMaxDims] = {};
-  int64_t in_strides[kMaxDims] = {};
-
-  int64_t input_offset(int64_t row, int64_t* axis_coordinate) const {
-    int64_t offset = 0;
-    for (int d = ndim - 2; d >= 0; --d) {
-      const int64_t coordinate = row % out_shape[d];
-      row /= out_shape[d];
-      if (d == filtered) *axis_coordinate = coordinate;
-      else offset += coordinate * in_strides[d];
-    }
-    return offset;
-  }
-};
-
-}  // namespace
-
 void filter_axis(const TensorView& input, const TensorView& indices, const TensorView& weights,
                  const TensorView& output, int axis) {
   if (output.numel() == 0) return;
-  RowGeometry g;
-  g.ndim = input.ndim;
-  g.filtered = 2 + axis;
-  for (int d = 0; d < input.ndim; ++d) {
-    g.out_shape[d] = output.shape[d];
-    g.in_strides[d] = input.strides[d];
-  }
+  const FilterAxisGeometry g = filter_axis_geometry(input, output, axis);
   const float* in = input.ptr<float>();
   const int64_t* taps_index = indices.ptr<int64_t>();
   const float* all_weights = weights.ptr<float>();
@@ -114,7 +85,7 @@ void filter_axis(const TensorView& input, const TensorView& indices, const Tenso
     float* scratch = direct ? nullptr : thread_workspace_as<float>(static_cast<size_t>(width), 0);
     for (int64_t row = begin; row < end; ++row) {
       int64_t i = 0;
-      const float* base = in + g.input_offset(row, &i);
+      const float* base = in + g.source_offset(row, g.ndim - 2, &i);  // rows: all but the last axis
       const int64_t set = sample_weights ? row / rows_per_sample : 0;
       const float* taps_weight = all_weights + set * sample_weights;
       float* sum = direct ? static_cast<float*>(out) + row * width : scratch;

@@ -17,9 +17,7 @@ namespace {
 constexpr int kFilterThreads = 256;
 
 struct FilterGeometry {
-  int ndim = 0, filtered = 0;  // filtered = tensor dimension of the filtered axis
-  int64_t out_shape[kMaxDims] = {};
-  int64_t in_strides[kMaxDims] = {};
+  FilterAxisGeometry axis;
   int64_t in_len = 0, taps = 0, total = 0;
   int64_t per_sample = 0;      // output elements of one sample
   int64_t sample_weights = 0;  // weights of one sample (0: one set shared by all samples)
@@ -29,15 +27,10 @@ __global__ void filter_axis_kernel(const float* in, const int64_t* indices, cons
                                    DType out_dtype, FilterGeometry g) {
   for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < g.total;
        e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    int64_t rest = e, offset = 0, i = 0;
-    for (int d = g.ndim - 1; d >= 0; --d) {
-      const int64_t coordinate = rest % g.out_shape[d];
-      rest /= g.out_shape[d];
-      if (d == g.filtered) i = coordinate;
-      else offset += coordinate * g.in_strides[d];
-    }
+    int64_t i = 0;
+    const int64_t offset = g.axis.source_offset(e, g.axis.ndim - 1, &i);
     const float* sample_weights = weights + (e / g.per_sample) * g.sample_weights;
-    const float v = filter_dot(in + offset, g.in_strides[g.filtered], g.in_len, indices + i * g.taps,
+    const float v = filter_dot(in + offset, g.axis.in_strides[g.axis.filtered], g.in_len, indices + i * g.taps,
                                sample_weights + i * g.taps, g.taps);
     filter_store(out, out_dtype, e, v);
   }
@@ -48,13 +41,8 @@ __global__ void filter_axis_kernel(const float* in, const int64_t* indices, cons
 void filter_axis(const TensorView& input, const TensorView& indices, const TensorView& weights,
                  const TensorView& output, int axis, Stream stream) {
   FilterGeometry g;
-  g.ndim = input.ndim;
-  g.filtered = 2 + axis;
-  for (int d = 0; d < input.ndim; ++d) {
-    g.out_shape[d] = output.shape[d];
-    g.in_strides[d] = input.strides[d];
-  }
-  g.in_len = input.shape[g.filtered];
+  g.axis = filter_axis_geometry(input, output, axis);
+  g.in_len = input.shape[g.axis.filtered];
   g.taps = indices.shape[1];
   g.total = output.numel();
   if (g.total == 0) return;

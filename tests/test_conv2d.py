@@ -10,6 +10,7 @@ import torch.nn.functional as F
 import medkern
 from medkern import nn as mnn
 from medkern import ops
+from medkern import _backend
 from medkern._backend import _C
 from tolerances import assert_close
 
@@ -322,3 +323,34 @@ def test_error_backward_grad_output_shape_core():
     gy, w, gx = torch.randn(1, 2, 4, 4), torch.randn(2, 1, 3, 3), torch.empty(1, 1, 5, 5)
     with pytest.raises(ValueError, match="'grad_output'"):
         _C.conv2d_backward_input(view(gy), view(w), view(gx), [1, 1], [0, 0], [1, 1], 1)
+
+
+# ---- the CUDA TF32 path's workspace arguments (checked on every build, GPU or not) ----
+
+def test_workspace_bytes_rejects_unknown_op_and_bad_shapes():
+    with pytest.raises(ValueError, match="'op'"):
+        _C.conv2d_workspace_bytes("fwd", [2, 4, 8, 8], [8, 4, 3, 3], [1, 1], [1, 1], [1, 1], 1, 0, True, 0)
+    with pytest.raises(ValueError, match="'weight'"):
+        _C.conv2d_workspace_bytes("forward", [2, 4, 8, 8], [8, 3, 3, 3], [1, 1], [1, 1], [1, 1], 1, 0, True, 0)
+
+
+def test_workspace_bytes_is_zero_where_the_tf32_path_cannot_run():
+    args = ([2, 4, 8, 8], [8, 4, 3, 3], [1, 1], [1, 1], [1, 1], 1)
+    assert _C.conv2d_workspace_bytes("forward", *args, 1, True, 0) == 0      # float64
+    assert _C.conv2d_workspace_bytes("forward", *args, 0, False, 0) == 0     # TF32 not allowed
+    if not torch.cuda.is_available():                                         # no GPU: never
+        for op in ("forward", "backward_input", "backward_weight"):
+            assert _C.conv2d_workspace_bytes(op, *args, 0, True, 0) == 0
+
+
+def test_error_workspace_not_contiguous():
+    x, w = torch.randn(1, 4, 6, 6), torch.randn(4, 4, 3, 3)
+    out = torch.empty(1, 4, 4, 4)
+    ws = torch.empty(64, dtype=torch.uint8)[::2]
+    with pytest.raises(ValueError, match="'workspace'"):
+        _C.conv2d_forward(_backend.view(x), _backend.view(w), None, _backend.view(out), [1, 1], [0, 0], [1, 1], 1,
+                          workspace=_backend.view(ws, "workspace"))
+    # a contiguous workspace on the CPU is simply unused: the result is torch's
+    _C.conv2d_forward(_backend.view(x), _backend.view(w), None, _backend.view(out), [1, 1], [0, 0], [1, 1], 1,
+                      workspace=_backend.view(ws.contiguous(), "workspace"))
+    assert_close(out, F.conv2d(x, w))

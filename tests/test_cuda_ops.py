@@ -236,6 +236,88 @@ def test_conv2d_runs_on_the_callers_stream():
     assert_close(out, expected)
 
 
+# ---- conv2d: the TF32 tensor-core path (float32, TF32 allowed, groups 1, channels % 4 == 0) ----
+# (N, C, H, W, K, kernel, stride, padding, dilation, bias); the comments name what each case reaches
+TF32_CASES = [
+    (2, 16, 13, 11, 24, (3, 3), 1, 1, 1, True),         # rows not a tile multiple, 64x64 tiles
+    (4, 64, 14, 14, 128, (3, 3), 2, 1, 1, True),        # stride 2: four input-gradient phases
+    (4, 64, 14, 14, 128, (1, 1), 2, 0, 1, False),       # 1x1 stride 2: phases without taps get zeros
+    (3, 32, 9, 10, 36, (5, 3), (2, 3), (2, 1), 1, True),  # uneven strides and padding
+    (2, 8, 12, 12, 16, (3, 3), 1, 2, 2, True),          # dilation (input gradient: generic kernel)
+    (1, 4, 5, 5, 4, (3, 3), 3, 0, 1, False),            # stride 3: phases without pixels or taps
+    (48, 64, 16, 16, 256, (3, 3), 1, 1, 1, False),      # forward on 128x128 tiles, wide weight gradient
+    (64, 16, 16, 17, 32, (3, 3), 1, 1, 1, True),        # forward on 128x64 tiles
+    (40, 256, 16, 16, 64, (3, 3), 1, 1, 1, False),      # input gradient on 128x128 tiles
+]
+TF32_IDS = [f"tf32_{i}" for i in range(len(TF32_CASES))]
+
+
+def tf32_case_inputs(case):
+    n, c, h, w, k, ks, stride, pad, dil, has_bias = case
+    return conv_case_inputs((n, c, h, w, k, ks, stride, pad, dil, 1, has_bias))
+
+
+def tf32_path_bytes(x, w, kw, op):
+    pair = lambda v: list(v) if isinstance(v, tuple) else [v, v]  # noqa: E731
+    return medkern._C.conv2d_workspace_bytes(op, list(x.shape), list(w.shape), pair(kw["stride"]),
+                                             pair(kw["padding"]), pair(kw["dilation"]), 1, 0, True,
+                                             x.device.index or 0)
+
+
+@pytest.mark.parametrize("case", TF32_CASES, ids=TF32_IDS)
+def test_conv2d_tf32_path_error_like_cudnn(case):
+    if DEVICE != "cuda":
+        pytest.skip("the TF32 path exists on CUDA only")
+    x, w, b, kw = tf32_case_inputs(case)
+    dilated = kw["dilation"] != 1
+    assert tf32_path_bytes(x, w, kw, "forward") > 0 and tf32_path_bytes(x, w, kw, "backward_weight") > 0
+    assert (tf32_path_bytes(x, w, kw, "backward_input") > 0) != dilated
+    for name, xl in layouts(x):
+        ins = [leaf(xl), leaf(w), leaf(b) if b is not None else None]
+        with tf32(True):
+            out, grads, g = run_with_grads(conv_fn("medkern", kw), ins)
+            ref, ref_grads, _ = run_with_grads(conv_fn("torch", kw), [leaf(t) if t is not None else None
+                                                                       for t in (xl, w, b)], g)
+        exact, exact_grads, _ = run_with_grads(conv_fn("torch", kw), [leaf(t.double()) if t is not None else None
+                                                                       for t in (xl, w, b)], g.double())
+        assert_error_like_torch(out, ref, exact, f"forward ({name})")
+        for what, got, exp, ex in zip(["grad_input", "grad_weight", "grad_bias"], grads, ref_grads, exact_grads):
+            assert_error_like_torch(got, exp, ex, f"{what} ({name})")
+
+
+def test_conv2d_tf32_path_fused_relu_and_determinism():
+    if DEVICE != "cuda":
+        pytest.skip("the TF32 path exists on CUDA only")
+    x, w, b, kw = tf32_case_inputs(TF32_CASES[1])
+    with tf32(True):
+        out, grads, g = run_with_grads(conv_fn("medkern", kw, relu=True), [leaf(x), leaf(w), leaf(b)])
+        again, grads_again, _ = run_with_grads(conv_fn("medkern", kw, relu=True), [leaf(x), leaf(w), leaf(b)], g)
+        ref, ref_grads, _ = run_with_grads(conv_fn("torch", kw, relu=True), [leaf(x), leaf(w), leaf(b)], g)
+    exact, exact_grads, _ = run_with_grads(conv_fn("torch", kw, relu=True),
+                                           [leaf(x.double()), leaf(w.double()), leaf(b.double())], g.double())
+    assert_error_like_torch(out, ref, exact, "relu forward")
+    for got, exp, ex in zip(grads, ref_grads, exact_grads):
+        assert_error_like_torch(got, exp, ex, "relu backward")
+    # split-K partial sums are added in a fixed order: the same bits every time
+    assert torch.equal(out, again)
+    for first, second in zip(grads, grads_again):
+        assert torch.equal(first, second)
+
+
+def test_conv2d_tf32_path_is_not_taken_without_tf32_or_for_unsupported_shapes():
+    if DEVICE != "cuda":
+        pytest.skip("the TF32 path exists on CUDA only")
+    x, w, _, kw = tf32_case_inputs(TF32_CASES[0])
+    pair = [1, 1]
+    bytes_for = lambda xs, ws, groups=1, dtype=0, allow=True: medkern._C.conv2d_workspace_bytes(  # noqa: E731
+        "forward", xs, ws, pair, pair, pair, groups, dtype, allow, 0)
+    assert bytes_for(list(x.shape), list(w.shape)) > 0
+    assert bytes_for(list(x.shape), list(w.shape), allow=False) == 0      # TF32 off: exact float32 kernel
+    assert bytes_for(list(x.shape), list(w.shape), dtype=1) == 0          # float64
+    assert bytes_for([2, 6, 8, 8], [8, 6, 3, 3]) == 0                     # channels not divisible by 4
+    assert bytes_for([2, 16, 8, 8], [8, 8, 3, 3], groups=2) == 0          # groups
+
+
 # ---- linear --------------------------------------------------------------------------------
 LINEAR_CASES = [((7, 13), 5, True), ((1, 1), 1, False), ((3, 4, 70), 66, True), ((4096, 64), 32, True),
                 ((130, 257), 2, True)]

@@ -44,6 +44,23 @@ void check_bias(const TensorView* bias, const TensorView& like, int64_t channels
 
 using Pair = std::vector<int64_t>;
 
+// The TF32 path's workspace: a contiguous CUDA buffer on the op's device (its size is checked
+// where it is used; too small a buffer means the generic kernel runs).
+void check_workspace(const TensorView* workspace, const TensorView& like, const char* like_name) {
+  if (!workspace) return;
+  check_same_device(like, like_name, *workspace, "workspace");
+  check_contiguous(*workspace, "workspace");
+}
+
+Conv2dOp parse_op(const std::string& op) {
+  if (op == "forward") return Conv2dOp::Forward;
+  if (op == "backward_input") return Conv2dOp::BackwardInput;
+  if (op == "backward_weight") return Conv2dOp::BackwardWeight;
+  MEDKERN_CHECK_VALUE(false, "argument 'op' must be 'forward', 'backward_input' or 'backward_weight', got '", op,
+                      "'");
+  return Conv2dOp::Forward;
+}
+
 }  // namespace
 
 void register_conv2d(py::module_& m) {
@@ -61,14 +78,15 @@ void register_conv2d(py::module_& m) {
   m.def("conv2d_forward",
         [](const TensorView& input, const TensorView& weight, const OptionalView& bias, const TensorView& output,
            const Pair& stride, const Pair& padding, const Pair& dilation, int64_t groups, bool fuse_relu,
-           bool allow_tf32, std::uintptr_t stream) {
+           bool allow_tf32, std::uintptr_t stream, const OptionalView& workspace) {
           const Conv2dParams p = make_params(stride, padding, dilation, groups, fuse_relu);
           const auto out_shape = check_conv(input, "input", weight, "weight", p);
           check_bias(get(bias), input, weight.size(0), "bias");
           check_output(output, "output", input, out_shape);
+          check_workspace(get(workspace), input, "input");
           if (input.is_cuda()) {
 #ifdef MEDKERN_WITH_CUDA
-            cuda::conv2d_forward(input, weight, get(bias), output, p, allow_tf32, to_stream(stream));
+            cuda::conv2d_forward(input, weight, get(bias), output, p, allow_tf32, to_stream(stream), get(workspace));
 #else
             no_cuda_kernel("conv2d_forward");
 #endif
@@ -78,21 +96,24 @@ void register_conv2d(py::module_& m) {
         },
         py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("output"), py::arg("stride"), py::arg("padding"),
         py::arg("dilation"), py::arg("groups"), py::arg("fuse_relu") = false, py::arg("allow_tf32") = false,
-        py::arg("stream") = 0, py::call_guard<py::gil_scoped_release>(),
+        py::arg("stream") = 0, py::arg("workspace") = py::none(), py::call_guard<py::gil_scoped_release>(),
         "output = conv2d(input, weight) + bias, then max(., 0) when fuse_relu.");
 
   m.def("conv2d_backward_input",
         [](const TensorView& grad_output, const TensorView& weight, const TensorView& grad_input, const Pair& stride,
-           const Pair& padding, const Pair& dilation, int64_t groups, bool allow_tf32, std::uintptr_t stream) {
+           const Pair& padding, const Pair& dilation, int64_t groups, bool allow_tf32, std::uintptr_t stream,
+           const OptionalView& workspace) {
           const Conv2dParams p = make_params(stride, padding, dilation, groups, false);
           const auto out_shape = check_conv(grad_input, "grad_input", weight, "weight", p);
+          check_workspace(get(workspace), grad_input, "grad_input");
           check_same_dtype(weight, "weight", grad_output, "grad_output");
           check_same_device(weight, "weight", grad_output, "grad_output");
           check_shape(grad_output, "grad_output", out_shape);
           check_contiguous(grad_input, "grad_input");
           if (grad_output.is_cuda()) {
 #ifdef MEDKERN_WITH_CUDA
-            cuda::conv2d_backward_input(grad_output, weight, grad_input, p, allow_tf32, to_stream(stream));
+            cuda::conv2d_backward_input(grad_output, weight, grad_input, p, allow_tf32, to_stream(stream),
+                                        get(workspace));
 #else
             no_cuda_kernel("conv2d_backward_input");
 #endif
@@ -102,20 +123,24 @@ void register_conv2d(py::module_& m) {
         },
         py::arg("grad_output"), py::arg("weight"), py::arg("grad_input"), py::arg("stride"), py::arg("padding"),
         py::arg("dilation"), py::arg("groups"), py::arg("allow_tf32") = false, py::arg("stream") = 0,
+        py::arg("workspace") = py::none(),
         py::call_guard<py::gil_scoped_release>(), "grad_input (shape of the forward input) from grad_output.");
 
   m.def("conv2d_backward_weight",
         [](const TensorView& grad_output, const TensorView& input, const TensorView& grad_weight, const Pair& stride,
-           const Pair& padding, const Pair& dilation, int64_t groups, bool allow_tf32, std::uintptr_t stream) {
+           const Pair& padding, const Pair& dilation, int64_t groups, bool allow_tf32, std::uintptr_t stream,
+           const OptionalView& workspace) {
           const Conv2dParams p = make_params(stride, padding, dilation, groups, false);
           const auto out_shape = check_conv(input, "input", grad_weight, "grad_weight", p);
+          check_workspace(get(workspace), input, "input");
           check_same_dtype(input, "input", grad_output, "grad_output");
           check_same_device(input, "input", grad_output, "grad_output");
           check_shape(grad_output, "grad_output", out_shape);
           check_contiguous(grad_weight, "grad_weight");
           if (grad_output.is_cuda()) {
 #ifdef MEDKERN_WITH_CUDA
-            cuda::conv2d_backward_weight(grad_output, input, grad_weight, p, allow_tf32, to_stream(stream));
+            cuda::conv2d_backward_weight(grad_output, input, grad_weight, p, allow_tf32, to_stream(stream),
+                                         get(workspace));
 #else
             no_cuda_kernel("conv2d_backward_weight");
 #endif
@@ -125,7 +150,29 @@ void register_conv2d(py::module_& m) {
         },
         py::arg("grad_output"), py::arg("input"), py::arg("grad_weight"), py::arg("stride"), py::arg("padding"),
         py::arg("dilation"), py::arg("groups"), py::arg("allow_tf32") = false, py::arg("stream") = 0,
+        py::arg("workspace") = py::none(),
         py::call_guard<py::gil_scoped_release>(), "grad_weight (shape of the weight) from grad_output and input.");
+
+  m.def("conv2d_workspace_bytes",
+        [](const std::string& op, const std::vector<int64_t>& input_shape, const std::vector<int64_t>& weight_shape,
+           const Pair& stride, const Pair& padding, const Pair& dilation, int64_t groups, int dtype, bool allow_tf32,
+           int device_index) -> int64_t {
+          const Conv2dOp kind = parse_op(op);
+          const Conv2dParams p = make_params(stride, padding, dilation, groups, false);
+          conv2d_output_shape(input_shape, weight_shape, p);  // the usual argument errors first
+          MEDKERN_CHECK_TYPE(dtype >= 0 && dtype <= static_cast<int>(DType::Bool), "unknown dtype code ", dtype);
+#ifdef MEDKERN_WITH_CUDA
+          return cuda::conv2d_tf32_workspace_bytes(kind, input_shape, weight_shape, p, static_cast<DType>(dtype),
+                                                   allow_tf32, device_index);
+#else
+          (void)kind; (void)allow_tf32; (void)device_index;
+          return 0;
+#endif
+        },
+        py::arg("op"), py::arg("input_shape"), py::arg("weight_shape"), py::arg("stride"), py::arg("padding"),
+        py::arg("dilation"), py::arg("groups"), py::arg("dtype"), py::arg("allow_tf32"), py::arg("device_index"),
+        "Bytes of CUDA workspace that lets conv2d op ('forward', 'backward_input', 'backward_weight') take the "
+        "TF32 tensor-core path on device device_index; 0 when that path does not apply (the op then needs none).");
 
   m.def("conv2d_backward_bias",
         [](const TensorView& grad_output, const TensorView& grad_bias, std::uintptr_t stream) {

@@ -5,15 +5,18 @@
 //   grad weight   C[k][(c,r,s)]      = sum_{(n,p,q)} dy[n,k,p,q]  * x[n,c,h,w]   (split-K + atomics)
 // Channel-per-group == 1 (first layers on grayscale images, depthwise) has no reduction worth a
 // GEMM tile, so forward and input gradient use direct one-thread-per-output kernels there.
+// float32 with TF32 allowed and a caller workspace goes to conv2d_tf32.cu's tensor-core path first.
 #include "common/activation_math.h"
 #include "common/conv2d_math.h"
 #include "cuda/block_reduce.cuh"
+#include "cuda/conv2d_tf32.cuh"
 #include "cuda/cuda_check.cuh"
 #include "cuda/dtype_dispatch.cuh"
 #include "cuda/gemm_tiles.cuh"
 #include "medkern/conv2d.h"
 
 namespace medkern::cuda {
+
 namespace {
 
 // Sizes of one convolution, read from the views (the bindings validated them).
@@ -299,11 +302,13 @@ constexpr int kThreads = 256;
 }  // namespace
 
 void conv2d_forward(const TensorView& input, const TensorView& weight, const TensorView* bias,
-                    const TensorView& output, const Conv2dParams& p, bool allow_tf32, Stream stream) {
+                    const TensorView& output, const Conv2dParams& p, bool allow_tf32, Stream stream,
+                    const TensorView* workspace) {
   if (output.numel() == 0) return;
   DeviceGuard guard(output);
   const ConvDims d = conv_dims(input, weight, output, p);
   const cudaStream_t s = as_cuda_stream(stream);
+  if (conv2d_forward_tf32(input, weight, bias, output, p, allow_tf32, workspace, s)) return;
   dispatch_floating(input.dtype, "input", [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* bias_ptr = bias ? bias->ptr<const T>() : nullptr;
@@ -327,11 +332,12 @@ void conv2d_forward(const TensorView& input, const TensorView& weight, const Ten
 }
 
 void conv2d_backward_input(const TensorView& grad_output, const TensorView& weight, const TensorView& grad_input,
-                           const Conv2dParams& p, bool allow_tf32, Stream stream) {
+                           const Conv2dParams& p, bool allow_tf32, Stream stream, const TensorView* workspace) {
   if (grad_input.numel() == 0) return;
   DeviceGuard guard(grad_input);
   const ConvDims d = conv_dims(grad_input, weight, grad_output, p);
   const cudaStream_t s = as_cuda_stream(stream);
+  if (conv2d_backward_input_tf32(grad_output, weight, grad_input, p, allow_tf32, workspace, s)) return;
   dispatch_floating(grad_output.dtype, "grad_output", [&](auto tag) {
     using T = typename decltype(tag)::type;
     if (d.Cg == 1 || d.Kg * d.R * d.S == 0 || grad_output.numel() == 0) {
@@ -353,11 +359,12 @@ void conv2d_backward_input(const TensorView& grad_output, const TensorView& weig
 }
 
 void conv2d_backward_weight(const TensorView& grad_output, const TensorView& input, const TensorView& grad_weight,
-                            const Conv2dParams& p, bool allow_tf32, Stream stream) {
+                            const Conv2dParams& p, bool allow_tf32, Stream stream, const TensorView* workspace) {
   if (grad_weight.numel() == 0) return;
   DeviceGuard guard(grad_weight);
   const ConvDims d = conv_dims(input, grad_weight, grad_output, p);
   const cudaStream_t s = as_cuda_stream(stream);
+  if (conv2d_backward_weight_tf32(grad_output, input, grad_weight, p, allow_tf32, workspace, s)) return;
   MEDKERN_CHECK_VALUE(d.N * d.P * d.Q < (int64_t{1} << 31) && d.Cg * d.R * d.S < (int64_t{1} << 31),
                       "conv2d_backward_weight: N*P*Q = ", d.N * d.P * d.Q,
                       " exceeds 2^31 - 1, which the CUDA kernel does not support");

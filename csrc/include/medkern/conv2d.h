@@ -31,13 +31,25 @@ void conv2d_backward_weight(const TensorView& grad_output, const TensorView& inp
 void conv2d_backward_bias(const TensorView& grad_output, const TensorView& grad_bias);
 }  // namespace cpu
 
+enum class Conv2dOp { Forward, BackwardInput, BackwardWeight };
+
 namespace cuda {
+// `workspace` (optional, any dtype, from the caller's allocator) enables the TF32 tensor-core
+// path for float32 with allow_tf32 when it holds conv2d_tf32_workspace_bytes(...) bytes; without
+// it (or for shapes that path does not take) the generic implicit GEMM runs.
 void conv2d_forward(const TensorView& input, const TensorView& weight, const TensorView* bias,
-                    const TensorView& output, const Conv2dParams& p, bool allow_tf32, Stream stream);
+                    const TensorView& output, const Conv2dParams& p, bool allow_tf32, Stream stream,
+                    const TensorView* workspace = nullptr);
 void conv2d_backward_input(const TensorView& grad_output, const TensorView& weight,
-                           const TensorView& grad_input, const Conv2dParams& p, bool allow_tf32, Stream stream);
+                           const TensorView& grad_input, const Conv2dParams& p, bool allow_tf32, Stream stream,
+                           const TensorView* workspace = nullptr);
 void conv2d_backward_weight(const TensorView& grad_output, const TensorView& input,
-                            const TensorView& grad_weight, const Conv2dParams& p, bool allow_tf32, Stream stream);
+                            const TensorView& grad_weight, const Conv2dParams& p, bool allow_tf32, Stream stream,
+                            const TensorView* workspace = nullptr);
+// Workspace bytes the TF32 path needs for this op on device `device_index` (0: it does not apply).
+int64_t conv2d_tf32_workspace_bytes(Conv2dOp op, const std::vector<int64_t>& input_shape,
+                                    const std::vector<int64_t>& weight_shape, const Conv2dParams& p,
+                                    DType dtype, bool allow_tf32, int device_index);
 void conv2d_backward_bias(const TensorView& grad_output, const TensorView& grad_bias, Stream stream);
 }  // namespace cuda
 

@@ -4,6 +4,11 @@ The public ``conv2d`` / ``conv2d_relu`` take ``torch.nn.functional.conv2d``'s ar
 pair, ``padding='same'|'valid'``); the op itself takes normalised pairs and a ``fuse_relu`` flag
 that makes the kernel's epilogue apply max(., 0). Outputs are allocated here, shapes and all
 argument checks come from ``_C`` so they exist once, in C++.
+
+On CUDA, float32 with TF32 allowed (``torch.backends.cudnn.allow_tf32``, torch's default) takes
+the tensor-core path when ``_C.conv2d_workspace_bytes`` says it applies: its scratch (the operands
+in NHWC/KRSC layouts, split-K partial sums) is allocated here, from torch's caching allocator,
+so the op itself neither allocates nor synchronizes (and can be captured in a CUDA graph).
 """
 from __future__ import annotations
 
@@ -20,7 +25,14 @@ from ._arguments import IntPair, pair as _pair
 __all__ = ["conv2d", "conv2d_relu"]
 
 
-
+def _tf32_workspace(op: str, ref: Tensor, input_shape, weight_shape, stride, padding, dilation,
+                    groups) -> Optional[Tensor]:
+    """Scratch for the TF32 path of ``op`` (None where that path does not apply)."""
+    if ref.device.type != "cuda" or ref.dtype != torch.float32 or not torch.backends.cudnn.allow_tf32:
+        return None
+    nbytes = _C.conv2d_workspace_bytes(op, list(input_shape), list(weight_shape), stride, padding, dilation,
+                                       groups, 0, True, ref.device.index if ref.device.index is not None else -1)
+    return torch.empty(nbytes, dtype=torch.uint8, device=ref.device) if nbytes else None
 
 
 def _output_shape(input: Tensor, weight: Tensor, stride, padding, dilation, groups) -> list:
@@ -46,9 +58,11 @@ def _conv2d_op(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride: li
         return F.relu(out) if fuse_relu else out
     shape = _output_shape(input, weight, stride, padding, dilation, groups)
     out = torch.empty(shape, dtype=input.dtype, device=input.device)
+    ws = _tf32_workspace("forward", input, input.shape, weight.shape, stride, padding, dilation, groups)
     _C.conv2d_forward(_backend.view(input, "input"), _backend.view(weight, "weight"),
                       _backend.optional_view(bias, "bias"), _backend.view(out, "output"), stride, padding, dilation,
-                      groups, fuse_relu, torch.backends.cudnn.allow_tf32, _backend.stream_of(input))
+                      groups, fuse_relu, torch.backends.cudnn.allow_tf32, _backend.stream_of(input),
+                      workspace=_backend.optional_view(ws, "workspace"))
     return out
 
 
@@ -63,9 +77,11 @@ def _conv2d_backward_input(grad_output: Tensor, weight: Tensor, input_shape: lis
     if needs_torch_fallback(grad_output, "conv2d_backward_input"):
         return torch.nn.grad.conv2d_input(input_shape, weight, grad_output, stride, padding, dilation, groups)
     grad_input = torch.empty(input_shape, dtype=grad_output.dtype, device=grad_output.device)
+    ws = _tf32_workspace("backward_input", grad_output, input_shape, weight.shape, stride, padding, dilation, groups)
     _C.conv2d_backward_input(_backend.view(grad_output, "grad_output"), _backend.view(weight, "weight"),
                              _backend.view(grad_input, "grad_input"), stride, padding, dilation, groups,
-                             torch.backends.cudnn.allow_tf32, _backend.stream_of(grad_output))
+                             torch.backends.cudnn.allow_tf32, _backend.stream_of(grad_output),
+                             workspace=_backend.optional_view(ws, "workspace"))
     return grad_input
 
 
@@ -80,9 +96,11 @@ def _conv2d_backward_weight(grad_output: Tensor, input: Tensor, weight_shape: li
     if needs_torch_fallback(grad_output, "conv2d_backward_weight"):
         return torch.nn.grad.conv2d_weight(input, weight_shape, grad_output, stride, padding, dilation, groups)
     grad_weight = torch.empty(weight_shape, dtype=grad_output.dtype, device=grad_output.device)
+    ws = _tf32_workspace("backward_weight", grad_output, input.shape, weight_shape, stride, padding, dilation, groups)
     _C.conv2d_backward_weight(_backend.view(grad_output, "grad_output"), _backend.view(input, "input"),
                               _backend.view(grad_weight, "grad_weight"), stride, padding, dilation, groups,
-                              torch.backends.cudnn.allow_tf32, _backend.stream_of(grad_output))
+                              torch.backends.cudnn.allow_tf32, _backend.stream_of(grad_output),
+                              workspace=_backend.optional_view(ws, "workspace"))
     return grad_weight
 
 

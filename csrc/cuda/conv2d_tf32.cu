@@ -1,0 +1,533 @@
+// cuda/conv2d_tf32.cu — the tensor-core path of float32 convolution when TF32 is allowed (torch's
+// default for cuDNN): groups 1, channel counts divisible by 4. Operands are first rewritten into
+// a workspace in GEMM-friendly layouts, rounded to TF32 on the way (NCHW -> NHWC for activations
+// and gradients, KCRS -> KRSC / RSKC for weights), so every tile load is a 16-byte copy along
+// channels; then one multistage GEMM (gemm_pipeline.cuh) per op:
+//   forward       C[(n,p,q)][k]      = sum_{(r,s,c)} x[n,h,w,c] * w[k,r,s,c]
+//   grad input    one GEMM per stride phase (h+pad, w+pad) mod stride: only the taps that reach
+//                 that phase, so a strided layer does no work for the stride holes
+//                 C[(n,h,w)][c] = sum_{(r,s,k) of the phase} dy[n,p,q,k] * w[r,s,k,c]
+//   grad weight   C[k][(r,s,c)] = sum_{(n,p,q)} dy[n,p,q,k] * x[n,h,w,c], split along (n,p,q) into
+//                 partial sums in the workspace, added in a fixed order (deterministic)
+// Everything else (float64, no TF32, 16-bit, groups, odd channel counts) stays on conv2d.cu's
+// generic implicit GEMM.
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "cuda/conv2d_tf32.cuh"
+#include "cuda/cuda_check.cuh"
+#include "cuda/fast_divmod.cuh"
+#include "cuda/gemm_pipeline.cuh"
+#include "cuda/gemm_tiles.cuh"
+#include "medkern/conv2d.h"
+
+namespace medkern::cuda {
+namespace {
+
+using pipeline::kBK;
+using pipeline::round_tf32;
+
+struct Shape4 {
+  int64_t N, C, H, W, K, R, S, P, Q;
+};
+
+Shape4 shape_of(const std::vector<int64_t>& in, const std::vector<int64_t>& wt, const Conv2dParams& p) {
+  Shape4 d{in[0], in[1], in[2], in[3], wt[0], 0, 0, 0, 0};
+  d.R = wt[2];
+  d.S = wt[3];
+  d.P = (d.H + 2 * p.pad_h - p.dilation_h * (d.R - 1) - 1) / p.stride_h + 1;
+  d.Q = (d.W + 2 * p.pad_w - p.dilation_w * (d.S - 1) - 1) / p.stride_w + 1;
+  return d;
+}
+
+constexpr int64_t kAlign = 256;
+int64_t aligned(int64_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
+constexpr int64_t kInt32Limit = int64_t{1} << 31;
+
+// ---- layout conversions (rounding to TF32) ----------------------------------------------------
+// NCHW with any strides -> NHWC contiguous; a 32 x 32 (channels x pixels) tile per block so both
+// the reads (along pixels) and the writes (along channels) are coalesced.
+__global__ void nchw_to_nhwc_tf32_kernel(const float* __restrict__ src, int64_t sn, int64_t sc, int64_t sh,
+                                         int64_t sw, int C, int H, int W, float* __restrict__ dst) {
+  __shared__ float tile[32][33];
+  const int64_t HW = int64_t(H) * W;
+  const int64_t n = blockIdx.z;
+  const int64_t pix0 = int64_t(blockIdx.x) * 32;
+  const int c0 = blockIdx.y * 32;
+  {
+    const int64_t pix = pix0 + threadIdx.x;
+    const int64_t h = pix / W, w = pix - h * W;
+    for (int i = threadIdx.y; i < 32; i += blockDim.y) {
+      const int c = c0 + i;
+      if (c < C && pix < HW) tile[i][threadIdx.x] = round_tf32(src[n * sn + c * sc + h * sh + w * sw]);
+    }
+  }
+  __syncthreads();
+  const int c = c0 + threadIdx.x;
+  for (int i = threadIdx.y; i < 32; i += blockDim.y) {
+    const int64_t pix = pix0 + i;
+    if (c < C && pix < HW) dst[(n * HW + pix) * C + c] = tile[threadIdx.x][i];
+  }
+}
+
+void to_nhwc_tf32(const TensorView& t, float* dst, cudaStream_t stream) {
+  const int64_t N = t.shape[0], C = t.shape[1], H = t.shape[2], W = t.shape[3];
+  const dim3 grid(static_cast<unsigned>((H * W + 31) / 32), static_cast<unsigned>((C + 31) / 32),
+                  static_cast<unsigned>(N));
+  nchw_to_nhwc_tf32_kernel<<<grid, dim3(32, 8), 0, stream>>>(t.ptr<const float>(), t.strides[0], t.strides[1],
+                                                               t.strides[2], t.strides[3], int(C), int(H), int(W),
+                                                               dst);
+  MEDKERN_CUDA_CHECK_LAUNCH("nchw_to_nhwc_tf32_kernel");
+}
+
+// Weight (K, C, R, S) with any strides -> KRSC (forward) or RSKC (input gradient), contiguous.
+__global__ void reorder_weight_tf32_kernel(const float* __restrict__ w, int64_t s0, int64_t s1, int64_t s2,
+                                           int64_t s3, int K, int C, int R, int S, bool rskc,
+                                           float* __restrict__ dst) {
+  const int64_t total = int64_t(K) * C * R * S;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int c = int(i % C);
+    const int64_t t = i / C;
+    const int s = int(t % S), r = int((t / S) % R), k = int(t / (int64_t(S) * R));
+    // i walks the destination in KRSC order; RSKC is the same tuple placed differently
+    const int64_t out = rskc ? ((int64_t(r) * S + s) * K + k) * C + c : i;
+    dst[out] = round_tf32(w[k * s0 + c * s1 + r * s2 + s * s3]);
+  }
+}
+
+void reorder_weight_tf32(const TensorView& w, bool rskc, float* dst, cudaStream_t stream) {
+  const int64_t total = w.numel();
+  reorder_weight_tf32_kernel<<<grid_for(total, 256), 256, 0, stream>>>(
+      w.ptr<const float>(), w.strides[0], w.strides[1], w.strides[2], w.strides[3], int(w.shape[0]),
+      int(w.shape[1]), int(w.shape[2]), int(w.shape[3]), rskc, dst);
+  MEDKERN_CUDA_CHECK_LAUNCH("reorder_weight_tf32_kernel");
+}
+
+// ---- forward ---------------------------------------------------------------------------------
+struct PlainJob {
+  int64_t M, k_begin, k_end;
+};
+
+struct FpropProblem {
+  using Job = PlainJob;
+  int64_t M, N, K;  // N*P*Q, K (output channels), R*S*C
+
+  struct ASide {  // im2col of NHWC x: row (n,p,q), k = (r,s,c) with c fastest
+    static constexpr bool kKMajor = true;
+    const float* x;
+    int H, W, C, Q, S, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
+    int64_t PQ;
+    struct RowCtx { const float* img; int h0, w0; };
+    struct KCtx { int c, dh, dw; };
+    __device__ RowCtx row_ctx(int64_t m, const Job&) const {
+      const int64_t n = m / PQ;
+      const int pq = int(m - n * PQ), p = pq / Q, q = pq - p * Q;
+      return {x + n * (int64_t(H) * W * C), p * stride_h - pad_h, q * stride_w - pad_w};
+    }
+    __device__ KCtx k_ctx(int64_t k, const Job&) const {
+      const int kk = int(k), rs = kk / C, c = kk - rs * C, r = rs / S, s = rs - r * S;
+      return {c, r * dil_h, s * dil_w};
+    }
+    __device__ const float* src(const RowCtx& rc, const KCtx& kc) const {
+      const int h = rc.h0 + kc.dh, w = rc.w0 + kc.dw;
+      if (unsigned(h) >= unsigned(H) || unsigned(w) >= unsigned(W)) return nullptr;
+      return rc.img + (h * W + w) * C + kc.c;  // H*W*C < 2^31 (checked)
+    }
+    __device__ const float* base() const { return x; }
+  } a;
+
+  struct BSide {  // KRSC weights: row k is contiguous along (r,s,c)
+    static constexpr bool kKMajor = true;
+    const float* w;
+    int64_t K;
+    struct RowCtx { const float* row; };
+    struct KCtx { int64_t k; };
+    __device__ RowCtx row_ctx(int64_t n, const Job&) const { return {w + n * K}; }
+    __device__ KCtx k_ctx(int64_t k, const Job&) const { return {k}; }
+    __device__ const float* src(const RowCtx& rc, const KCtx& kc) const { return rc.row + kc.k; }
+    __device__ const float* base() const { return w; }
+  } b;
+
+  float* y;
+  int64_t sy_n, sy_c, sy_h, sy_w, PQ;
+  int Q;
+  const float* bias;
+  int64_t bias_stride;
+  bool fuse_relu;
+
+  __device__ Job job(int) const { return {M, 0, K}; }
+  struct OutRow { float* ptr; };
+  __device__ OutRow out_row(int64_t m, const Job&) const {
+    const int64_t n = m / PQ;
+    const int pq = int(m - n * PQ), p = pq / Q, q = pq - p * Q;
+    return {y + n * sy_n + p * sy_h + q * sy_w};
+  }
+  __device__ void store(const OutRow& o, int64_t k, float v) const {
+    if (bias) v += bias[k * bias_stride];
+    if (fuse_relu) v = v > 0.f ? v : 0.f;
+    o.ptr[k * sy_c] = v;
+  }
+};
+
+// ---- input gradient, one stride phase per grid slice ------------------------------------------
+struct PhaseJob {
+  int64_t M, k_begin, k_end;
+  int Hph, Wph, h_first, w_first, base_h, base_w, ah, aw, Sv;
+};
+
+struct DgradProblem {
+  using Job = PhaseJob;
+  int64_t N;  // C (input channels)
+  int batch, H, W, P, Q, K, R, S, stride_h, stride_w, pad_h, pad_w;
+
+  // Phase z = (ah, aw): pixels with (h + pad_h) % stride_h == ah, (w + pad_w) % stride_w == aw.
+  // They receive taps r = ah + rv * stride_h (rv < Rv) from output row p = base_h + ih - rv,
+  // where h = h_first + ih * stride_h (and the same along w).
+  __device__ Job job(int z) const {
+    Job j{};
+    j.ah = z / stride_w;
+    j.aw = z - j.ah * stride_w;
+    j.h_first = ((j.ah - pad_h) % stride_h + stride_h) % stride_h;
+    j.w_first = ((j.aw - pad_w) % stride_w + stride_w) % stride_w;
+    j.Hph = j.h_first < H ? (H - 1 - j.h_first) / stride_h + 1 : 0;
+    j.Wph = j.w_first < W ? (W - 1 - j.w_first) / stride_w + 1 : 0;
+    j.base_h = (j.h_first + pad_h - j.ah) / stride_h;
+    j.base_w = (j.w_first + pad_w - j.aw) / stride_w;
+    const int Rv = j.ah < R ? (R - 1 - j.ah) / stride_h + 1 : 0;
+    j.Sv = j.aw < S ? (S - 1 - j.aw) / stride_w + 1 : 0;
+    j.M = int64_t(batch) * j.Hph * j.Wph;
+    j.k_begin = 0;
+    j.k_end = int64_t(Rv) * j.Sv * K;
+    return j;
+  }
+
+  struct ASide {  // gathers NHWC dy: row (n, ih, iw), k = (rv, sv, k) with k fastest
+    static constexpr bool kKMajor = true;
+    const float* dy;
+    int P, Q, K;
+    struct RowCtx { const float* img; int p0, q0; };
+    struct KCtx { int k, rv, sv; };
+    __device__ RowCtx row_ctx(int64_t m, const Job& j) const {
+      const int64_t per_img = int64_t(j.Hph) * j.Wph;
+      const int64_t n = m / per_img;
+      const int rem = int(m - n * per_img), ih = rem / j.Wph, iw = rem - ih * j.Wph;
+      return {dy + n * (int64_t(P) * Q * K), j.base_h + ih, j.base_w + iw};
+    }
+    __device__ KCtx k_ctx(int64_t k, const Job& j) const {
+      const int kk = int(k), t = kk / K, rv = t / j.Sv;
+      return {kk - t * K, rv, t - rv * j.Sv};
+    }
+    __device__ const float* src(const RowCtx& rc, const KCtx& kc) const {
+      const int p = rc.p0 - kc.rv, q = rc.q0 - kc.sv;
+      if (unsigned(p) >= unsigned(P) || unsigned(q) >= unsigned(Q)) return nullptr;
+      return rc.img + (p * Q + q) * K + kc.k;  // P*Q*K < 2^31 (checked)
+    }
+    __device__ const float* base() const { return dy; }
+  } a;
+
+  struct BSide {  // RSKC weights: B[(rv,sv,k)][c], contiguous along c (this GEMM's columns)
+    static constexpr bool kKMajor = false;
+    const float* w;
+    int C, K, S, stride_h, stride_w;
+    struct RowCtx { int c; };
+    struct KCtx { int64_t off; };
+    __device__ RowCtx row_ctx(int64_t c, const Job&) const { return {int(c)}; }
+    __device__ KCtx k_ctx(int64_t k, const Job& j) const {
+      const int kk = int(k), t = kk / K, rv = t / j.Sv, sv = t - rv * j.Sv;
+      const int r = j.ah + rv * stride_h, s = j.aw + sv * stride_w;
+      return {((int64_t(r) * S + s) * K + (kk - t * K)) * C};
+    }
+    __device__ const float* src(const RowCtx& rc, const KCtx& kc) const { return w + kc.off + rc.c; }
+    __device__ const float* base() const { return w; }
+  } b;
+
+  float* dx;
+  int64_t sdx_n, sdx_c, sdx_h, sdx_w;
+  struct OutRow { float* ptr; };
+  __device__ OutRow out_row(int64_t m, const Job& j) const {
+    const int64_t per_img = int64_t(j.Hph) * j.Wph;
+    const int64_t n = m / per_img;
+    const int rem = int(m - n * per_img), ih = rem / j.Wph, iw = rem - ih * j.Wph;
+    const int64_t h = j.h_first + int64_t(ih) * stride_h, w = j.w_first + int64_t(iw) * stride_w;
+    return {dx + n * sdx_n + h * sdx_h + w * sdx_w};
+  }
+  __device__ void store(const OutRow& o, int64_t c, float v) const { o.ptr[c * sdx_c] = v; }
+};
+
+// ---- weight gradient: split-K partial sums ----------------------------------------------------
+struct WgradProblem {
+  using Job = PlainJob;
+  int64_t M, N, K, k_chunk;  // K (output channels), R*S*C, N*P*Q, reduction per slice
+
+  __device__ Job job(int z) const {
+    const int64_t begin = int64_t(z) * k_chunk;
+    return {M, begin, begin + k_chunk < K ? begin + k_chunk : K};
+  }
+
+  struct ASide {  // A[k][j] = dy[j, k] (NHWC dy, rows = output channels, contiguous)
+    static constexpr bool kKMajor = false;
+    const float* dy;
+    int64_t K;
+    struct RowCtx { int64_t k; };
+    struct KCtx { int64_t off; };
+    __device__ RowCtx row_ctx(int64_t k, const Job&) const { return {k}; }
+    __device__ KCtx k_ctx(int64_t j, const Job&) const { return {j * K}; }
+    __device__ const float* src(const RowCtx& rc, const KCtx& kc) const { return dy + kc.off + rc.k; }
+    __device__ const float* base() const { return dy; }
+  } a;
+
+  struct BSide {  // B[j][(r,s,c)] = x[n, h, w, c] of NHWC x, contiguous along c
+    static constexpr bool kKMajor = false;
+    const float* x;
+    int H, W, C, S, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
+    FastDivmod by_pq, by_q;
+    struct RowCtx { int c, dh, dw; };
+    struct KCtx { const float* img; int h0, w0; };
+    __device__ RowCtx row_ctx(int64_t col, const Job&) const {
+      const int cc = int(col), rs = cc / C, c = cc - rs * C, r = rs / S, s = rs - r * S;
+      return {c, r * dil_h, s * dil_w};
+    }
+    __device__ KCtx k_ctx(int64_t j, const Job&) const {
+      uint32_t n, pq, p, q;
+      by_pq.divmod(static_cast<uint32_t>(j), n, pq);
+      by_q.divmod(pq, p, q);
+      return {x + int64_t(n) * (int64_t(H) * W * C), int(p) * stride_h - pad_h, int(q) * stride_w - pad_w};
+    }
+    __device__ const float* src(const RowCtx& rc, const KCtx& kc) const {
+      const int h = kc.h0 + rc.dh, w = kc.w0 + rc.dw;
+      if (unsigned(h) >= unsigned(H) || unsigned(w) >= unsigned(W)) return nullptr;
+      return kc.img + (h * W + w) * C + rc.c;
+    }
+    __device__ const float* base() const { return x; }
+  } b;
+
+  float* partial;  // [slice][N][M]: m contiguous, so the epilogue's stores coalesce
+  struct OutRow { float* ptr; };
+  __device__ OutRow out_row(int64_t m, const Job& j) const { return {partial + (j.k_begin / k_chunk) * N * M + m}; }
+  __device__ void store(const OutRow& o, int64_t n, float v) const { o.ptr[n * M] = v; }
+};
+
+// dw[k][c][r][s] = sum over slices (in order) of partial[slice][(r*S + s)*C + c][k].
+__global__ void wgrad_reduce_kernel(const float* __restrict__ partial, int slices, int K, int C, int R, int S,
+                                    float* __restrict__ dw, int64_t s0, int64_t s1, int64_t s2, int64_t s3) {
+  const int64_t cols = int64_t(R) * S * C, total = cols * K;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int k = int(i % K);
+    const int64_t col = i / K;
+    float acc = 0.f;
+    for (int z = 0; z < slices; ++z) acc += partial[z * total + i];
+    const int c = int(col % C), rs = int(col / C), r = rs / S, s = rs - r * S;
+    dw[k * s0 + c * s1 + r * s2 + s * s3] = acc;
+  }
+}
+
+// ---- tile configurations and planning ---------------------------------------------------------
+using CfgL = pipeline::TileConfig<128, 128, 2, 4, 3>;  // big problems
+using CfgT = pipeline::TileConfig<128, 64, 4, 2, 3>;   // 64 or fewer columns
+using CfgW = pipeline::TileConfig<64, 128, 2, 4, 3>;   // 64 or fewer rows (weight gradients)
+using CfgS = pipeline::TileConfig<64, 64, 2, 2, 3>;    // too few big tiles to fill the GPU
+
+int sm_count() { return multiprocessor_count(); }
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Rows/cols tiling for a problem of (rows, cols) over `slices` grid slices; 'T' uses BN=64.
+template <class P>
+void launch_rows_cols(const P& prob, int64_t rows, int64_t cols, int slices, cudaStream_t stream, const char* name) {
+  const int64_t sms = sm_count();
+  auto grid_of = [&](int bm, int bn) {
+    return dim3(static_cast<unsigned>(ceil_div(rows, bm)), static_cast<unsigned>(ceil_div(cols, bn)),
+                static_cast<unsigned>(slices));
+  };
+  auto blocks = [&](int bm, int bn) { return ceil_div(rows, bm) * ceil_div(cols, bn) * slices; };
+  if (cols <= 64) {
+    if (blocks(128, 64) >= sms) return pipeline::launch_tf32_gemm<P, CfgT>(prob, grid_of(128, 64), stream, name);
+  } else if (blocks(128, 128) >= sms) {
+    return pipeline::launch_tf32_gemm<P, CfgL>(prob, grid_of(128, 128), stream, name);
+  }
+  pipeline::launch_tf32_gemm<P, CfgS>(prob, grid_of(64, 64), stream, name);
+}
+
+// Slices of the weight gradient's (n,p,q) reduction: enough blocks for about two waves, each
+// slice at least 8 k-tiles long.
+int wgrad_slices(int64_t tiles, int64_t reduction) {
+  const int64_t target = 2 * int64_t(sm_count());
+  if (tiles >= target) return 1;
+  int64_t slices = ceil_div(target, tiles);
+  slices = std::min<int64_t>(slices, std::max<int64_t>(1, reduction / (8 * kBK)));
+  return static_cast<int>(std::clamp<int64_t>(slices, 1, 1024));
+}
+
+struct WgradPlan {
+  int64_t tiles, slices, k_chunk;
+  bool wide;  // 128-row tiles
+};
+WgradPlan wgrad_plan(const Shape4& d) {
+  WgradPlan plan{};
+  plan.wide = d.K > 64;
+  const int64_t bm = plan.wide ? 128 : 64, bn = 128;
+  const int64_t reduction = d.N * d.P * d.Q;
+  plan.tiles = ceil_div(d.K, bm) * ceil_div(d.R * d.S * d.C, bn);
+  plan.slices = wgrad_slices(plan.tiles, reduction);
+  plan.k_chunk = ceil_div(ceil_div(reduction, plan.slices), kBK) * kBK;
+  plan.slices = ceil_div(reduction, plan.k_chunk);
+  return plan;
+}
+
+bool tensor_cores_present() { return compute_capability_major() >= 8; }
+
+// Whether the TF32 path takes this convolution (shapes as for conv2d_output_shape).
+bool tf32_path_applies(Conv2dOp op, const Shape4& d, const Conv2dParams& p) {
+  if (p.groups != 1 || d.C % 4 != 0 || d.K % 4 != 0) return false;
+  if (d.N <= 0 || d.C <= 0 || d.K <= 0 || d.H <= 0 || d.W <= 0 || d.P <= 0 || d.Q <= 0) return false;
+  if (d.N > 65535 || d.H * d.W * d.C >= kInt32Limit || d.P * d.Q * d.K >= kInt32Limit ||
+      d.R * d.S * d.C >= kInt32Limit || d.H * d.W >= kInt32Limit)
+    return false;
+  if (op == Conv2dOp::BackwardInput && (p.dilation_h != 1 || p.dilation_w != 1 || p.stride_h * p.stride_w > 64))
+    return false;
+  if (op == Conv2dOp::BackwardWeight && d.N * d.P * d.Q >= kInt32Limit) return false;
+  return tensor_cores_present();
+}
+
+int64_t workspace_bytes_for(Conv2dOp op, const Shape4& d) {
+  const int64_t x = aligned(d.N * d.H * d.W * d.C * 4), dy = aligned(d.N * d.P * d.Q * d.K * 4),
+                w = aligned(d.K * d.R * d.S * d.C * 4);
+  switch (op) {
+    case Conv2dOp::Forward: return x + w;
+    case Conv2dOp::BackwardInput: return dy + w;
+    case Conv2dOp::BackwardWeight: {
+      const WgradPlan plan = wgrad_plan(d);
+      return dy + x + aligned(plan.slices * d.K * d.R * d.S * d.C * 4);
+    }
+  }
+  return 0;
+}
+
+Shape4 shape_from_views(const TensorView& x_like, const TensorView& w_like, const TensorView& y_like) {
+  return {x_like.shape[0], x_like.shape[1], x_like.shape[2], x_like.shape[3], w_like.shape[0],
+          w_like.shape[2], w_like.shape[3], y_like.shape[2], y_like.shape[3]};
+}
+
+bool usable(Conv2dOp op, const Shape4& d, const Conv2dParams& p, DType dtype, bool allow_tf32,
+            const TensorView* workspace) {
+  if (dtype != DType::Float32 || !allow_tf32 || workspace == nullptr) return false;
+  if (!tf32_path_applies(op, d, p)) return false;
+  return workspace->numel() * int64_t(dtype_size(workspace->dtype)) >= workspace_bytes_for(op, d);
+}
+
+}  // namespace
+
+int64_t conv2d_tf32_workspace_bytes(Conv2dOp op, const std::vector<int64_t>& input_shape,
+                                    const std::vector<int64_t>& weight_shape, const Conv2dParams& p,
+                                    DType dtype, bool allow_tf32, int device_index) {
+  if (dtype != DType::Float32 || !allow_tf32 || input_shape.size() != 4 || weight_shape.size() != 4) return 0;
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+    cudaGetLastError();  // no usable GPU: the path cannot run, and the sticky error is cleared
+    return 0;
+  }
+  TensorView on_device;  // DeviceGuard takes a view; only its device matters here
+  on_device.device.type = DeviceType::CUDA;
+  on_device.device.index = device_index >= 0 ? device_index : 0;
+  if (device_index < 0) MEDKERN_CUDA_CHECK(cudaGetDevice(&on_device.device.index));
+  DeviceGuard guard(on_device);
+  const Shape4 d = shape_of(input_shape, weight_shape, p);
+  return tf32_path_applies(op, d, p) ? workspace_bytes_for(op, d) : 0;
+}
+
+bool conv2d_forward_tf32(const TensorView& input, const TensorView& weight, const TensorView* bias,
+                         const TensorView& output, const Conv2dParams& p, bool allow_tf32,
+                         const TensorView* workspace, cudaStream_t stream) {
+  const Shape4 d = shape_from_views(input, weight, output);
+  if (!usable(Conv2dOp::Forward, d, p, input.dtype, allow_tf32, workspace)) return false;
+  auto* ws = static_cast<char*>(workspace->data);
+  float* x_nhwc = reinterpret_cast<float*>(ws);
+  float* w_krsc = reinterpret_cast<float*>(ws + aligned(d.N * d.H * d.W * d.C * 4));
+  to_nhwc_tf32(input, x_nhwc, stream);
+  reorder_weight_tf32(weight, false, w_krsc, stream);
+
+  FpropProblem prob{};
+  prob.M = d.N * d.P * d.Q;
+  prob.N = d.K;
+  prob.K = d.R * d.S * d.C;
+  prob.a = {x_nhwc, int(d.H), int(d.W), int(d.C), int(d.Q), int(d.S), int(p.stride_h), int(p.stride_w),
+            int(p.pad_h), int(p.pad_w), int(p.dilation_h), int(p.dilation_w), d.P * d.Q};
+  prob.b = {w_krsc, prob.K};
+  prob.y = output.ptr<float>();
+  prob.sy_n = output.strides[0]; prob.sy_c = output.strides[1]; prob.sy_h = output.strides[2];
+  prob.sy_w = output.strides[3];
+  prob.PQ = d.P * d.Q;
+  prob.Q = int(d.Q);
+  prob.bias = bias ? bias->ptr<const float>() : nullptr;
+  prob.bias_stride = bias ? bias->strides[0] : 0;
+  prob.fuse_relu = p.fuse_relu;
+  launch_rows_cols(prob, prob.M, prob.N, 1, stream, "conv2d_forward (TF32 pipeline)");
+  return true;
+}
+
+bool conv2d_backward_input_tf32(const TensorView& grad_output, const TensorView& weight,
+                                const TensorView& grad_input, const Conv2dParams& p, bool allow_tf32,
+                                const TensorView* workspace, cudaStream_t stream) {
+  const Shape4 d = shape_from_views(grad_input, weight, grad_output);
+  if (!usable(Conv2dOp::BackwardInput, d, p, grad_output.dtype, allow_tf32, workspace)) return false;
+  auto* ws = static_cast<char*>(workspace->data);
+  float* dy_nhwc = reinterpret_cast<float*>(ws);
+  float* w_rskc = reinterpret_cast<float*>(ws + aligned(d.N * d.P * d.Q * d.K * 4));
+  to_nhwc_tf32(grad_output, dy_nhwc, stream);
+  reorder_weight_tf32(weight, true, w_rskc, stream);
+
+  DgradProblem prob{};
+  prob.N = d.C;
+  prob.batch = int(d.N); prob.H = int(d.H); prob.W = int(d.W); prob.P = int(d.P); prob.Q = int(d.Q);
+  prob.K = int(d.K); prob.R = int(d.R); prob.S = int(d.S);
+  prob.stride_h = int(p.stride_h); prob.stride_w = int(p.stride_w); prob.pad_h = int(p.pad_h);
+  prob.pad_w = int(p.pad_w);
+  prob.a = {dy_nhwc, int(d.P), int(d.Q), int(d.K)};
+  prob.b = {w_rskc, int(d.C), int(d.K), int(d.S), int(p.stride_h), int(p.stride_w)};
+  prob.dx = grad_input.ptr<float>();
+  prob.sdx_n = grad_input.strides[0]; prob.sdx_c = grad_input.strides[1]; prob.sdx_h = grad_input.strides[2];
+  prob.sdx_w = grad_input.strides[3];
+  // the largest phase has ceil(H / stride) x ceil(W / stride) pixels per image
+  const int64_t rows = d.N * ceil_div(d.H, p.stride_h) * ceil_div(d.W, p.stride_w);
+  launch_rows_cols(prob, rows, d.C, int(p.stride_h * p.stride_w), stream, "conv2d_backward_input (TF32 pipeline)");
+  return true;
+}
+
+bool conv2d_backward_weight_tf32(const TensorView& grad_output, const TensorView& input,
+                                 const TensorView& grad_weight, const Conv2dParams& p, bool allow_tf32,
+                                 const TensorView* workspace, cudaStream_t stream) {
+  const Shape4 d = shape_from_views(input, grad_weight, grad_output);
+  if (!usable(Conv2dOp::BackwardWeight, d, p, grad_output.dtype, allow_tf32, workspace)) return false;
+  const WgradPlan plan = wgrad_plan(d);
+  auto* ws = static_cast<char*>(workspace->data);
+  float* dy_nhwc = reinterpret_cast<float*>(ws);
+  float* x_nhwc = reinterpret_cast<float*>(ws + aligned(d.N * d.P * d.Q * d.K * 4));
+  float* partial = reinterpret_cast<float*>(ws + aligned(d.N * d.P * d.Q * d.K * 4) + aligned(d.N * d.H * d.W * d.C * 4));
+  to_nhwc_tf32(grad_output, dy_nhwc, stream);
+  to_nhwc_tf32(input, x_nhwc, stream);
+
+  WgradProblem prob{};
+  prob.M = d.K;
+  prob.N = d.R * d.S * d.C;
+  prob.K = d.N * d.P * d.Q;
+  prob.k_chunk = plan.k_chunk;
+  prob.a = {dy_nhwc, d.K};
+  prob.b = {x_nhwc, int(d.H), int(d.W), int(d.C), int(d.S), int(p.stride_h), int(p.stride_w), int(p.pad_h),
+            int(p.pad_w), int(p.dilation_h), int(p.dilation_w), FastDivmod(d.P * d.Q), FastDivmod(d.Q)};
+  prob.partial = partial;
+  const dim3 grid(static_cast<unsigned>(ceil_div(prob.M, plan.wide ? 128 : 64)),
+                  static_cast<unsigned>(ceil_div(prob.N, 128)), static_cast<unsigned>(plan.slices));
+  if (plan.wide) {
+    pipeline::launch_tf32_gemm<WgradProblem, CfgL>(prob, grid, stream, "conv2d_backward_weight (TF32 pipeline)");
+  } else {
+    pipeline::launch_tf32_gemm<WgradProblem, CfgW>(prob, grid, stream, "conv2d_backward_weight (TF32 pipeline)");
+  }
+  wgrad_reduce_kernel<<<grid_for(grad_weight.numel(), 256), 256, 0, stream>>>(
+      partial, int(plan.slices), int(d.K), int(d.C), int(d.R), int(d.S), grad_weight.ptr<float>(),
+      grad_weight.strides[0], grad_weight.strides[1], grad_weight.strides[2], grad_weight.strides[3]);
+  MEDKERN_CUDA_CHECK_LAUNCH("wgrad_reduce_kernel");
+  return true;
+}
+
+}  // namespace medkern::cuda

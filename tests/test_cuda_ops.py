@@ -236,7 +236,7 @@ def test_conv2d_runs_on_the_callers_stream():
     assert_close(out, expected)
 
 
-# ---- conv2d: the TF32 tensor-core path (float32, TF32 allowed, groups 1, channels % 4 == 0) ----
+# ---- conv2d: the TF32 tensor-core path (float32, TF32 allowed, groups 1) ----
 # (N, C, H, W, K, kernel, stride, padding, dilation, bias); the comments name what each case reaches
 TF32_CASES = [
     (2, 16, 13, 11, 24, (3, 3), 1, 1, 1, True),         # rows not a tile multiple, 64x64 tiles
@@ -248,6 +248,9 @@ TF32_CASES = [
     (48, 64, 16, 16, 256, (3, 3), 1, 1, 1, False),      # forward on 128x128 tiles, wide weight gradient
     (64, 16, 16, 17, 32, (3, 3), 1, 1, 1, True),        # forward on 128x64 tiles
     (40, 256, 16, 16, 64, (3, 3), 1, 1, 1, False),      # input gradient on 128x128 tiles
+    (8, 1, 28, 28, 32, (3, 3), 1, 1, 1, True),          # one input channel, padded to 4 in the workspace
+    (4, 3, 30, 30, 8, (7, 7), 2, 3, 1, True),           # RGB stem: 7x7 stride 2, channels padded
+    (3, 6, 9, 9, 5, (3, 3), 1, 1, 1, True),             # 6 -> 5 channels: both padded to 8
 ]
 TF32_IDS = [f"tf32_{i}" for i in range(len(TF32_CASES))]
 
@@ -314,7 +317,7 @@ def test_conv2d_tf32_path_is_not_taken_without_tf32_or_for_unsupported_shapes():
     assert bytes_for(list(x.shape), list(w.shape)) > 0
     assert bytes_for(list(x.shape), list(w.shape), allow=False) == 0      # TF32 off: exact float32 kernel
     assert bytes_for(list(x.shape), list(w.shape), dtype=1) == 0          # float64
-    assert bytes_for([2, 6, 8, 8], [8, 6, 3, 3]) == 0                     # channels not divisible by 4
+    assert bytes_for([2, 6, 8, 8], [5, 6, 3, 3]) > 0                      # channels padded to 8 inside
     assert bytes_for([2, 16, 8, 8], [8, 8, 3, 3], groups=2) == 0          # groups
 
 

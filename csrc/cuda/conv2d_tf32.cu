@@ -1,16 +1,15 @@
 // cuda/conv2d_tf32.cu — the tensor-core path of float32 convolution when TF32 is allowed (torch's
-// default for cuDNN): groups 1, channel counts divisible by 4. Operands are first rewritten into
-// a workspace in GEMM-friendly layouts, rounded to TF32 on the way (NCHW -> NHWC for activations
-// and gradients, KCRS -> KRSC / RSKC for weights), so every tile load is a 16-byte copy along
-// channels; then one multistage GEMM (gemm_pipeline.cuh) per op:
+// default for cuDNN), groups 1. Operands are first rewritten into a workspace in GEMM-friendly
+// layouts, rounded to TF32 on the way (NCHW -> NHWC for activations and gradients, KCRS -> KRSC /
+// RSKC for weights) with channel counts padded with zeros to multiples of 4 (Cp, Kp), so every
+// tile load is a 16-byte copy along channels; then one multistage GEMM (gemm_pipeline.cuh) per op:
 //   forward       C[(n,p,q)][k]      = sum_{(r,s,c)} x[n,h,w,c] * w[k,r,s,c]
 //   grad input    one GEMM per stride phase (h+pad, w+pad) mod stride: only the taps that reach
 //                 that phase, so a strided layer does no work for the stride holes
 //                 C[(n,h,w)][c] = sum_{(r,s,k) of the phase} dy[n,p,q,k] * w[r,s,k,c]
 //   grad weight   C[k][(r,s,c)] = sum_{(n,p,q)} dy[n,p,q,k] * x[n,h,w,c], split along (n,p,q) into
 //                 partial sums in the workspace, added in a fixed order (deterministic)
-// Everything else (float64, no TF32, 16-bit, groups, odd channel counts) stays on conv2d.cu's
-// generic implicit GEMM.
+// Everything else (float64, no TF32, 16-bit, groups > 1) stays on conv2d.cu's generic kernels.
 #include <algorithm>
 #include <cstdint>
 #include <vector>
@@ -30,6 +29,8 @@ using pipeline::round_tf32;
 
 struct Shape4 {
   int64_t N, C, H, W, K, R, S, P, Q;
+  int64_t Cp() const { return (C + 3) / 4 * 4; }  // channel counts as stored in the workspace
+  int64_t Kp() const { return (K + 3) / 4 * 4; }
 };
 
 Shape4 shape_of(const std::vector<int64_t>& in, const std::vector<int64_t>& wt, const Conv2dParams& p) {
@@ -46,10 +47,11 @@ int64_t aligned(int64_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; 
 constexpr int64_t kInt32Limit = int64_t{1} << 31;
 
 // ---- layout conversions (rounding to TF32) ----------------------------------------------------
-// NCHW with any strides -> NHWC contiguous; a 32 x 32 (channels x pixels) tile per block so both
-// the reads (along pixels) and the writes (along channels) are coalesced.
+// NCHW with any strides -> NHWC contiguous with Cp >= C channels (the extra ones zero); a 32 x 32
+// (channels x pixels) tile per block so both the reads (along pixels) and the writes (along
+// channels) are coalesced.
 __global__ void nchw_to_nhwc_tf32_kernel(const float* __restrict__ src, int64_t sn, int64_t sc, int64_t sh,
-                                         int64_t sw, int C, int H, int W, float* __restrict__ dst) {
+                                         int64_t sw, int C, int Cp, int H, int W, float* __restrict__ dst) {
   __shared__ float tile[32][33];
   const int64_t HW = int64_t(H) * W;
   const int64_t n = blockIdx.z;
@@ -60,47 +62,48 @@ __global__ void nchw_to_nhwc_tf32_kernel(const float* __restrict__ src, int64_t 
     const int64_t h = pix / W, w = pix - h * W;
     for (int i = threadIdx.y; i < 32; i += blockDim.y) {
       const int c = c0 + i;
-      if (c < C && pix < HW) tile[i][threadIdx.x] = round_tf32(src[n * sn + c * sc + h * sh + w * sw]);
+      if (pix < HW) tile[i][threadIdx.x] = c < C ? round_tf32(src[n * sn + c * sc + h * sh + w * sw]) : 0.f;
     }
   }
   __syncthreads();
   const int c = c0 + threadIdx.x;
   for (int i = threadIdx.y; i < 32; i += blockDim.y) {
     const int64_t pix = pix0 + i;
-    if (c < C && pix < HW) dst[(n * HW + pix) * C + c] = tile[threadIdx.x][i];
+    if (c < Cp && pix < HW) dst[(n * HW + pix) * Cp + c] = tile[threadIdx.x][i];
   }
 }
 
-void to_nhwc_tf32(const TensorView& t, float* dst, cudaStream_t stream) {
+void to_nhwc_tf32(const TensorView& t, int64_t Cp, float* dst, cudaStream_t stream) {
   const int64_t N = t.shape[0], C = t.shape[1], H = t.shape[2], W = t.shape[3];
-  const dim3 grid(static_cast<unsigned>((H * W + 31) / 32), static_cast<unsigned>((C + 31) / 32),
+  const dim3 grid(static_cast<unsigned>((H * W + 31) / 32), static_cast<unsigned>((Cp + 31) / 32),
                   static_cast<unsigned>(N));
   nchw_to_nhwc_tf32_kernel<<<grid, dim3(32, 8), 0, stream>>>(t.ptr<const float>(), t.strides[0], t.strides[1],
-                                                               t.strides[2], t.strides[3], int(C), int(H), int(W),
-                                                               dst);
+                                                               t.strides[2], t.strides[3], int(C), int(Cp), int(H),
+                                                               int(W), dst);
   MEDKERN_CUDA_CHECK_LAUNCH("nchw_to_nhwc_tf32_kernel");
 }
 
-// Weight (K, C, R, S) with any strides -> KRSC (forward) or RSKC (input gradient), contiguous.
+// Weight (K, C, R, S) with any strides -> KRSC (forward) or RSKC (input gradient), contiguous,
+// with Kp >= K and Cp >= C (the padding zero).
 __global__ void reorder_weight_tf32_kernel(const float* __restrict__ w, int64_t s0, int64_t s1, int64_t s2,
-                                           int64_t s3, int K, int C, int R, int S, bool rskc,
+                                           int64_t s3, int K, int C, int Kp, int Cp, int R, int S, bool rskc,
                                            float* __restrict__ dst) {
-  const int64_t total = int64_t(K) * C * R * S;
+  const int64_t total = int64_t(Kp) * Cp * R * S;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const int c = int(i % C);
-    const int64_t t = i / C;
-    const int s = int(t % S), r = int((t / S) % R), k = int(t / (int64_t(S) * R));
     // i walks the destination in KRSC order; RSKC is the same tuple placed differently
-    const int64_t out = rskc ? ((int64_t(r) * S + s) * K + k) * C + c : i;
-    dst[out] = round_tf32(w[k * s0 + c * s1 + r * s2 + s * s3]);
+    const int c = int(i % Cp);
+    const int64_t t = i / Cp;
+    const int s = int(t % S), r = int((t / S) % R), k = int(t / (int64_t(S) * R));
+    const int64_t out = rskc ? ((int64_t(r) * S + s) * Kp + k) * Cp + c : i;
+    dst[out] = (k < K && c < C) ? round_tf32(w[k * s0 + c * s1 + r * s2 + s * s3]) : 0.f;
   }
 }
 
-void reorder_weight_tf32(const TensorView& w, bool rskc, float* dst, cudaStream_t stream) {
-  const int64_t total = w.numel();
+void reorder_weight_tf32(const TensorView& w, int64_t Kp, int64_t Cp, bool rskc, float* dst, cudaStream_t stream) {
+  const int64_t total = Kp * Cp * w.shape[2] * w.shape[3];
   reorder_weight_tf32_kernel<<<grid_for(total, 256), 256, 0, stream>>>(
       w.ptr<const float>(), w.strides[0], w.strides[1], w.strides[2], w.strides[3], int(w.shape[0]),
-      int(w.shape[1]), int(w.shape[2]), int(w.shape[3]), rskc, dst);
+      int(w.shape[1]), int(Kp), int(Cp), int(w.shape[2]), int(w.shape[3]), rskc, dst);
   MEDKERN_CUDA_CHECK_LAUNCH("reorder_weight_tf32_kernel");
 }
 
@@ -244,6 +247,7 @@ struct DgradProblem {
 
   float* dx;
   int64_t sdx_n, sdx_c, sdx_h, sdx_w;
+  int C;  // real input channels (N, the GEMM's columns, is Cp)
   struct OutRow { float* ptr; };
   __device__ OutRow out_row(int64_t m, const Job& j) const {
     const int64_t per_img = int64_t(j.Hph) * j.Wph;
@@ -252,7 +256,9 @@ struct DgradProblem {
     const int64_t h = j.h_first + int64_t(ih) * stride_h, w = j.w_first + int64_t(iw) * stride_w;
     return {dx + n * sdx_n + h * sdx_h + w * sdx_w};
   }
-  __device__ void store(const OutRow& o, int64_t c, float v) const { o.ptr[c * sdx_c] = v; }
+  __device__ void store(const OutRow& o, int64_t c, float v) const {
+    if (c < C) o.ptr[c * sdx_c] = v;
+  }
 };
 
 // ---- weight gradient: split-K partial sums ----------------------------------------------------
@@ -308,16 +314,18 @@ struct WgradProblem {
   __device__ void store(const OutRow& o, int64_t n, float v) const { o.ptr[n * M] = v; }
 };
 
-// dw[k][c][r][s] = sum over slices (in order) of partial[slice][(r*S + s)*C + c][k].
-__global__ void wgrad_reduce_kernel(const float* __restrict__ partial, int slices, int K, int C, int R, int S,
-                                    float* __restrict__ dw, int64_t s0, int64_t s1, int64_t s2, int64_t s3) {
-  const int64_t cols = int64_t(R) * S * C, total = cols * K;
+// dw[k][c][r][s] = sum over slices (in order) of partial[slice][(r*S + s)*Cp + c][k] (rows of Kp).
+__global__ void wgrad_reduce_kernel(const float* __restrict__ partial, int slices, int K, int C, int Kp, int Cp,
+                                    int R, int S, float* __restrict__ dw, int64_t s0, int64_t s1, int64_t s2,
+                                    int64_t s3) {
+  const int64_t total = int64_t(R) * S * C * K, slice = int64_t(R) * S * Cp * Kp;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const int k = int(i % K);
-    const int64_t col = i / K;
+    const int k = int(i % K);  // k fastest: the slice reads coalesce
+    const int64_t t = i / K;
+    const int c = int(t % C), rs = int(t / C), r = rs / S, s = rs - r * S;
+    const float* src = partial + (int64_t(rs) * Cp + c) * Kp + k;
     float acc = 0.f;
-    for (int z = 0; z < slices; ++z) acc += partial[z * total + i];
-    const int c = int(col % C), rs = int(col / C), r = rs / S, s = rs - r * S;
+    for (int z = 0; z < slices; ++z) acc += src[z * slice];
     dw[k * s0 + c * s1 + r * s2 + s * s3] = acc;
   }
 }
@@ -365,10 +373,10 @@ struct WgradPlan {
 };
 WgradPlan wgrad_plan(const Shape4& d) {
   WgradPlan plan{};
-  plan.wide = d.K > 64;
+  plan.wide = d.Kp() > 64;
   const int64_t bm = plan.wide ? 128 : 64, bn = 128;
   const int64_t reduction = d.N * d.P * d.Q;
-  plan.tiles = ceil_div(d.K, bm) * ceil_div(d.R * d.S * d.C, bn);
+  plan.tiles = ceil_div(d.Kp(), bm) * ceil_div(d.R * d.S * d.Cp(), bn);
   plan.slices = wgrad_slices(plan.tiles, reduction);
   plan.k_chunk = ceil_div(ceil_div(reduction, plan.slices), kBK) * kBK;
   plan.slices = ceil_div(reduction, plan.k_chunk);
@@ -379,10 +387,10 @@ bool tensor_cores_present() { return compute_capability_major() >= 8; }
 
 // Whether the TF32 path takes this convolution (shapes as for conv2d_output_shape).
 bool tf32_path_applies(Conv2dOp op, const Shape4& d, const Conv2dParams& p) {
-  if (p.groups != 1 || d.C % 4 != 0 || d.K % 4 != 0) return false;
+  if (p.groups != 1) return false;
   if (d.N <= 0 || d.C <= 0 || d.K <= 0 || d.H <= 0 || d.W <= 0 || d.P <= 0 || d.Q <= 0) return false;
-  if (d.N > 65535 || d.H * d.W * d.C >= kInt32Limit || d.P * d.Q * d.K >= kInt32Limit ||
-      d.R * d.S * d.C >= kInt32Limit || d.H * d.W >= kInt32Limit)
+  if (d.N > 65535 || d.H * d.W * d.Cp() >= kInt32Limit || d.P * d.Q * d.Kp() >= kInt32Limit ||
+      d.R * d.S * d.Cp() * d.Kp() >= kInt32Limit)
     return false;
   if (op == Conv2dOp::BackwardInput && (p.dilation_h != 1 || p.dilation_w != 1 || p.stride_h * p.stride_w > 64))
     return false;
@@ -391,14 +399,14 @@ bool tf32_path_applies(Conv2dOp op, const Shape4& d, const Conv2dParams& p) {
 }
 
 int64_t workspace_bytes_for(Conv2dOp op, const Shape4& d) {
-  const int64_t x = aligned(d.N * d.H * d.W * d.C * 4), dy = aligned(d.N * d.P * d.Q * d.K * 4),
-                w = aligned(d.K * d.R * d.S * d.C * 4);
+  const int64_t x = aligned(d.N * d.H * d.W * d.Cp() * 4), dy = aligned(d.N * d.P * d.Q * d.Kp() * 4),
+                w = aligned(d.Kp() * d.R * d.S * d.Cp() * 4);
   switch (op) {
     case Conv2dOp::Forward: return x + w;
     case Conv2dOp::BackwardInput: return dy + w;
     case Conv2dOp::BackwardWeight: {
       const WgradPlan plan = wgrad_plan(d);
-      return dy + x + aligned(plan.slices * d.K * d.R * d.S * d.C * 4);
+      return dy + x + aligned(plan.slices * d.Kp() * d.R * d.S * d.Cp() * 4);
     }
   }
   return 0;
@@ -443,15 +451,15 @@ bool conv2d_forward_tf32(const TensorView& input, const TensorView& weight, cons
   if (!usable(Conv2dOp::Forward, d, p, input.dtype, allow_tf32, workspace)) return false;
   auto* ws = static_cast<char*>(workspace->data);
   float* x_nhwc = reinterpret_cast<float*>(ws);
-  float* w_krsc = reinterpret_cast<float*>(ws + aligned(d.N * d.H * d.W * d.C * 4));
-  to_nhwc_tf32(input, x_nhwc, stream);
-  reorder_weight_tf32(weight, false, w_krsc, stream);
+  float* w_krsc = reinterpret_cast<float*>(ws + aligned(d.N * d.H * d.W * d.Cp() * 4));
+  to_nhwc_tf32(input, d.Cp(), x_nhwc, stream);
+  reorder_weight_tf32(weight, d.K, d.Cp(), false, w_krsc, stream);
 
   FpropProblem prob{};
   prob.M = d.N * d.P * d.Q;
   prob.N = d.K;
-  prob.K = d.R * d.S * d.C;
-  prob.a = {x_nhwc, int(d.H), int(d.W), int(d.C), int(d.Q), int(d.S), int(p.stride_h), int(p.stride_w),
+  prob.K = d.R * d.S * d.Cp();
+  prob.a = {x_nhwc, int(d.H), int(d.W), int(d.Cp()), int(d.Q), int(d.S), int(p.stride_h), int(p.stride_w),
             int(p.pad_h), int(p.pad_w), int(p.dilation_h), int(p.dilation_w), d.P * d.Q};
   prob.b = {w_krsc, prob.K};
   prob.y = output.ptr<float>();
@@ -473,24 +481,25 @@ bool conv2d_backward_input_tf32(const TensorView& grad_output, const TensorView&
   if (!usable(Conv2dOp::BackwardInput, d, p, grad_output.dtype, allow_tf32, workspace)) return false;
   auto* ws = static_cast<char*>(workspace->data);
   float* dy_nhwc = reinterpret_cast<float*>(ws);
-  float* w_rskc = reinterpret_cast<float*>(ws + aligned(d.N * d.P * d.Q * d.K * 4));
-  to_nhwc_tf32(grad_output, dy_nhwc, stream);
-  reorder_weight_tf32(weight, true, w_rskc, stream);
+  float* w_rskc = reinterpret_cast<float*>(ws + aligned(d.N * d.P * d.Q * d.Kp() * 4));
+  to_nhwc_tf32(grad_output, d.Kp(), dy_nhwc, stream);
+  reorder_weight_tf32(weight, d.Kp(), d.Cp(), true, w_rskc, stream);
 
   DgradProblem prob{};
-  prob.N = d.C;
+  prob.N = d.Cp();
   prob.batch = int(d.N); prob.H = int(d.H); prob.W = int(d.W); prob.P = int(d.P); prob.Q = int(d.Q);
-  prob.K = int(d.K); prob.R = int(d.R); prob.S = int(d.S);
+  prob.K = int(d.Kp()); prob.R = int(d.R); prob.S = int(d.S);
   prob.stride_h = int(p.stride_h); prob.stride_w = int(p.stride_w); prob.pad_h = int(p.pad_h);
   prob.pad_w = int(p.pad_w);
-  prob.a = {dy_nhwc, int(d.P), int(d.Q), int(d.K)};
-  prob.b = {w_rskc, int(d.C), int(d.K), int(d.S), int(p.stride_h), int(p.stride_w)};
+  prob.a = {dy_nhwc, int(d.P), int(d.Q), int(d.Kp())};
+  prob.b = {w_rskc, int(d.Cp()), int(d.Kp()), int(d.S), int(p.stride_h), int(p.stride_w)};
   prob.dx = grad_input.ptr<float>();
   prob.sdx_n = grad_input.strides[0]; prob.sdx_c = grad_input.strides[1]; prob.sdx_h = grad_input.strides[2];
   prob.sdx_w = grad_input.strides[3];
+  prob.C = int(d.C);
   // the largest phase has ceil(H / stride) x ceil(W / stride) pixels per image
   const int64_t rows = d.N * ceil_div(d.H, p.stride_h) * ceil_div(d.W, p.stride_w);
-  launch_rows_cols(prob, rows, d.C, int(p.stride_h * p.stride_w), stream, "conv2d_backward_input (TF32 pipeline)");
+  launch_rows_cols(prob, rows, d.Cp(), int(p.stride_h * p.stride_w), stream, "conv2d_backward_input (TF32 pipeline)");
   return true;
 }
 
@@ -502,18 +511,19 @@ bool conv2d_backward_weight_tf32(const TensorView& grad_output, const TensorView
   const WgradPlan plan = wgrad_plan(d);
   auto* ws = static_cast<char*>(workspace->data);
   float* dy_nhwc = reinterpret_cast<float*>(ws);
-  float* x_nhwc = reinterpret_cast<float*>(ws + aligned(d.N * d.P * d.Q * d.K * 4));
-  float* partial = reinterpret_cast<float*>(ws + aligned(d.N * d.P * d.Q * d.K * 4) + aligned(d.N * d.H * d.W * d.C * 4));
-  to_nhwc_tf32(grad_output, dy_nhwc, stream);
-  to_nhwc_tf32(input, x_nhwc, stream);
+  float* x_nhwc = reinterpret_cast<float*>(ws + aligned(d.N * d.P * d.Q * d.Kp() * 4));
+  float* partial = reinterpret_cast<float*>(ws + aligned(d.N * d.P * d.Q * d.Kp() * 4) +
+                                            aligned(d.N * d.H * d.W * d.Cp() * 4));
+  to_nhwc_tf32(grad_output, d.Kp(), dy_nhwc, stream);
+  to_nhwc_tf32(input, d.Cp(), x_nhwc, stream);
 
   WgradProblem prob{};
-  prob.M = d.K;
-  prob.N = d.R * d.S * d.C;
+  prob.M = d.Kp();
+  prob.N = d.R * d.S * d.Cp();
   prob.K = d.N * d.P * d.Q;
   prob.k_chunk = plan.k_chunk;
-  prob.a = {dy_nhwc, d.K};
-  prob.b = {x_nhwc, int(d.H), int(d.W), int(d.C), int(d.S), int(p.stride_h), int(p.stride_w), int(p.pad_h),
+  prob.a = {dy_nhwc, d.Kp()};
+  prob.b = {x_nhwc, int(d.H), int(d.W), int(d.Cp()), int(d.S), int(p.stride_h), int(p.stride_w), int(p.pad_h),
             int(p.pad_w), int(p.dilation_h), int(p.dilation_w), FastDivmod(d.P * d.Q), FastDivmod(d.Q)};
   prob.partial = partial;
   const dim3 grid(static_cast<unsigned>(ceil_div(prob.M, plan.wide ? 128 : 64)),
@@ -524,7 +534,8 @@ bool conv2d_backward_weight_tf32(const TensorView& grad_output, const TensorView
     pipeline::launch_tf32_gemm<WgradProblem, CfgW>(prob, grid, stream, "conv2d_backward_weight (TF32 pipeline)");
   }
   wgrad_reduce_kernel<<<grid_for(grad_weight.numel(), 256), 256, 0, stream>>>(
-      partial, int(plan.slices), int(d.K), int(d.C), int(d.R), int(d.S), grad_weight.ptr<float>(),
+      partial, int(plan.slices), int(d.K), int(d.C), int(d.Kp()), int(d.Cp()), int(d.R), int(d.S),
+      grad_weight.ptr<float>(),
       grad_weight.strides[0], grad_weight.strides[1], grad_weight.strides[2], grad_weight.strides[3]);
   MEDKERN_CUDA_CHECK_LAUNCH("wgrad_reduce_kernel");
   return true;

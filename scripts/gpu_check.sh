@@ -4,9 +4,10 @@
 #      override with MEDKERN_CUDA_ARCH=80), Release, ninja -j16
 #   2. print medkern.info()
 #   3. pytest -m "cuda and not slow" (junit xml in OUTDIR); the slow ones (training parity) run last
-#   4. compute-sanitizer memcheck over scripts/sanitizer_driver.py (every CUDA op once), and
+#   4. GPU benchmarks (scripts/gpu_bench.py -> OUTDIR/gpu_bench.json) and the per-kernel device
+#      time of each benchmark convolution (scripts/gpu_conv_profile.py -> OUTDIR/gpu_conv_profile.json)
+#   5. compute-sanitizer memcheck over scripts/sanitizer_driver.py (every CUDA op once), and
 #      racecheck over the shared-memory kernels (conv2d, linear, batch_norm, preprocess statistics)
-#   5. GPU benchmarks (scripts/gpu_bench.py -> OUTDIR/gpu_bench.json)
 #   6. pytest -m "cuda and slow"
 # and writes OUTDIR/results.json (per-step verdicts, test counts, bench summary) and
 # OUTDIR/gpu_check.log. A failing step is recorded and the next one runs; the exit status is
@@ -87,10 +88,14 @@ run_step build 300 bash -c "cmake -S . -B build-gpu -G Ninja -DMEDKERN_DEV_INPLA
 run_step info 60 $PY -c "import json, medkern; print(json.dumps(medkern.info(), indent=1, default=str))"
 
 # ---- 3. tests --------------------------------------------------------------------------------
-run_step pytest 200 $PY -m pytest -m "cuda and not slow" -q tests -p no:cacheprovider \
+run_step pytest 160 $PY -m pytest -m "cuda and not slow" -q tests -p no:cacheprovider \
   --junitxml="$OUTDIR/junit.xml" -o junit_family=xunit2
 
-# ---- 4. sanitizers ---------------------------------------------------------------------------
+# ---- 4. benchmarks (before the sanitizers: the numbers matter most when time runs short) -------
+run_step bench 170 env PYTHONPATH="$ROOT:$PYTHONPATH" $PY scripts/gpu_bench.py "$OUTDIR" --repeat 3
+run_step conv_profile 60 env PYTHONPATH="$ROOT:$PYTHONPATH" $PY scripts/gpu_conv_profile.py "$OUTDIR" --iters 3
+
+# ---- 5. sanitizers ---------------------------------------------------------------------------
 SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer 2>/dev/null | head -1)
 if [[ -n $SANITIZER ]]; then
   # without torch's caching allocator every tensor is its own allocation, so memcheck sees
@@ -103,9 +108,6 @@ else
   echo "=== memcheck / racecheck: compute-sanitizer not found (recorded as unavailable)"
   printf 'memcheck\tunavailable\t0\nracecheck\tunavailable\t0\n' >> "$STATUS_FILE"
 fi
-
-# ---- 5. benchmarks ---------------------------------------------------------------------------
-run_step bench 200 env PYTHONPATH="$ROOT:$PYTHONPATH" $PY scripts/gpu_bench.py "$OUTDIR"
 
 # ---- 6. slow GPU tests (training parity), last: they are worth least per second ------------------
 # (pytest's exit status 5, "no tests collected", is not a failure here)

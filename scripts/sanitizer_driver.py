@@ -1,7 +1,7 @@
 """Calls every medkern CUDA op once (forward and backward, each dtype family) on small shapes, for
 compute-sanitizer: `compute-sanitizer --tool memcheck python scripts/sanitizer_driver.py`.
 Shapes are chosen to hit each kernel variant: implicit-GEMM tiles with ragged edges, the split-K
-weight gradient, the direct single-channel kernels, both batch-norm paths, both relu paths, and
+weight gradient, the TF32 pipeline's tile configurations and stride phases, the direct single-channel kernels, both batch-norm paths, both relu paths, and
 the preprocessing kernels (resample with elastic/bias/noise/labels, statistics, filter).
 Exits nonzero if any op raised."""
 from __future__ import annotations
@@ -34,7 +34,11 @@ def conv(dtype, tf32):
     torch.backends.cudnn.allow_tf32 = tf32
     for (n, c, h, w, k, ks, stride, pad, groups) in [(2, 5, 9, 7, 67, 3, 1, 1, 1), (3, 1, 8, 8, 4, 3, 2, 1, 1),
                                                      (2, 6, 7, 7, 6, 3, 1, 1, 6), (16, 8, 20, 20, 8, 3, 1, 1, 1),
-                                                     (2, 4, 6, 6, 6, 1, 2, 0, 2)]:
+                                                     (2, 4, 6, 6, 6, 1, 2, 0, 2),
+                                                     # TF32 path (float32 with tf32): 128x128 tiles and
+                                                     # the wide weight gradient; stride-2 phases
+                                                     (48, 64, 16, 16, 256, 3, 1, 1, 1),
+                                                     (4, 64, 14, 14, 128, 3, 2, 1, 1)]:
         x, wt, b = req(n, c, h, w, dtype=dtype), req(k, c // groups, ks, ks, dtype=dtype), req(k, dtype=dtype)
         grads(mops.conv2d(x, wt, b, stride=stride, padding=pad, groups=groups), [x, wt, b])
         grads(mops.conv2d_relu(x, wt, b, stride=stride, padding=pad, groups=groups), [x, wt, b])

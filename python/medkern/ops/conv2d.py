@@ -17,9 +17,11 @@ from typing import Optional, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from .. import _backend
 from .._backend import _C, needs_torch_fallback
+from ._eager import direct_call_ok
 from ._arguments import IntPair, pair as _pair
 
 __all__ = ["conv2d", "conv2d_relu"]
@@ -50,8 +52,7 @@ def _output_shape(input: Tensor, weight: Tensor, stride, padding, dilation, grou
 
 
 
-@torch.library.custom_op("medkern::conv2d", mutates_args=())
-def _conv2d_op(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride: list[int], padding: list[int],
+def _conv2d_impl(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride: list[int], padding: list[int],
                dilation: list[int], groups: int, fuse_relu: bool) -> Tensor:
     if needs_torch_fallback(input, "conv2d_forward"):
         out = F.conv2d(input, weight, bias, stride, padding, dilation, groups)
@@ -66,13 +67,15 @@ def _conv2d_op(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride: li
     return out
 
 
+_conv2d_op = torch.library.custom_op("medkern::conv2d", mutates_args=())(_conv2d_impl)
+
+
 @_conv2d_op.register_fake
 def _(input, weight, bias, stride, padding, dilation, groups, fuse_relu):
     return input.new_empty(_output_shape(input, weight, stride, padding, dilation, groups))
 
 
-@torch.library.custom_op("medkern::conv2d_backward_input", mutates_args=())
-def _conv2d_backward_input(grad_output: Tensor, weight: Tensor, input_shape: list[int], stride: list[int],
+def _conv2d_backward_input_impl(grad_output: Tensor, weight: Tensor, input_shape: list[int], stride: list[int],
                            padding: list[int], dilation: list[int], groups: int) -> Tensor:
     if needs_torch_fallback(grad_output, "conv2d_backward_input"):
         return torch.nn.grad.conv2d_input(input_shape, weight, grad_output, stride, padding, dilation, groups)
@@ -85,13 +88,16 @@ def _conv2d_backward_input(grad_output: Tensor, weight: Tensor, input_shape: lis
     return grad_input
 
 
+_conv2d_backward_input = torch.library.custom_op("medkern::conv2d_backward_input",
+                                                 mutates_args=())(_conv2d_backward_input_impl)
+
+
 @_conv2d_backward_input.register_fake
 def _(grad_output, weight, input_shape, stride, padding, dilation, groups):
     return grad_output.new_empty(input_shape)
 
 
-@torch.library.custom_op("medkern::conv2d_backward_weight", mutates_args=())
-def _conv2d_backward_weight(grad_output: Tensor, input: Tensor, weight_shape: list[int], stride: list[int],
+def _conv2d_backward_weight_impl(grad_output: Tensor, input: Tensor, weight_shape: list[int], stride: list[int],
                             padding: list[int], dilation: list[int], groups: int) -> Tensor:
     if needs_torch_fallback(grad_output, "conv2d_backward_weight"):
         return torch.nn.grad.conv2d_weight(input, weight_shape, grad_output, stride, padding, dilation, groups)
@@ -104,19 +110,26 @@ def _conv2d_backward_weight(grad_output: Tensor, input: Tensor, weight_shape: li
     return grad_weight
 
 
+_conv2d_backward_weight = torch.library.custom_op("medkern::conv2d_backward_weight",
+                                                  mutates_args=())(_conv2d_backward_weight_impl)
+
+
 @_conv2d_backward_weight.register_fake
 def _(grad_output, input, weight_shape, stride, padding, dilation, groups):
     return grad_output.new_empty(weight_shape)
 
 
-@torch.library.custom_op("medkern::conv2d_backward_bias", mutates_args=())
-def _conv2d_backward_bias(grad_output: Tensor) -> Tensor:
+def _conv2d_backward_bias_impl(grad_output: Tensor) -> Tensor:
     if needs_torch_fallback(grad_output, "conv2d_backward_bias"):
         return grad_output.sum(dim=(0, 2, 3))
     grad_bias = torch.empty(grad_output.shape[1], dtype=grad_output.dtype, device=grad_output.device)
     _C.conv2d_backward_bias(_backend.view(grad_output, "grad_output"), _backend.view(grad_bias, "grad_bias"),
                             _backend.stream_of(grad_output))
     return grad_bias
+
+
+_conv2d_backward_bias = torch.library.custom_op("medkern::conv2d_backward_bias",
+                                                mutates_args=())(_conv2d_backward_bias_impl)
 
 
 @_conv2d_backward_bias.register_fake
@@ -137,14 +150,36 @@ def _backward(ctx, grad):
     stride, padding, dilation, groups = ctx.params
     if ctx.fuse_relu:
         grad = grad * (output > 0)
+    direct = direct_call_ok(grad, input, weight)
     grad_input = grad_weight = grad_bias = None
     if ctx.needs_input_grad[0]:
-        grad_input = _conv2d_backward_input(grad, weight, list(input.shape), stride, padding, dilation, groups)
+        op = _conv2d_backward_input_impl if direct else _conv2d_backward_input
+        grad_input = op(grad, weight, list(input.shape), stride, padding, dilation, groups)
     if ctx.needs_input_grad[1]:
-        grad_weight = _conv2d_backward_weight(grad, input, list(weight.shape), stride, padding, dilation, groups)
+        op = _conv2d_backward_weight_impl if direct else _conv2d_backward_weight
+        grad_weight = op(grad, input, list(weight.shape), stride, padding, dilation, groups)
     if ctx.has_bias and ctx.needs_input_grad[2]:
-        grad_bias = _conv2d_backward_bias(grad)
+        grad_bias = (_conv2d_backward_bias_impl if direct else _conv2d_backward_bias)(grad)
     return grad_input, grad_weight, grad_bias, None, None, None, None, None
+
+
+class _Conv2dFunction(torch.autograd.Function):
+    """The eager path of the public functions: the same forward and backward as the registered
+    op's autograd, calling the implementations directly where ``direct_call_ok`` allows (the
+    dispatcher costs more than a small layer's kernels); inside torch.compile the registered op
+    is traced instead (see ``_conv2d``)."""
+
+    @staticmethod
+    def forward(ctx, input, weight, bias, stride, padding, dilation, groups, fuse_relu):
+        op = _conv2d_impl if direct_call_ok(input, weight, bias) else _conv2d_op
+        output = op(input, weight, bias, stride, padding, dilation, groups, fuse_relu)
+        _setup_context(ctx, (input, weight, bias, stride, padding, dilation, groups, fuse_relu), output)
+        return output
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        return _backward(ctx, grad)
 
 
 _conv2d_op.register_autograd(_backward, setup_context=_setup_context)
@@ -185,9 +220,18 @@ def _conv2d(input, weight, bias, stride, padding, dilation, groups, fuse_relu):
     _check_devices(input, weight, bias)
     stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
     input, padding = _resolve_padding(input, weight, padding, stride, dilation)
-    if input.dim() == 3:  # unbatched (C, H, W), as torch accepts
-        return _conv2d_op(input.unsqueeze(0), weight, bias, stride, padding, dilation, int(groups), fuse_relu)[0]
-    return _conv2d_op(input, weight, bias, stride, padding, dilation, int(groups), fuse_relu)
+    unbatched = input.dim() == 3  # (C, H, W), as torch accepts
+    args = (input.unsqueeze(0) if unbatched else input, weight, bias, stride, padding, dilation, int(groups),
+            fuse_relu)
+    if torch.compiler.is_compiling():
+        out = _conv2d_op(*args)
+    elif torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (input, weight, bias)):
+        out = _Conv2dFunction.apply(*args)
+    elif direct_call_ok(input, weight, bias):
+        out = _conv2d_impl(*args)
+    else:
+        out = _conv2d_op(*args)
+    return out[0] if unbatched else out
 
 
 def conv2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride: IntPair = 1,

@@ -1,0 +1,89 @@
+"""Where the GPU time of each benchmark convolution goes: for every conv layer of
+benchmarks/cases_cuda.py, one forward+backward (batch 128, torch's defaults: TF32 on) of medkern
+and of torch/cuDNN under torch.profiler, summed per CUDA kernel. Device time separates kernel speed
+from host overhead (the benchmark's wall-clock ratio contains both); the kernel split shows which
+of forward / input gradient / weight gradient / layout conversion dominates.
+
+    PYTHONPATH=python:. python scripts/gpu_conv_profile.py OUTDIR [--iters 5] [--only NAME]
+
+Writes OUTDIR/gpu_conv_profile.json and prints one line per layer plus its top kernels.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import pathlib
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "python")]
+
+import medkern.ops as mops  # noqa: E402
+from benchmarks.cases_cuda import conv_layers  # noqa: E402
+
+
+def kernel_times(fn, iters: int) -> tuple[float, dict[str, float], float]:
+    """(device ms per iteration, {kernel name: ms per iteration}, wall ms per iteration)."""
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        torch.cuda.synchronize()
+        wall = (time.perf_counter() - t0) / iters * 1e3
+    per_kernel: dict[str, float] = collections.defaultdict(float)
+    for event in prof.events():
+        if event.device_type == torch.autograd.DeviceType.CUDA:
+            per_kernel[event.name[:90]] += event.device_time / 1e3 / iters
+    return sum(per_kernel.values()), dict(per_kernel), wall
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("outdir", type=pathlib.Path)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--iters", type=int, default=5)
+    parser.add_argument("--only", default="", help="substring of the layer names to profile")
+    args = parser.parse_args()
+    args.outdir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    rows = []
+    for layer in conv_layers():
+        if args.only and args.only not in layer.name:
+            continue
+        x = torch.randn(args.batch, layer.c_in, layer.size, layer.size, device="cuda").requires_grad_(not layer.first)
+        w = (torch.randn(layer.c_out, layer.c_in, layer.kernel, layer.kernel, device="cuda") * 0.05).requires_grad_()
+        b = torch.randn(layer.c_out, device="cuda").requires_grad_()
+        kw = dict(stride=layer.stride, padding=layer.padding)
+        wanted = (w, b) if layer.first else (x, w, b)
+        g = torch.randn_like(F.conv2d(x.detach(), w.detach(), None, **kw))
+        row = {"name": layer.name}
+        for lib, fn in (("medkern", mops.conv2d), ("torch", F.conv2d)):
+            step = lambda fn=fn: torch.autograd.grad(fn(x, w, b, **kw), wanted, g)  # noqa: E731
+            device_ms, kernels, wall_ms = kernel_times(step, args.iters)
+            row[lib] = {"device_ms": device_ms, "wall_ms": wall_ms,
+                        "kernels": dict(sorted(kernels.items(), key=lambda kv: -kv[1])[:6])}
+        row["device_ratio"] = row["medkern"]["device_ms"] / max(row["torch"]["device_ms"], 1e-9)
+        row["wall_ratio"] = row["medkern"]["wall_ms"] / max(row["torch"]["wall_ms"], 1e-9)
+        rows.append(row)
+        print(f"{layer.name:<36} device {row['medkern']['device_ms']:7.3f} / {row['torch']['device_ms']:7.3f} ms"
+              f" = {row['device_ratio']:5.2f}   wall {row['medkern']['wall_ms']:7.3f} / {row['torch']['wall_ms']:7.3f}"
+              f" ms = {row['wall_ratio']:5.2f}")
+        for name, ms in list(row["medkern"]["kernels"].items())[:4]:
+            print(f"      {ms:7.3f} ms  {name}")
+        del x, w, b, g
+        torch.cuda.empty_cache()
+    (args.outdir / "gpu_conv_profile.json").write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -282,19 +282,40 @@ template <class T> struct ConvBackwardWeightProblem {
 };
 
 // ---- bias gradient: one block per output channel ---------------------------------------------
+// A flat walk over (n, p, q); the index split is a multiply-shift (FastDivmod) when the count fits
+// 31 bits, and the (p, q) plane is one strided run when rows are packed (the usual case).
 template <class T>
 __global__ void conv2d_backward_bias_kernel(const T* __restrict__ dy, Strides4 sdy, int64_t N, int64_t P, int64_t Q,
-                                            T* __restrict__ db, int64_t db_stride) {
+                                            FastDivmod by_pq, FastDivmod by_q, T* __restrict__ db,
+                                            int64_t db_stride) {
   using Acc = acc_t<T>;
   __shared__ Acc scratch[32];
-  const int64_t k = blockIdx.x, PQ = P * Q, total = N * PQ;
+  const int64_t PQ = P * Q, total = N * PQ;
+  const T* base = dy + blockIdx.x * sdy.c;
+  const bool packed = P == 1 || sdy.h == Q * sdy.w;
+  const bool fast = total < (int64_t{1} << 31);
   Acc acc = Acc(0);
   for (int64_t i = threadIdx.x; i < total; i += blockDim.x) {
-    const int64_t n = i / PQ, pq = i - n * PQ, p = pq / Q, q = pq - p * Q;
-    acc += to_acc<Acc>(dy[n * sdy.n + k * sdy.c + p * sdy.h + q * sdy.w]);
+    int64_t n, pq;
+    if (fast) {
+      uint32_t nn, rr;
+      by_pq.divmod(static_cast<uint32_t>(i), nn, rr);
+      n = nn; pq = rr;
+    } else {
+      n = i / PQ; pq = i - n * PQ;
+    }
+    int64_t off;
+    if (packed) {
+      off = pq * sdy.w;
+    } else {
+      uint32_t p, q;
+      by_q.divmod(static_cast<uint32_t>(pq), p, q);
+      off = p * sdy.h + q * sdy.w;
+    }
+    acc += to_acc<Acc>(base[n * sdy.n + off]);
   }
   acc = block_sum(acc, scratch);
-  if (threadIdx.x == 0) db[k * db_stride] = from_acc<T>(acc);
+  if (threadIdx.x == 0) db[blockIdx.x * db_stride] = from_acc<T>(acc);
 }
 
 constexpr int kThreads = 256;
@@ -403,7 +424,8 @@ void conv2d_backward_bias(const TensorView& grad_output, const TensorView& grad_
     using T = typename decltype(tag)::type;
     conv2d_backward_bias_kernel<T><<<static_cast<unsigned>(grad_bias.numel()), 512, 0, s>>>(
         grad_output.ptr<const T>(), strides_of(grad_output), grad_output.shape[0], grad_output.shape[2],
-        grad_output.shape[3], grad_bias.ptr<T>(), grad_bias.strides[0]);
+        grad_output.shape[3], FastDivmod(grad_output.shape[2] * grad_output.shape[3]), FastDivmod(grad_output.shape[3]),
+        grad_bias.ptr<T>(), grad_bias.strides[0]);
     MEDKERN_CUDA_CHECK_LAUNCH("conv2d_backward_bias_kernel");
   });
 }

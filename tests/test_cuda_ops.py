@@ -251,6 +251,9 @@ TF32_CASES = [
     (8, 1, 28, 28, 32, (3, 3), 1, 1, 1, True),          # one input channel, padded to 4 in the workspace
     (4, 3, 30, 30, 8, (7, 7), 2, 3, 1, True),           # RGB stem: 7x7 stride 2, channels padded
     (3, 6, 9, 9, 5, (3, 3), 1, 1, 1, True),             # 6 -> 5 channels: both padded to 8
+    (40, 64, 15, 15, 200, (3, 3), 1, 1, 1, False),      # 128x128 forward tiles, partial rows and columns
+    (80, 20, 29, 29, 24, (3, 3), 2, 1, 1, True),        # 128x64 tiles, four unequal phases
+    (41, 132, 15, 15, 36, (3, 3), 2, 1, 1, False),      # input gradient on 128x128, partial columns
 ]
 TF32_IDS = [f"tf32_{i}" for i in range(len(TF32_CASES))]
 

@@ -350,8 +350,9 @@ void launch_rows_cols(const P& prob, int64_t rows, int64_t cols, int slices, cud
   };
   auto blocks = [&](int bm, int bn) { return ceil_div(rows, bm) * ceil_div(cols, bn) * slices; };
   if (cols <= 64) {
-    if (blocks(128, 64) >= sms) return pipeline::launch_tf32_gemm<P, CfgT>(prob, grid_of(128, 64), stream, name);
-  } else if (blocks(128, 128) >= sms) {
+    if (blocks(128, 64) >= sms && pipeline::fits_device<P, CfgT>())
+      return pipeline::launch_tf32_gemm<P, CfgT>(prob, grid_of(128, 64), stream, name);
+  } else if (blocks(128, 128) >= sms && pipeline::fits_device<P, CfgL>()) {
     return pipeline::launch_tf32_gemm<P, CfgL>(prob, grid_of(128, 128), stream, name);
   }
   pipeline::launch_tf32_gemm<P, CfgS>(prob, grid_of(64, 64), stream, name);
@@ -373,7 +374,7 @@ struct WgradPlan {
 };
 WgradPlan wgrad_plan(const Shape4& d) {
   WgradPlan plan{};
-  plan.wide = d.Kp() > 64;
+  plan.wide = d.Kp() > 64 && pipeline::fits_device<WgradProblem, CfgL>();
   const int64_t bm = plan.wide ? 128 : 64, bn = 128;
   const int64_t reduction = d.N * d.P * d.Q;
   plan.tiles = ceil_div(d.Kp(), bm) * ceil_div(d.R * d.S * d.Cp(), bn);
@@ -395,6 +396,11 @@ bool tf32_path_applies(Conv2dOp op, const Shape4& d, const Conv2dParams& p) {
   if (op == Conv2dOp::BackwardInput && (p.dilation_h != 1 || p.dilation_w != 1 || p.stride_h * p.stride_w > 64))
     return false;
   if (op == Conv2dOp::BackwardWeight && d.N * d.P * d.Q >= kInt32Limit) return false;
+  // grid.y of the GEMMs (column tiles of 64 at the smallest) and of the layout conversions
+  constexpr int64_t kGridY = 65535;
+  if (ceil_div(d.K, 64) > kGridY || ceil_div(d.R * d.S * d.Cp(), 64) > kGridY || ceil_div(d.Cp(), 32) > kGridY ||
+      ceil_div(d.Kp(), 32) > kGridY)
+    return false;
   return tensor_cores_present();
 }
 
@@ -421,6 +427,9 @@ bool usable(Conv2dOp op, const Shape4& d, const Conv2dParams& p, DType dtype, bo
             const TensorView* workspace) {
   if (dtype != DType::Float32 || !allow_tf32 || workspace == nullptr) return false;
   if (!tf32_path_applies(op, d, p)) return false;
+  // 16-byte copies read from the workspace: its start must be 16-byte aligned (torch's allocator
+  // gives 512; a sliced buffer might not)
+  if (reinterpret_cast<std::uintptr_t>(workspace->data) % 16 != 0) return false;
   return workspace->numel() * int64_t(dtype_size(workspace->dtype)) >= workspace_bytes_for(op, d);
 }
 

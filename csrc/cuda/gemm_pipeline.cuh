@@ -14,6 +14,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
 
 #include "cuda/cuda_check.cuh"
@@ -269,12 +270,33 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kThreads >= 256 ? 1 : 2) t
   }
 }
 
-// Launches prob on `grid` with configuration Cfg (dynamic shared memory above 48 KiB is opted into).
+// Shared memory one block may opt into on the current device (99 KiB on sm_86/89, 163 KiB on
+// A100, 227 KiB on H100/H200).
+inline size_t smem_optin_bytes() {
+  int device = 0, bytes = 0;
+  MEDKERN_CUDA_CHECK(cudaGetDevice(&device));
+  MEDKERN_CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  return static_cast<size_t>(bytes);
+}
+
+// Whether configuration Cfg of problem P fits this device's shared memory.
+template <class P, class Cfg> bool fits_device() { return PipelineLayout<P, Cfg>::kSmemBytes <= smem_optin_bytes(); }
+
+// Launches prob on `grid` with configuration Cfg (dynamic shared memory above 48 KiB is opted into
+// once per device; the launchers only pick configurations that fit_device()).
 template <class P, class Cfg>
 void launch_tf32_gemm(const P& prob, dim3 grid, cudaStream_t stream, const char* name) {
   using L = PipelineLayout<P, Cfg>;
   auto kernel = tf32_gemm_kernel<P, Cfg>;
-  MEDKERN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(L::kSmemBytes)));
+  static std::atomic<uint64_t> opted_in{0};  // bit d: done on device d (devices 0..63)
+  int device = 0;
+  MEDKERN_CUDA_CHECK(cudaGetDevice(&device));
+  const uint64_t bit = device < 64 ? uint64_t{1} << device : 0;
+  if (bit == 0 || !(opted_in.load(std::memory_order_acquire) & bit)) {
+    MEDKERN_CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(L::kSmemBytes)));
+    opted_in.fetch_or(bit, std::memory_order_release);
+  }
   kernel<<<grid, Cfg::kThreads, L::kSmemBytes, stream>>>(prob);
   MEDKERN_CUDA_CHECK_LAUNCH(name);
 }

@@ -121,6 +121,7 @@ struct FpropProblem {
     const float* x;
     int H, W, C, Q, S, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
     int64_t PQ;
+    FastDivmod by_c, by_s;  // the k split, once per k-tile per thread: multiply-shift, no division
     struct RowCtx { const float* img; int h0, w0; };
     struct KCtx { int c, dh, dw; };
     __device__ RowCtx row_ctx(int64_t m, const Job&) const {
@@ -129,8 +130,10 @@ struct FpropProblem {
       return {x + n * (int64_t(H) * W * C), p * stride_h - pad_h, q * stride_w - pad_w};
     }
     __device__ KCtx k_ctx(int64_t k, const Job&) const {
-      const int kk = int(k), rs = kk / C, c = kk - rs * C, r = rs / S, s = rs - r * S;
-      return {c, r * dil_h, s * dil_w};
+      uint32_t rs, c, r, s;
+      by_c.divmod(static_cast<uint32_t>(k), rs, c);
+      by_s.divmod(rs, r, s);
+      return {int(c), int(r) * dil_h, int(s) * dil_w};
     }
     __device__ const float* src(const RowCtx& rc, const KCtx& kc) const {
       const int h = rc.h0 + kc.dh, w = rc.w0 + kc.dw;
@@ -177,12 +180,17 @@ struct FpropProblem {
 struct PhaseJob {
   int64_t M, k_begin, k_end;
   int Hph, Wph, h_first, w_first, base_h, base_w, ah, aw, Sv;
+  FastDivmod by_sv;
 };
+
+constexpr int kMaxDgradStride = 8;  // per axis; larger strides take the generic kernel
 
 struct DgradProblem {
   using Job = PhaseJob;
   int64_t N;  // C (input channels)
   int batch, H, W, P, Q, K, R, S, stride_h, stride_w, pad_h, pad_w;
+  FastDivmod by_k;                       // k -> (tap, output channel)
+  FastDivmod by_sv[kMaxDgradStride];     // tap -> (rv, sv) for phase column aw
 
   // Phase z = (ah, aw): pixels with (h + pad_h) % stride_h == ah, (w + pad_w) % stride_w == aw.
   // They receive taps r = ah + rv * stride_h (rv < Rv) from output row p = base_h + ih - rv,
@@ -199,6 +207,7 @@ struct DgradProblem {
     j.base_w = (j.w_first + pad_w - j.aw) / stride_w;
     const int Rv = j.ah < R ? (R - 1 - j.ah) / stride_h + 1 : 0;
     j.Sv = j.aw < S ? (S - 1 - j.aw) / stride_w + 1 : 0;
+    j.by_sv = by_sv[j.aw];
     j.M = int64_t(batch) * j.Hph * j.Wph;
     j.k_begin = 0;
     j.k_end = int64_t(Rv) * j.Sv * K;
@@ -209,6 +218,7 @@ struct DgradProblem {
     static constexpr bool kKMajor = true;
     const float* dy;
     int P, Q, K;
+    FastDivmod by_k;
     struct RowCtx { const float* img; int p0, q0; };
     struct KCtx { int k, rv, sv; };
     __device__ RowCtx row_ctx(int64_t m, const Job& j) const {
@@ -218,8 +228,10 @@ struct DgradProblem {
       return {dy + n * (int64_t(P) * Q * K), j.base_h + ih, j.base_w + iw};
     }
     __device__ KCtx k_ctx(int64_t k, const Job& j) const {
-      const int kk = int(k), t = kk / K, rv = t / j.Sv;
-      return {kk - t * K, rv, t - rv * j.Sv};
+      uint32_t t, kout, rv, sv;
+      by_k.divmod(static_cast<uint32_t>(k), t, kout);
+      j.by_sv.divmod(t, rv, sv);
+      return {int(kout), int(rv), int(sv)};
     }
     __device__ const float* src(const RowCtx& rc, const KCtx& kc) const {
       const int p = rc.p0 - kc.rv, q = rc.q0 - kc.sv;
@@ -233,13 +245,16 @@ struct DgradProblem {
     static constexpr bool kKMajor = false;
     const float* w;
     int C, K, S, stride_h, stride_w;
+    FastDivmod by_k;
     struct RowCtx { int c; };
     struct KCtx { int64_t off; };
     __device__ RowCtx row_ctx(int64_t c, const Job&) const { return {int(c)}; }
     __device__ KCtx k_ctx(int64_t k, const Job& j) const {
-      const int kk = int(k), t = kk / K, rv = t / j.Sv, sv = t - rv * j.Sv;
-      const int r = j.ah + rv * stride_h, s = j.aw + sv * stride_w;
-      return {((int64_t(r) * S + s) * K + (kk - t * K)) * C};
+      uint32_t t, kout, rv, sv;
+      by_k.divmod(static_cast<uint32_t>(k), t, kout);
+      j.by_sv.divmod(t, rv, sv);
+      const int r = j.ah + int(rv) * stride_h, s = j.aw + int(sv) * stride_w;
+      return {((int64_t(r) * S + s) * K + kout) * C};
     }
     __device__ const float* src(const RowCtx& rc, const KCtx& kc) const { return w + kc.off + rc.c; }
     __device__ const float* base() const { return w; }
@@ -393,7 +408,8 @@ bool tf32_path_applies(Conv2dOp op, const Shape4& d, const Conv2dParams& p) {
   if (d.N > 65535 || d.H * d.W * d.Cp() >= kInt32Limit || d.P * d.Q * d.Kp() >= kInt32Limit ||
       d.R * d.S * d.Cp() * d.Kp() >= kInt32Limit)
     return false;
-  if (op == Conv2dOp::BackwardInput && (p.dilation_h != 1 || p.dilation_w != 1 || p.stride_h * p.stride_w > 64))
+  if (op == Conv2dOp::BackwardInput && (p.dilation_h != 1 || p.dilation_w != 1 || p.stride_h > kMaxDgradStride ||
+                                        p.stride_w > kMaxDgradStride))
     return false;
   if (op == Conv2dOp::BackwardWeight && d.N * d.P * d.Q >= kInt32Limit) return false;
   // grid.y of the GEMMs (column tiles of 64 at the smallest) and of the layout conversions
@@ -469,7 +485,8 @@ bool conv2d_forward_tf32(const TensorView& input, const TensorView& weight, cons
   prob.N = d.K;
   prob.K = d.R * d.S * d.Cp();
   prob.a = {x_nhwc, int(d.H), int(d.W), int(d.Cp()), int(d.Q), int(d.S), int(p.stride_h), int(p.stride_w),
-            int(p.pad_h), int(p.pad_w), int(p.dilation_h), int(p.dilation_w), d.P * d.Q};
+            int(p.pad_h), int(p.pad_w), int(p.dilation_h), int(p.dilation_w), d.P * d.Q, FastDivmod(d.Cp()),
+            FastDivmod(d.S)};
   prob.b = {w_krsc, prob.K};
   prob.y = output.ptr<float>();
   prob.sy_n = output.strides[0]; prob.sy_c = output.strides[1]; prob.sy_h = output.strides[2];
@@ -500,8 +517,13 @@ bool conv2d_backward_input_tf32(const TensorView& grad_output, const TensorView&
   prob.K = int(d.Kp()); prob.R = int(d.R); prob.S = int(d.S);
   prob.stride_h = int(p.stride_h); prob.stride_w = int(p.stride_w); prob.pad_h = int(p.pad_h);
   prob.pad_w = int(p.pad_w);
-  prob.a = {dy_nhwc, int(d.P), int(d.Q), int(d.Kp())};
-  prob.b = {w_rskc, int(d.Cp()), int(d.Kp()), int(d.S), int(p.stride_h), int(p.stride_w)};
+  prob.by_k = FastDivmod(d.Kp());
+  for (int aw = 0; aw < kMaxDgradStride; ++aw) {
+    const int64_t sv = aw < d.S ? (d.S - 1 - aw) / p.stride_w + 1 : 1;
+    prob.by_sv[aw] = FastDivmod(sv);
+  }
+  prob.a = {dy_nhwc, int(d.P), int(d.Q), int(d.Kp()), prob.by_k};
+  prob.b = {w_rskc, int(d.Cp()), int(d.Kp()), int(d.S), int(p.stride_h), int(p.stride_w), prob.by_k};
   prob.dx = grad_input.ptr<float>();
   prob.sdx_n = grad_input.strides[0]; prob.sdx_c = grad_input.strides[1]; prob.sdx_h = grad_input.strides[2];
   prob.sdx_w = grad_input.strides[3];

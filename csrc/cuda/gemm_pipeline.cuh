@@ -162,8 +162,14 @@ template <class P, class Cfg> struct PipelineLayout {
       sizeof(float) * size_t(kMainFloats > kEpilogueFloats ? kMainFloats : kEpilogueFloats);
 };
 
+// Blocks per SM the kernels are compiled for: 2 caps registers at 128 per thread for the 256-thread
+// configurations (no spills with nvcc 13), so two blocks share an SM and hide each other's waits.
+#ifndef MEDKERN_TF32_MIN_BLOCKS
+#define MEDKERN_TF32_MIN_BLOCKS 2
+#endif
+
 template <class P, class Cfg>
-__global__ void __launch_bounds__(Cfg::kThreads, Cfg::kThreads >= 256 ? 1 : 2) tf32_gemm_kernel(const P prob) {
+__global__ void __launch_bounds__(Cfg::kThreads, MEDKERN_TF32_MIN_BLOCKS) tf32_gemm_kernel(const P prob) {
   using L = PipelineLayout<P, Cfg>;
   constexpr int BM = Cfg::kBM, BN = Cfg::kBN, THREADS = Cfg::kThreads, STAGES = Cfg::kStages;
   constexpr int WM = BM / Cfg::kWarpsM, WN = BN / Cfg::kWarpsN, MI = WM / 16, NI = WN / 8;

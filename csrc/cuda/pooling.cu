@@ -77,27 +77,31 @@ __global__ void max_pool2d_forward_kernel(const T* __restrict__ x, Strides4 sx, 
   const I total = I(d.N) * I(d.C) * I(d.P) * I(d.Q);
   for (I i = blockIdx.x * I(blockDim.x) + threadIdx.x; i < total; i += I(gridDim.x) * I(blockDim.x)) {
     const Coord4<I> o = unflatten<I>(i, ix);
-    const T* plane = x + o.n * sx.n + o.c * sx.c;
+    // window arithmetic in the index type: 32 bits whenever the tensors' spans fit (fits_32bit)
+    const T* plane = x + (I(o.n) * I(sx.n) + I(o.c) * I(sx.c));
+    const I h0 = o.y * I(p.stride_h) - I(p.pad_h), w0 = o.x * I(p.stride_w) - I(p.pad_w);
+    const I H = I(d.H), W = I(d.W), sh = I(sx.h), sw = I(sx.w), dh = I(p.dilation_h), dw = I(p.dilation_w);
+    const I KH = I(p.kernel_h), KW = I(p.kernel_w);
     Acc best = -std::numeric_limits<Acc>::infinity();
-    int64_t best_index = -1;
-    for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
-      const int64_t h = conv_input_coord(o.y, kh, p.stride_h, p.pad_h, p.dilation_h);
-      if (h < 0 || h >= d.H) continue;
-      for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
-        const int64_t w = conv_input_coord(o.x, kw, p.stride_w, p.pad_w, p.dilation_w);
-        if (w < 0 || w >= d.W) continue;
-        const Acc v = to_acc<Acc>(plane[h * sx.h + w * sx.w]);
+    I best_index = -1;
+    for (I kh = 0; kh < KH; ++kh) {
+      const I h = h0 + kh * dh;
+      if (h < 0 || h >= H) continue;
+      for (I kw = 0; kw < KW; ++kw) {
+        const I w = w0 + kw * dw;
+        if (w < 0 || w >= W) continue;
+        const Acc v = to_acc<Acc>(plane[h * sh + w * sw]);
         // NaN wins (torch propagates it); the first maximum wins ties
         if (best_index < 0 || v > best || (v != v && best == best)) {
           best = v;
-          best_index = h * d.W + w;
+          best_index = h * W + w;
         }
       }
     }
-    y[o.n * sy.n + o.c * sy.c + o.y * sy.h + o.x * sy.w] = from_acc<T>(best);
+    y[I(o.n) * I(sy.n) + I(o.c) * I(sy.c) + o.y * I(sy.h) + o.x * I(sy.w)] = from_acc<T>(best);
     // null indices = values only (inference); the pointer is the same for every thread
     if (indices != nullptr)
-      indices[o.n * si.n + o.c * si.c + o.y * si.h + o.x * si.w] = best_index < 0 ? 0 : best_index;
+      indices[o.n * si.n + o.c * si.c + o.y * si.h + o.x * si.w] = best_index < 0 ? 0 : int64_t(best_index);
   }
 }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from .. import _backend
 from .._backend import _C
@@ -77,8 +78,7 @@ def _(input, weight, bias, running_mean, running_var, training, momentum, eps):
     return input.new_empty(input.shape), input.new_empty(channels, dtype=stats), input.new_empty(channels, dtype=stats)
 
 
-@torch.library.custom_op("medkern::batch_norm_backward", mutates_args=())
-def _batch_norm_backward(grad_output: torch.Tensor, input: torch.Tensor, weight: Optional[torch.Tensor],
+def _batch_norm_backward_impl(grad_output: torch.Tensor, input: torch.Tensor, weight: Optional[torch.Tensor],
                          save_mean: torch.Tensor, save_invstd: torch.Tensor, training: bool,
                          eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     x, g = _as_rows(input), _as_rows(grad_output)
@@ -98,6 +98,10 @@ def _batch_norm_backward(grad_output: torch.Tensor, input: torch.Tensor, weight:
                            _backend.view(grad_weight, "grad_weight"), _backend.view(grad_bias, "grad_bias"),
                            bool(training), float(eps), _backend.stream_of(x))
     return grad_input, grad_weight, grad_bias
+
+
+_batch_norm_backward = torch.library.custom_op("medkern::batch_norm_backward",
+                                               mutates_args=())(_batch_norm_backward_impl)
 
 
 @_batch_norm_backward.register_fake
@@ -121,10 +125,12 @@ class _BatchNormFunction(torch.autograd.Function):
         return output, save_mean, save_invstd
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_output, grad_save_mean, grad_save_invstd):
         input, weight, save_mean, save_invstd = ctx.saved_tensors
-        grad_input, grad_weight, grad_bias = _batch_norm_backward(grad_output, input, weight, save_mean, save_invstd,
-                                                                  ctx.training, ctx.eps)
+        op = _batch_norm_backward_impl if direct_call_ok(grad_output, input, weight) else _batch_norm_backward
+        grad_input, grad_weight, grad_bias = op(grad_output, input, weight, save_mean, save_invstd, ctx.training,
+                                                ctx.eps)
         needs = ctx.needs_input_grad
         return (grad_input if needs[0] else None, grad_weight if needs[1] else None,
                 grad_bias if needs[2] else None, None, None, None, None, None)

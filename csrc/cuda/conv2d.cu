@@ -283,19 +283,22 @@ template <class T> struct ConvBackwardWeightProblem {
 
 // ---- bias gradient: one block per output channel ---------------------------------------------
 // A flat walk over (n, p, q); the index split is a multiply-shift (FastDivmod) when the count fits
-// 31 bits, and the (p, q) plane is one strided run when rows are packed (the usual case).
+// 31 bits, and the (p, q) plane is one strided run when rows are packed (the usual case). With one
+// block per channel there may be fewer blocks than SMs, so each block is wide (kBiasThreads) and
+// each thread keeps four independent sums in flight; the sums are combined in a fixed order.
+constexpr int kBiasThreads = 512;
+
 template <class T>
-__global__ void conv2d_backward_bias_kernel(const T* __restrict__ dy, Strides4 sdy, int64_t N, int64_t P, int64_t Q,
-                                            FastDivmod by_pq, FastDivmod by_q, T* __restrict__ db,
-                                            int64_t db_stride) {
+__global__ void __launch_bounds__(kBiasThreads)
+    conv2d_backward_bias_kernel(const T* __restrict__ dy, Strides4 sdy, int64_t N, int64_t P, int64_t Q,
+                                FastDivmod by_pq, FastDivmod by_q, T* __restrict__ db, int64_t db_stride) {
   using Acc = acc_t<T>;
   __shared__ Acc scratch[32];
   const int64_t PQ = P * Q, total = N * PQ;
   const T* base = dy + blockIdx.x * sdy.c;
   const bool packed = P == 1 || sdy.h == Q * sdy.w;
   const bool fast = total < (int64_t{1} << 31);
-  Acc acc = Acc(0);
-  for (int64_t i = threadIdx.x; i < total; i += blockDim.x) {
+  auto load = [&](int64_t i) -> Acc {
     int64_t n, pq;
     if (fast) {
       uint32_t nn, rr;
@@ -312,10 +315,19 @@ __global__ void conv2d_backward_bias_kernel(const T* __restrict__ dy, Strides4 s
       by_q.divmod(static_cast<uint32_t>(pq), p, q);
       off = p * sdy.h + q * sdy.w;
     }
-    acc += to_acc<Acc>(base[n * sdy.n + off]);
+    return to_acc<Acc>(base[n * sdy.n + off]);
+  };
+  Acc acc[4] = {Acc(0), Acc(0), Acc(0), Acc(0)};
+  const int64_t step = blockDim.x;
+  int64_t i = threadIdx.x;
+  for (; i + 3 * step < total; i += 4 * step) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) acc[j] += load(i + j * step);
   }
-  acc = block_sum(acc, scratch);
-  if (threadIdx.x == 0) db[blockIdx.x * db_stride] = from_acc<T>(acc);
+  for (; i < total; i += step) acc[0] += load(i);
+  Acc sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  sum = block_sum(sum, scratch);
+  if (threadIdx.x == 0) db[blockIdx.x * db_stride] = from_acc<T>(sum);
 }
 
 constexpr int kThreads = 256;
@@ -422,7 +434,7 @@ void conv2d_backward_bias(const TensorView& grad_output, const TensorView& grad_
   const cudaStream_t s = as_cuda_stream(stream);
   dispatch_floating(grad_output.dtype, "grad_output", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    conv2d_backward_bias_kernel<T><<<static_cast<unsigned>(grad_bias.numel()), 512, 0, s>>>(
+    conv2d_backward_bias_kernel<T><<<static_cast<unsigned>(grad_bias.numel()), kBiasThreads, 0, s>>>(
         grad_output.ptr<const T>(), strides_of(grad_output), grad_output.shape[0], grad_output.shape[2],
         grad_output.shape[3], FastDivmod(grad_output.shape[2] * grad_output.shape[3]), FastDivmod(grad_output.shape[3]),
         grad_bias.ptr<T>(), grad_bias.strides[0]);

@@ -73,8 +73,36 @@ __global__ void nchw_to_nhwc_tf32_kernel(const float* __restrict__ src, int64_t 
   }
 }
 
+// Few channels (Cp <= 16: grayscale / RGB stems): one thread per pixel reads its C values (the
+// warp's reads coalesce along the pixels) and writes the Cp-wide NHWC row as 16-byte stores; the
+// 32 x 32 tile above would leave most of its threads idle.
+__global__ void nchw_to_nhwc_tf32_narrow_kernel(const float* __restrict__ src, int64_t sn, int64_t sc, int64_t sh,
+                                                int64_t sw, int C, int Cp, int H, int W, int64_t pixels,
+                                                float* __restrict__ dst) {
+  const int64_t HW = int64_t(H) * W;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < pixels; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t n = i / HW, pix = i - n * HW, h = pix / W, w = pix - h * W;
+    const float* from = src + n * sn + h * sh + w * sw;
+    float4* to = reinterpret_cast<float4*>(dst + i * Cp);  // Cp % 4 == 0, workspace 256-byte aligned
+    for (int c0 = 0; c0 < Cp; c0 += 4) {
+      float v[4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) v[j] = c0 + j < C ? round_tf32(from[(c0 + j) * sc]) : 0.f;
+      to[c0 / 4] = make_float4(v[0], v[1], v[2], v[3]);
+    }
+  }
+}
+
 void to_nhwc_tf32(const TensorView& t, int64_t Cp, float* dst, cudaStream_t stream) {
   const int64_t N = t.shape[0], C = t.shape[1], H = t.shape[2], W = t.shape[3];
+  if (Cp <= 16) {
+    const int64_t pixels = N * H * W;
+    nchw_to_nhwc_tf32_narrow_kernel<<<grid_for(pixels, 256), 256, 0, stream>>>(
+        t.ptr<const float>(), t.strides[0], t.strides[1], t.strides[2], t.strides[3], int(C), int(Cp), int(H),
+        int(W), pixels, dst);
+    MEDKERN_CUDA_CHECK_LAUNCH("nchw_to_nhwc_tf32_narrow_kernel");
+    return;
+  }
   const dim3 grid(static_cast<unsigned>((H * W + 31) / 32), static_cast<unsigned>((Cp + 31) / 32),
                   static_cast<unsigned>(N));
   nchw_to_nhwc_tf32_kernel<<<grid, dim3(32, 8), 0, stream>>>(t.ptr<const float>(), t.strides[0], t.strides[1],

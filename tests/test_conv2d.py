@@ -354,3 +354,34 @@ def test_error_workspace_not_contiguous():
     _C.conv2d_forward(_backend.view(x), _backend.view(w), None, _backend.view(out), [1, 1], [0, 0], [1, 1], 1,
                       workspace=_backend.view(ws.contiguous(), "workspace"))
     assert_close(out, F.conv2d(x, w))
+
+
+def test_stride_phases_regroup_exactly_the_taps_of_the_input_gradient():
+    """The CUDA TF32 input gradient runs one GEMM per stride phase; its index arithmetic
+    (common/conv2d_math.h stride_phase) must visit exactly the (input h, tap r, output p) triples
+    with h + pad - r == p * stride and 0 <= p < P, each once, and cover every input once."""
+    for in_size in range(1, 12):
+        for kernel in range(1, 8):
+            for stride in range(1, 6):
+                for pad in range(0, 5):
+                    out_size = (in_size + 2 * pad - kernel) // stride + 1
+                    if out_size < 1:
+                        continue
+                    expected = {(h, r, (h + pad - r) // stride) for h in range(in_size) for r in range(kernel)
+                                if (h + pad - r) % stride == 0 and 0 <= (h + pad - r) // stride < out_size}
+                    seen, covered = [], []
+                    for phase in range(stride):
+                        first, count, taps, base = _C._conv2d_stride_phase(phase, in_size, kernel, stride, pad)
+                        for j in range(count):
+                            h = first + j * stride
+                            covered.append(h)
+                            assert (h + pad) % stride == phase
+                            for i in range(taps):
+                                r, p = phase + i * stride, base + j - i
+                                assert r < kernel and h + pad - r == p * stride
+                                if 0 <= p < out_size:
+                                    seen.append((h, r, p))
+                    assert sorted(covered) == list(range(in_size)), (in_size, kernel, stride, pad)
+                    assert len(seen) == len(set(seen)) and set(seen) == expected, (in_size, kernel, stride, pad)
+    with pytest.raises(ValueError, match="phase"):
+        _C._conv2d_stride_phase(2, 5, 3, 2, 1)

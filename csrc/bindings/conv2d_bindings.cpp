@@ -2,6 +2,7 @@
 // devices, output shapes; messages name the argument), then CPU or CUDA dispatch with the GIL
 // released. Shape rules live once, in medkern::conv2d_output_shape.
 #include "bindings/bindings.h"
+#include "common/conv2d_math.h"
 #include "medkern/conv2d.h"
 
 namespace medkern::bindings {
@@ -152,6 +153,18 @@ void register_conv2d(py::module_& m) {
         py::arg("dilation"), py::arg("groups"), py::arg("allow_tf32") = false, py::arg("stream") = 0,
         py::arg("workspace") = py::none(),
         py::call_guard<py::gil_scoped_release>(), "grad_weight (shape of the weight) from grad_output and input.");
+
+  // For tests: the stride-phase split the CUDA input gradient runs on (common/conv2d_math.h), so
+  // the CPU suite checks the GPU's index arithmetic.
+  m.def("_conv2d_stride_phase",
+        [](int64_t phase, int64_t in_size, int64_t kernel, int64_t stride, int64_t pad) {
+          MEDKERN_CHECK_VALUE(stride >= 1 && phase >= 0 && phase < stride && in_size >= 0 && kernel >= 1 && pad >= 0,
+                              "_conv2d_stride_phase: need 0 <= phase < stride, in_size >= 0, kernel >= 1, pad >= 0");
+          const StridePhase sp = stride_phase(phase, in_size, kernel, stride, pad);
+          return py::make_tuple(sp.first, sp.count, sp.taps, sp.base);
+        },
+        py::arg("phase"), py::arg("in_size"), py::arg("kernel"), py::arg("stride"), py::arg("pad"),
+        "(first, count, taps, base) of one stride phase of the input gradient (see common/conv2d_math.h).");
 
   m.def("conv2d_workspace_bytes",
         [](const std::string& op, const std::vector<int64_t>& input_shape, const std::vector<int64_t>& weight_shape,

@@ -1,5 +1,6 @@
 // common/conv2d_math.h — convolution index math shared by the CPU and CUDA kernels: output
-// size and the input coordinate an output/filter tap reads (torch's cross-correlation).
+// size, the input coordinate an output/filter tap reads (torch's cross-correlation), its inverse,
+// and the stride-phase split of the input gradient.
 #pragma once
 #include <cstdint>
 
@@ -43,6 +44,27 @@ MEDKERN_HD void conv_valid_output_range(int64_t in, int64_t out_size, int64_t ta
   if (a > b) a = b;
   *lo = a;
   *hi = b;
+}
+
+// The input gradient split by stride phase (the CUDA TF32 path runs one GEMM per phase), along one
+// axis without dilation. Input coordinates h with (h + pad) % stride == phase are reached only by
+// taps r = phase + i * stride (i < taps); the j-th such h is first + j * stride, and tap i of it
+// comes from output coordinate base + j - i (valid when inside [0, out_size)). This is
+// conv_output_coord regrouped so that no (h, r) pair off the stride grid is ever visited.
+struct StridePhase {
+  int64_t first;  // smallest input coordinate of the phase
+  int64_t count;  // input coordinates in the phase
+  int64_t taps;   // filter taps that reach it
+  int64_t base;   // output coordinate of (j = 0, i = 0)
+};
+
+MEDKERN_HD StridePhase stride_phase(int64_t phase, int64_t in_size, int64_t kernel, int64_t stride, int64_t pad) {
+  StridePhase sp;
+  sp.first = ((phase - pad) % stride + stride) % stride;
+  sp.count = sp.first < in_size ? (in_size - 1 - sp.first) / stride + 1 : 0;
+  sp.taps = phase < kernel ? (kernel - 1 - phase) / stride + 1 : 0;
+  sp.base = (sp.first + pad - phase) / stride;  // exact: first + pad == phase (mod stride)
+  return sp;
 }
 
 }  // namespace medkern

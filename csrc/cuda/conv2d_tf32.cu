@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/conv2d_math.h"
 #include "cuda/conv2d_tf32.cuh"
 #include "cuda/cuda_check.cuh"
 #include "cuda/fast_divmod.cuh"
@@ -155,13 +156,14 @@ struct FpropProblem {
     __device__ RowCtx row_ctx(int64_t m, const Job&) const {
       const int64_t n = m / PQ;
       const int pq = int(m - n * PQ), p = pq / Q, q = pq - p * Q;
-      return {x + n * (int64_t(H) * W * C), p * stride_h - pad_h, q * stride_w - pad_w};
+      return {x + n * (int64_t(H) * W * C), int(conv_input_coord(p, 0, stride_h, pad_h, dil_h)),
+              int(conv_input_coord(q, 0, stride_w, pad_w, dil_w))};
     }
     __device__ KCtx k_ctx(int64_t k, const Job&) const {
       uint32_t rs, c, r, s;
       by_c.divmod(static_cast<uint32_t>(k), rs, c);
       by_s.divmod(rs, r, s);
-      return {int(c), int(r) * dil_h, int(s) * dil_w};
+      return {int(c), int(conv_input_coord(0, r, stride_h, 0, dil_h)), int(conv_input_coord(0, s, stride_w, 0, dil_w))};
     }
     __device__ const float* src(const RowCtx& rc, const KCtx& kc) const {
       const int h = rc.h0 + kc.dh, w = rc.w0 + kc.dw;
@@ -227,14 +229,12 @@ struct DgradProblem {
     Job j{};
     j.ah = z / stride_w;
     j.aw = z - j.ah * stride_w;
-    j.h_first = ((j.ah - pad_h) % stride_h + stride_h) % stride_h;
-    j.w_first = ((j.aw - pad_w) % stride_w + stride_w) % stride_w;
-    j.Hph = j.h_first < H ? (H - 1 - j.h_first) / stride_h + 1 : 0;
-    j.Wph = j.w_first < W ? (W - 1 - j.w_first) / stride_w + 1 : 0;
-    j.base_h = (j.h_first + pad_h - j.ah) / stride_h;
-    j.base_w = (j.w_first + pad_w - j.aw) / stride_w;
-    const int Rv = j.ah < R ? (R - 1 - j.ah) / stride_h + 1 : 0;
-    j.Sv = j.aw < S ? (S - 1 - j.aw) / stride_w + 1 : 0;
+    const StridePhase ph = stride_phase(j.ah, H, R, stride_h, pad_h);
+    const StridePhase pw = stride_phase(j.aw, W, S, stride_w, pad_w);
+    j.h_first = int(ph.first); j.Hph = int(ph.count); j.base_h = int(ph.base);
+    j.w_first = int(pw.first); j.Wph = int(pw.count); j.base_w = int(pw.base);
+    const int Rv = int(ph.taps);
+    j.Sv = int(pw.taps);
     j.by_sv = by_sv[j.aw];
     j.M = int64_t(batch) * j.Hph * j.Wph;
     j.k_begin = 0;
@@ -335,13 +335,14 @@ struct WgradProblem {
     struct KCtx { const float* img; int h0, w0; };
     __device__ RowCtx row_ctx(int64_t col, const Job&) const {
       const int cc = int(col), rs = cc / C, c = cc - rs * C, r = rs / S, s = rs - r * S;
-      return {c, r * dil_h, s * dil_w};
+      return {c, int(conv_input_coord(0, r, stride_h, 0, dil_h)), int(conv_input_coord(0, s, stride_w, 0, dil_w))};
     }
     __device__ KCtx k_ctx(int64_t j, const Job&) const {
       uint32_t n, pq, p, q;
       by_pq.divmod(static_cast<uint32_t>(j), n, pq);
       by_q.divmod(pq, p, q);
-      return {x + int64_t(n) * (int64_t(H) * W * C), int(p) * stride_h - pad_h, int(q) * stride_w - pad_w};
+      return {x + int64_t(n) * (int64_t(H) * W * C), int(conv_input_coord(p, 0, stride_h, pad_h, dil_h)),
+              int(conv_input_coord(q, 0, stride_w, pad_w, dil_w))};
     }
     __device__ const float* src(const RowCtx& rc, const KCtx& kc) const {
       const int h = kc.h0 + rc.dh, w = kc.w0 + rc.dw;
@@ -546,10 +547,8 @@ bool conv2d_backward_input_tf32(const TensorView& grad_output, const TensorView&
   prob.stride_h = int(p.stride_h); prob.stride_w = int(p.stride_w); prob.pad_h = int(p.pad_h);
   prob.pad_w = int(p.pad_w);
   prob.by_k = FastDivmod(d.Kp());
-  for (int aw = 0; aw < kMaxDgradStride; ++aw) {
-    const int64_t sv = aw < d.S ? (d.S - 1 - aw) / p.stride_w + 1 : 1;
-    prob.by_sv[aw] = FastDivmod(sv);
-  }
+  for (int aw = 0; aw < kMaxDgradStride; ++aw)
+    prob.by_sv[aw] = FastDivmod(std::max<int64_t>(1, stride_phase(aw, d.W, d.S, p.stride_w, p.pad_w).taps));
   prob.a = {dy_nhwc, int(d.P), int(d.Q), int(d.Kp()), prob.by_k};
   prob.b = {w_rskc, int(d.Cp()), int(d.Kp()), int(d.S), int(p.stride_h), int(p.stride_w), prob.by_k};
   prob.dx = grad_input.ptr<float>();

@@ -380,14 +380,12 @@ using CfgT = pipeline::TileConfig<128, 64, 4, 2, 3>;   // 64 or fewer columns
 using CfgW = pipeline::TileConfig<64, 128, 2, 4, 3>;   // 64 or fewer rows (weight gradients)
 using CfgS = pipeline::TileConfig<64, 64, 2, 2, 3>;    // too few big tiles to fill the GPU
 
-int sm_count() { return multiprocessor_count(); }
-
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Rows/cols tiling for a problem of (rows, cols) over `slices` grid slices; 'T' uses BN=64.
 template <class P>
 void launch_rows_cols(const P& prob, int64_t rows, int64_t cols, int slices, cudaStream_t stream, const char* name) {
-  const int64_t sms = sm_count();
+  const int64_t sms = multiprocessor_count();
   auto grid_of = [&](int bm, int bn) {
     return dim3(static_cast<unsigned>(ceil_div(rows, bm)), static_cast<unsigned>(ceil_div(cols, bn)),
                 static_cast<unsigned>(slices));
@@ -405,7 +403,7 @@ void launch_rows_cols(const P& prob, int64_t rows, int64_t cols, int slices, cud
 // Slices of the weight gradient's (n,p,q) reduction: enough blocks for about two waves, each
 // slice at least 8 k-tiles long.
 int wgrad_slices(int64_t tiles, int64_t reduction) {
-  const int64_t target = 2 * int64_t(sm_count());
+  const int64_t target = 2 * int64_t(multiprocessor_count());
   if (tiles >= target) return 1;
   int64_t slices = ceil_div(target, tiles);
   slices = std::min<int64_t>(slices, std::max<int64_t>(1, reduction / (8 * kBK)));
@@ -428,8 +426,6 @@ WgradPlan wgrad_plan(const Shape4& d) {
   return plan;
 }
 
-bool tensor_cores_present() { return compute_capability_major() >= 8; }
-
 // Whether the TF32 path takes this convolution (shapes as for conv2d_output_shape).
 bool tf32_path_applies(Conv2dOp op, const Shape4& d, const Conv2dParams& p) {
   if (p.groups != 1) return false;
@@ -446,21 +442,42 @@ bool tf32_path_applies(Conv2dOp op, const Shape4& d, const Conv2dParams& p) {
   if (ceil_div(d.K, 64) > kGridY || ceil_div(d.R * d.S * d.Cp(), 64) > kGridY || ceil_div(d.Cp(), 32) > kGridY ||
       ceil_div(d.Kp(), 32) > kGridY)
     return false;
-  return tensor_cores_present();
+  return compute_capability_major() >= 8;  // mma.sync TF32 and cp.async
 }
 
-int64_t workspace_bytes_for(Conv2dOp op, const Shape4& d) {
-  const int64_t x = aligned(d.N * d.H * d.W * d.Cp() * 4), dy = aligned(d.N * d.P * d.Q * d.Kp() * 4),
-                w = aligned(d.Kp() * d.R * d.S * d.Cp() * 4);
+// Where one op keeps its operand copies in the workspace (byte offsets, each region 256-aligned;
+// -1: the op has no such region) and how many bytes it needs. The only statement of the layout:
+// the size query and the ops both read it.
+struct WorkspaceLayout {
+  int64_t x = -1, dy = -1, w = -1, partial = -1, bytes = 0;
+};
+WorkspaceLayout workspace_layout(Conv2dOp op, const Shape4& d) {
+  WorkspaceLayout l;
+  auto take = [&](int64_t floats) {
+    const int64_t at = l.bytes;
+    l.bytes += aligned(floats * int64_t(sizeof(float)));
+    return at;
+  };
   switch (op) {
-    case Conv2dOp::Forward: return x + w;
-    case Conv2dOp::BackwardInput: return dy + w;
-    case Conv2dOp::BackwardWeight: {
-      const WgradPlan plan = wgrad_plan(d);
-      return dy + x + aligned(plan.slices * d.Kp() * d.R * d.S * d.Cp() * 4);
-    }
+    case Conv2dOp::Forward:
+      l.x = take(d.N * d.H * d.W * d.Cp());
+      l.w = take(d.Kp() * d.R * d.S * d.Cp());
+      break;
+    case Conv2dOp::BackwardInput:
+      l.dy = take(d.N * d.P * d.Q * d.Kp());
+      l.w = take(d.Kp() * d.R * d.S * d.Cp());
+      break;
+    case Conv2dOp::BackwardWeight:
+      l.dy = take(d.N * d.P * d.Q * d.Kp());
+      l.x = take(d.N * d.H * d.W * d.Cp());
+      l.partial = take(wgrad_plan(d).slices * d.Kp() * d.R * d.S * d.Cp());
+      break;
   }
-  return 0;
+  return l;
+}
+
+float* region(const TensorView& workspace, int64_t offset) {
+  return reinterpret_cast<float*>(static_cast<char*>(workspace.data) + offset);
 }
 
 Shape4 shape_from_views(const TensorView& x_like, const TensorView& w_like, const TensorView& y_like) {
@@ -475,7 +492,7 @@ bool usable(Conv2dOp op, const Shape4& d, const Conv2dParams& p, DType dtype, bo
   // 16-byte copies read from the workspace: its start must be 16-byte aligned (torch's allocator
   // gives 512; a sliced buffer might not)
   if (reinterpret_cast<std::uintptr_t>(workspace->data) % 16 != 0) return false;
-  return workspace->numel() * int64_t(dtype_size(workspace->dtype)) >= workspace_bytes_for(op, d);
+  return workspace->numel() * int64_t(dtype_size(workspace->dtype)) >= workspace_layout(op, d).bytes;
 }
 
 }  // namespace
@@ -495,7 +512,7 @@ int64_t conv2d_tf32_workspace_bytes(Conv2dOp op, const std::vector<int64_t>& inp
   if (device_index < 0) MEDKERN_CUDA_CHECK(cudaGetDevice(&on_device.device.index));
   DeviceGuard guard(on_device);
   const Shape4 d = shape_of(input_shape, weight_shape, p);
-  return tf32_path_applies(op, d, p) ? workspace_bytes_for(op, d) : 0;
+  return tf32_path_applies(op, d, p) ? workspace_layout(op, d).bytes : 0;
 }
 
 bool conv2d_forward_tf32(const TensorView& input, const TensorView& weight, const TensorView* bias,
@@ -503,9 +520,9 @@ bool conv2d_forward_tf32(const TensorView& input, const TensorView& weight, cons
                          const TensorView* workspace, cudaStream_t stream) {
   const Shape4 d = shape_from_views(input, weight, output);
   if (!usable(Conv2dOp::Forward, d, p, input.dtype, allow_tf32, workspace)) return false;
-  auto* ws = static_cast<char*>(workspace->data);
-  float* x_nhwc = reinterpret_cast<float*>(ws);
-  float* w_krsc = reinterpret_cast<float*>(ws + aligned(d.N * d.H * d.W * d.Cp() * 4));
+  const WorkspaceLayout layout = workspace_layout(Conv2dOp::Forward, d);
+  float* x_nhwc = region(*workspace, layout.x);
+  float* w_krsc = region(*workspace, layout.w);
   to_nhwc_tf32(input, d.Cp(), x_nhwc, stream);
   reorder_weight_tf32(weight, d.K, d.Cp(), false, w_krsc, stream);
 
@@ -534,9 +551,9 @@ bool conv2d_backward_input_tf32(const TensorView& grad_output, const TensorView&
                                 const TensorView* workspace, cudaStream_t stream) {
   const Shape4 d = shape_from_views(grad_input, weight, grad_output);
   if (!usable(Conv2dOp::BackwardInput, d, p, grad_output.dtype, allow_tf32, workspace)) return false;
-  auto* ws = static_cast<char*>(workspace->data);
-  float* dy_nhwc = reinterpret_cast<float*>(ws);
-  float* w_rskc = reinterpret_cast<float*>(ws + aligned(d.N * d.P * d.Q * d.Kp() * 4));
+  const WorkspaceLayout layout = workspace_layout(Conv2dOp::BackwardInput, d);
+  float* dy_nhwc = region(*workspace, layout.dy);
+  float* w_rskc = region(*workspace, layout.w);
   to_nhwc_tf32(grad_output, d.Kp(), dy_nhwc, stream);
   reorder_weight_tf32(weight, d.Kp(), d.Cp(), true, w_rskc, stream);
 
@@ -567,11 +584,10 @@ bool conv2d_backward_weight_tf32(const TensorView& grad_output, const TensorView
   const Shape4 d = shape_from_views(input, grad_weight, grad_output);
   if (!usable(Conv2dOp::BackwardWeight, d, p, grad_output.dtype, allow_tf32, workspace)) return false;
   const WgradPlan plan = wgrad_plan(d);
-  auto* ws = static_cast<char*>(workspace->data);
-  float* dy_nhwc = reinterpret_cast<float*>(ws);
-  float* x_nhwc = reinterpret_cast<float*>(ws + aligned(d.N * d.P * d.Q * d.Kp() * 4));
-  float* partial = reinterpret_cast<float*>(ws + aligned(d.N * d.P * d.Q * d.Kp() * 4) +
-                                            aligned(d.N * d.H * d.W * d.Cp() * 4));
+  const WorkspaceLayout layout = workspace_layout(Conv2dOp::BackwardWeight, d);
+  float* dy_nhwc = region(*workspace, layout.dy);
+  float* x_nhwc = region(*workspace, layout.x);
+  float* partial = region(*workspace, layout.partial);
   to_nhwc_tf32(grad_output, d.Kp(), dy_nhwc, stream);
   to_nhwc_tf32(input, d.Cp(), x_nhwc, stream);
 

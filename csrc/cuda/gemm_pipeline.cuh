@@ -18,6 +18,7 @@
 #include <cstdint>
 
 #include "cuda/cuda_check.cuh"
+#include "cuda/gemm_tiles.cuh"  // mma_tile, MmaTraits (the fragment math both GEMMs share)
 
 namespace medkern::cuda::pipeline {
 
@@ -43,29 +44,9 @@ template <int N> __device__ __forceinline__ void cp_async_wait() {
 #endif
 }
 
-__device__ __forceinline__ void mma_tf32(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile(
-      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#else
-  __trap();
-#endif
-}
-
-// Rounds to TF32 (round to nearest, ties away, as cuDNN's TF32 path): the conversions that put
-// operands into the GEMM's layout apply it once, so the tensor cores see exactly TF32 values.
-__device__ __forceinline__ float round_tf32(float v) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  uint32_t u;
-  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(u) : "f"(v));
-  return __uint_as_float(u);
-#else
-  return v;
-#endif
-}
+// Rounds to TF32 (round to nearest, ties away, as cuDNN's TF32 path) with gemm_tiles.cuh's
+// conversion: the layout conversions apply it once, so the tensor cores see exactly TF32 values.
+__device__ __forceinline__ float round_tf32(float v) { return __uint_as_float(MmaTraits<MathMode::TF32>::convert(v)); }
 
 // One operand tile in shared memory.
 //   KMajor   [ROWS][kBK + 4]: the source is contiguous along k (im2col of NHWC, KRSC weights);
@@ -246,7 +227,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, MEDKERN_TF32_MIN_BLOCKS) tf32_g
 #pragma unroll
       for (int i = 0; i < MI; ++i)
 #pragma unroll
-        for (int j = 0; j < NI; ++j) mma_tf32(acc[i][j], af[i], bf[j]);
+        for (int j = 0; j < NI; ++j) mma_tile<MathMode::TF32>(acc[i][j], af[i], bf[j]);
     }
   }
   cp_async_wait<0>();

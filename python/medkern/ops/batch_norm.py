@@ -79,8 +79,8 @@ def _(input, weight, bias, running_mean, running_var, training, momentum, eps):
 
 
 def _batch_norm_backward_impl(grad_output: torch.Tensor, input: torch.Tensor, weight: Optional[torch.Tensor],
-                         save_mean: torch.Tensor, save_invstd: torch.Tensor, training: bool,
-                         eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                              save_mean: torch.Tensor, save_invstd: torch.Tensor, training: bool,
+                              eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     x, g = _as_rows(input), _as_rows(grad_output)
     grad_input = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     param_dtype = _param_grad_dtype(x, weight)

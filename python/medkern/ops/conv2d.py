@@ -53,7 +53,7 @@ def _output_shape(input: Tensor, weight: Tensor, stride, padding, dilation, grou
 
 
 def _conv2d_impl(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride: list[int], padding: list[int],
-               dilation: list[int], groups: int, fuse_relu: bool) -> Tensor:
+                 dilation: list[int], groups: int, fuse_relu: bool) -> Tensor:
     if needs_torch_fallback(input, "conv2d_forward"):
         out = F.conv2d(input, weight, bias, stride, padding, dilation, groups)
         return F.relu(out) if fuse_relu else out
@@ -76,7 +76,7 @@ def _(input, weight, bias, stride, padding, dilation, groups, fuse_relu):
 
 
 def _conv2d_backward_input_impl(grad_output: Tensor, weight: Tensor, input_shape: list[int], stride: list[int],
-                           padding: list[int], dilation: list[int], groups: int) -> Tensor:
+                                padding: list[int], dilation: list[int], groups: int) -> Tensor:
     if needs_torch_fallback(grad_output, "conv2d_backward_input"):
         return torch.nn.grad.conv2d_input(input_shape, weight, grad_output, stride, padding, dilation, groups)
     grad_input = torch.empty(input_shape, dtype=grad_output.dtype, device=grad_output.device)
@@ -98,7 +98,7 @@ def _(grad_output, weight, input_shape, stride, padding, dilation, groups):
 
 
 def _conv2d_backward_weight_impl(grad_output: Tensor, input: Tensor, weight_shape: list[int], stride: list[int],
-                            padding: list[int], dilation: list[int], groups: int) -> Tensor:
+                                 padding: list[int], dilation: list[int], groups: int) -> Tensor:
     if needs_torch_fallback(grad_output, "conv2d_backward_weight"):
         return torch.nn.grad.conv2d_weight(input, weight_shape, grad_output, stride, padding, dilation, groups)
     grad_weight = torch.empty(weight_shape, dtype=grad_output.dtype, device=grad_output.device)

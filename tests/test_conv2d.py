@@ -385,3 +385,15 @@ def test_stride_phases_regroup_exactly_the_taps_of_the_input_gradient():
                     assert len(seen) == len(set(seen)) and set(seen) == expected, (in_size, kernel, stride, pad)
     with pytest.raises(ValueError, match="phase"):
         _C._conv2d_stride_phase(2, 5, 3, 2, 1)
+
+
+def test_error_workspace_on_another_device_and_bad_dtype_code():
+    x, w = torch.randn(1, 4, 6, 6), torch.randn(4, 4, 3, 3)
+    out = torch.empty(1, 4, 4, 4)
+    ws = torch.empty(64, dtype=torch.uint8)
+    on_gpu = _C.TensorView(ws.data_ptr(), 4, [64], [1], 1, 0)  # claims cuda:0; only its device is read
+    with pytest.raises(ValueError, match="'workspace'"):
+        _C.conv2d_forward(_backend.view(x), _backend.view(w), None, _backend.view(out), [1, 1], [0, 0], [1, 1], 1,
+                          workspace=on_gpu)
+    with pytest.raises(TypeError, match="dtype code"):
+        _C.conv2d_workspace_bytes("forward", [2, 4, 8, 8], [8, 4, 3, 3], [1, 1], [1, 1], [1, 1], 1, 99, True, 0)

@@ -447,11 +447,11 @@ bool tf32_path_applies(Conv2dOp op, const Shape4& d, const Conv2dParams& p) {
 
 // Where one op keeps its operand copies in the workspace (byte offsets, each region 256-aligned;
 // -1: the op has no such region) and how many bytes it needs. The only statement of the layout:
-// the size query and the ops both read it.
+// the size query and the ops both read it. `slices`: the weight gradient's split-K (wgrad_plan).
 struct WorkspaceLayout {
   int64_t x = -1, dy = -1, w = -1, partial = -1, bytes = 0;
 };
-WorkspaceLayout workspace_layout(Conv2dOp op, const Shape4& d) {
+WorkspaceLayout workspace_layout(Conv2dOp op, const Shape4& d, int64_t slices) {
   WorkspaceLayout l;
   auto take = [&](int64_t floats) {
     const int64_t at = l.bytes;
@@ -470,7 +470,7 @@ WorkspaceLayout workspace_layout(Conv2dOp op, const Shape4& d) {
     case Conv2dOp::BackwardWeight:
       l.dy = take(d.N * d.P * d.Q * d.Kp());
       l.x = take(d.N * d.H * d.W * d.Cp());
-      l.partial = take(wgrad_plan(d).slices * d.Kp() * d.R * d.S * d.Cp());
+      l.partial = take(slices * d.Kp() * d.R * d.S * d.Cp());
       break;
   }
   return l;
@@ -485,14 +485,18 @@ Shape4 shape_from_views(const TensorView& x_like, const TensorView& w_like, cons
           w_like.shape[2], w_like.shape[3], y_like.shape[2], y_like.shape[3]};
 }
 
+// Whether the op may take the TF32 path (then the caller checks the workspace holds its layout).
 bool usable(Conv2dOp op, const Shape4& d, const Conv2dParams& p, DType dtype, bool allow_tf32,
             const TensorView* workspace) {
   if (dtype != DType::Float32 || !allow_tf32 || workspace == nullptr) return false;
   if (!tf32_path_applies(op, d, p)) return false;
   // 16-byte copies read from the workspace: its start must be 16-byte aligned (torch's allocator
   // gives 512; a sliced buffer might not)
-  if (reinterpret_cast<std::uintptr_t>(workspace->data) % 16 != 0) return false;
-  return workspace->numel() * int64_t(dtype_size(workspace->dtype)) >= workspace_layout(op, d).bytes;
+  return reinterpret_cast<std::uintptr_t>(workspace->data) % 16 == 0;
+}
+
+bool holds(const TensorView& workspace, const WorkspaceLayout& layout) {
+  return workspace.numel() * int64_t(dtype_size(workspace.dtype)) >= layout.bytes;
 }
 
 }  // namespace
@@ -512,7 +516,8 @@ int64_t conv2d_tf32_workspace_bytes(Conv2dOp op, const std::vector<int64_t>& inp
   if (device_index < 0) MEDKERN_CUDA_CHECK(cudaGetDevice(&on_device.device.index));
   DeviceGuard guard(on_device);
   const Shape4 d = shape_of(input_shape, weight_shape, p);
-  return tf32_path_applies(op, d, p) ? workspace_layout(op, d).bytes : 0;
+  if (!tf32_path_applies(op, d, p)) return 0;
+  return workspace_layout(op, d, op == Conv2dOp::BackwardWeight ? wgrad_plan(d).slices : 0).bytes;
 }
 
 bool conv2d_forward_tf32(const TensorView& input, const TensorView& weight, const TensorView* bias,
@@ -520,7 +525,8 @@ bool conv2d_forward_tf32(const TensorView& input, const TensorView& weight, cons
                          const TensorView* workspace, cudaStream_t stream) {
   const Shape4 d = shape_from_views(input, weight, output);
   if (!usable(Conv2dOp::Forward, d, p, input.dtype, allow_tf32, workspace)) return false;
-  const WorkspaceLayout layout = workspace_layout(Conv2dOp::Forward, d);
+  const WorkspaceLayout layout = workspace_layout(Conv2dOp::Forward, d, 0);
+  if (!holds(*workspace, layout)) return false;
   float* x_nhwc = region(*workspace, layout.x);
   float* w_krsc = region(*workspace, layout.w);
   to_nhwc_tf32(input, d.Cp(), x_nhwc, stream);
@@ -551,7 +557,8 @@ bool conv2d_backward_input_tf32(const TensorView& grad_output, const TensorView&
                                 const TensorView* workspace, cudaStream_t stream) {
   const Shape4 d = shape_from_views(grad_input, weight, grad_output);
   if (!usable(Conv2dOp::BackwardInput, d, p, grad_output.dtype, allow_tf32, workspace)) return false;
-  const WorkspaceLayout layout = workspace_layout(Conv2dOp::BackwardInput, d);
+  const WorkspaceLayout layout = workspace_layout(Conv2dOp::BackwardInput, d, 0);
+  if (!holds(*workspace, layout)) return false;
   float* dy_nhwc = region(*workspace, layout.dy);
   float* w_rskc = region(*workspace, layout.w);
   to_nhwc_tf32(grad_output, d.Kp(), dy_nhwc, stream);
@@ -584,7 +591,8 @@ bool conv2d_backward_weight_tf32(const TensorView& grad_output, const TensorView
   const Shape4 d = shape_from_views(input, grad_weight, grad_output);
   if (!usable(Conv2dOp::BackwardWeight, d, p, grad_output.dtype, allow_tf32, workspace)) return false;
   const WgradPlan plan = wgrad_plan(d);
-  const WorkspaceLayout layout = workspace_layout(Conv2dOp::BackwardWeight, d);
+  const WorkspaceLayout layout = workspace_layout(Conv2dOp::BackwardWeight, d, plan.slices);
+  if (!holds(*workspace, layout)) return false;
   float* dy_nhwc = region(*workspace, layout.dy);
   float* x_nhwc = region(*workspace, layout.x);
   float* partial = region(*workspace, layout.partial);

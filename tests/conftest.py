@@ -17,12 +17,25 @@ def test_data_dir() -> pathlib.Path:
 test_data_dir.__test__ = False  # a helper, not a test
 
 
+def data_file(name: str) -> pathlib.Path:
+    """The shared data file ``name``; the test skips when exactly that file is absent."""
+    path = test_data_dir() / name
+    if not path.exists():
+        pytest.skip(f"test data {name} not found in {path.parent} (set MEDKERN_TEST_DATA)")
+    return path
+
+
+data_file.__test__ = False
+
+
 @pytest.fixture
-def data_dir() -> pathlib.Path:
-    d = test_data_dir()
-    if not (d / "pneumoniamnist.npz").exists():
-        pytest.skip(f"test data not found in {d} (set MEDKERN_TEST_DATA)")
-    return d
+def breastmnist() -> pathlib.Path:
+    return data_file("breastmnist.npz")
+
+
+@pytest.fixture
+def pneumoniamnist() -> pathlib.Path:
+    return data_file("pneumoniamnist.npz")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -21,10 +21,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from conftest import test_data_dir
-    data = test_data_dir() / "breastmnist.npz"
-    if not data.exists():
-        pytest.skip(f"test data not found in {data.parent}")
+    from conftest import data_file
+    data = data_file("breastmnist.npz")
     out = tmp_path_factory.mktemp("run")
     code = main(["train", "--data", str(data), "--model", "seedcnn", "--epochs", "1", "--out", str(out),
                  "--device", "cpu", "--quiet"])
@@ -52,8 +50,8 @@ def test_train_writes_checkpoint_metrics_and_curves(trained):
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_train_summary_on_stdout(capsys, data_dir, tmp_path):
-    code, out, err = _run(capsys, ["train", "--data", str(data_dir / "breastmnist.npz"), "--epochs", "1",
+def test_train_summary_on_stdout(capsys, breastmnist, tmp_path):
+    code, out, err = _run(capsys, ["train", "--data", str(breastmnist), "--epochs", "1",
                                    "--out", str(tmp_path), "--batch-size", "256", "--optimizer", "sgd",
                                    "--lr", "0.01", "--schedule", "constant", "--seed", "3"])
     assert code == 0
@@ -68,7 +66,17 @@ def test_evaluate_prints_json(capsys, trained):
     assert code == 0
     result = json.loads(stdout)
     assert result["split"] == "val" and result["n"] == 78
-    assert 0.0 <= result["auc"] <= 1.0 and 0.0 <= result["acc"] <= 1.0
+    # oracle: the raw val split normalised here ((x / 255 - 0.5) / 0.5), scored with scikit-learn
+    from sklearn.metrics import roc_auc_score
+    from medkern.train import load_checkpoint
+    raw = np.load(data)
+    x = torch.from_numpy((raw["val_images"].astype(np.float32) / 255 - 0.5) / 0.5)[:, None]
+    y = raw["val_labels"].reshape(-1)
+    model, _ = load_checkpoint(out / "best.pt", "cpu")
+    with torch.no_grad():
+        p = torch.softmax(model.eval()(x).double(), dim=1)[:, 1].numpy()
+    assert result["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-6)
+    assert result["acc"] == pytest.approx(np.mean((p > 0.5) == y), abs=1e-9)
     metrics = json.loads((out / "metrics.json").read_text())
     assert result["auc"] == pytest.approx(metrics["val_auc"])
 
@@ -136,21 +144,21 @@ def test_missing_data_file(capsys, tmp_path):
     assert len(err.strip().splitlines()) == 1
 
 
-def test_unknown_model(capsys, data_dir, tmp_path):
-    code, _, err = _run(capsys, ["train", "--data", str(data_dir / "breastmnist.npz"), "--model", "vgg"])
+def test_unknown_model(capsys, breastmnist, tmp_path):
+    code, _, err = _run(capsys, ["train", "--data", str(breastmnist), "--model", "vgg"])
     assert code == 2
     _assert_clean_error(err, "--model", "vgg")
 
 
-def test_bad_device(capsys, data_dir):
-    code, _, err = _run(capsys, ["train", "--data", str(data_dir / "breastmnist.npz"), "--device", "gpu0"])
+def test_bad_device(capsys, breastmnist):
+    code, _, err = _run(capsys, ["train", "--data", str(breastmnist), "--device", "gpu0"])
     assert code == 2
     _assert_clean_error(err, "--device", "gpu0")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
-def test_cuda_requested_without_gpu(capsys, data_dir, tmp_path):
-    code, _, err = _run(capsys, ["train", "--data", str(data_dir / "breastmnist.npz"), "--device", "cuda",
+def test_cuda_requested_without_gpu(capsys, breastmnist, tmp_path):
+    code, _, err = _run(capsys, ["train", "--data", str(breastmnist), "--device", "cuda",
                                  "--out", str(tmp_path)])
     assert code == 1
     _assert_clean_error(err, "device", "no usable GPU")
@@ -180,17 +188,17 @@ def test_usage_errors(capsys, argv, fragment):
     _assert_clean_error(err, fragment)
 
 
-def test_missing_checkpoint(capsys, data_dir, tmp_path):
+def test_missing_checkpoint(capsys, breastmnist, tmp_path):
     code, _, err = _run(capsys, ["evaluate", "--checkpoint", str(tmp_path / "none.pt"),
-                                 "--data", str(data_dir / "breastmnist.npz")])
+                                 "--data", str(breastmnist)])
     assert code == 2
     _assert_clean_error(err, "--checkpoint", "not found")
 
 
-def test_foreign_checkpoint(capsys, data_dir, tmp_path):
+def test_foreign_checkpoint(capsys, breastmnist, tmp_path):
     torch.save({"w": torch.zeros(1)}, tmp_path / "other.pt")
     code, _, err = _run(capsys, ["evaluate", "--checkpoint", str(tmp_path / "other.pt"),
-                                 "--data", str(data_dir / "breastmnist.npz")])
+                                 "--data", str(breastmnist)])
     assert code == 1
     _assert_clean_error(err, "'checkpoint'", "not written by medkern")
 
@@ -217,8 +225,8 @@ def test_python_m_medkern_help():
         assert command in result.stdout
 
 
-def test_train_and_evaluate_by_dataset_name(capsys, data_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("MEDKERN_DATA", str(data_dir))  # local copies are used as they are, no download
+def test_train_and_evaluate_by_dataset_name(capsys, breastmnist, tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDKERN_DATA", str(breastmnist.parent))  # local copies are used as they are, no download
     monkeypatch.setenv("MEDKERN_MEDMNIST_URL", "http://127.0.0.1:9")
     code, out, _ = _run(capsys, ["train", "--dataset", "BreastMNIST", "--epochs", "1", "--out", str(tmp_path),
                                  "--quiet"])

@@ -673,14 +673,14 @@ def test_cuda_graph_capture_and_replay_of_a_training_step():
 
 
 @pytest.mark.slow
-def test_training_parity_gpu_vs_cpu(data_dir, tmp_path):
+def test_training_parity_gpu_vs_cpu(pneumoniamnist, tmp_path):
     """The seed CNN trained with the same seed on the CPU kernels and on DEVICE's ends within
     0.02 test AUC: the runs differ only by floating-point summation order."""
     from medkern.train import TrainConfig, train
 
     metrics = {}
     for device in ("cpu", DEVICE):
-        config = TrainConfig(data=str(data_dir / "pneumoniamnist.npz"), model="seedcnn", epochs=2, seed=0,
+        config = TrainConfig(data=str(pneumoniamnist), model="seedcnn", epochs=2, seed=0,
                              device=device, out=str(tmp_path / device), progress=False)
         metrics[device] = train(config)
     assert metrics[DEVICE]["device"].startswith(DEVICE), metrics[DEVICE]["device"]

@@ -19,10 +19,10 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture
-def server(tmp_path, data_dir):
+def server(tmp_path, breastmnist):
     root = tmp_path / "served"
     root.mkdir()
-    shutil.copy(data_dir / "breastmnist.npz", root / "breastmnist.npz")
+    shutil.copy(breastmnist, root / "breastmnist.npz")
     handler = functools.partial(_QuietHandler, directory=str(root))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -80,11 +80,11 @@ def test_resolve_downloads_into_cache_with_table_checksum(server, tmp_path, monk
     assert medmnist.resolve_dataset("breastmnist", progress=False) == path
 
 
-def test_resolve_uses_local_copy_without_checksum(data_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("MEDKERN_DATA", str(data_dir))
+def test_resolve_uses_local_copy_without_checksum(pneumoniamnist, tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDKERN_DATA", str(pneumoniamnist.parent))
     monkeypatch.setenv("MEDKERN_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setenv(medmnist.BASE_URL_ENV, "http://127.0.0.1:9")  # would fail if it tried
-    assert medmnist.resolve_dataset("pneumoniamnist") == data_dir / "pneumoniamnist.npz"
+    assert medmnist.resolve_dataset("pneumoniamnist") == pneumoniamnist
 
 
 def test_resolve_without_download(tmp_path, monkeypatch):
@@ -103,6 +103,13 @@ def test_table_is_complete():
     names = {"pathmnist", "chestmnist", "dermamnist", "octmnist", "pneumoniamnist", "retinamnist", "breastmnist",
              "bloodmnist", "tissuemnist", "organamnist", "organcmnist", "organsmnist"}
     assert set(medmnist.DATASETS) == names
+    # known answers: md5 of the official files as MedMNIST v2's own dataset table publishes them
+    published_md5 = {"pneumoniamnist": "28209eda62fecd6e6a2d98b1501bb15f",
+                     "breastmnist": "750601b1f35ba3300ea97c75c52ff8f6",
+                     "retinamnist": "bd4c0672f1bba3e3a89f0e4e876791e4",
+                     "octmnist": "c68d92d5b585d8d81f7112f81e2d0842"}
+    for name, md5 in published_md5.items():
+        assert medmnist.DATASETS[name].md5 == md5, name
     for info in medmnist.DATASETS.values():
         assert len(info.md5) == 32 and int(info.md5, 16) >= 0
         assert info.url(medmnist.OFFICIAL_BASE_URL) == f"https://zenodo.org/record/6496656/files/{info.name}.npz"

@@ -93,7 +93,8 @@ def test_interrupted_then_resumed_gives_identical_bytes(tree, tmp_path, monkeypa
     monkeypatch.setattr(prep, "_process", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run(root, resumed, "--config", config)
-    (resumed / ".ct.dcm.tmp-999").write_bytes(b"half-written")  # what a kill mid-write leaves
+    ct_output = next(it["name"] for it in prep.find_items(root) if it["source"].endswith("ct.dcm"))
+    (resumed / f".{ct_output}.npy.tmp-999").write_bytes(b"half-written")  # what a kill mid-write leaves
     done_before = {p.name for p in resumed.glob("*.npy")}
     assert 0 < len(done_before) < 5
     monkeypatch.setattr(prep, "_process", real)
@@ -122,6 +123,49 @@ def test_shards_partition_the_items_and_match_one_run(tree, tmp_path):
     assert sorted(sources) == sorted(r["source"] for r in manifest(tmp_path / "all"))
     for p in (tmp_path / "all").glob("*.npy"):
         assert p.read_bytes() == (tmp_path / "sharded" / p.name).read_bytes()
+
+
+def test_a_shard_removes_only_its_own_leftovers(tree, tmp_path):
+    """A temp file of another shard's item is that shard's write in flight: left alone."""
+    root, config = tree
+    out = tmp_path / "out"
+    out.mkdir()
+    names = [it["name"] for it in prep.find_items(root) if it["name"]]
+    theirs = out / f".{names[1]}.npy.tmp-4242"   # item 1 belongs to shard 1/2
+    mine = out / f".{names[0]}.npy.tmp-4243"     # item 0: shard 0/2's own leftover
+    stranger = out / ".notes.txt.tmp-17"          # nobody's item
+    for p in (theirs, mine, stranger):
+        p.write_bytes(b"partial")
+    run(root, out, "--config", config, "--shard", "0/2")
+    assert theirs.exists() and stranger.exists() and not mine.exists()
+
+
+def test_shards_started_together_on_one_tree_all_finish(tmp_path):
+    """The documented fan-out: --shard 0/4 ... 3/4 at the same time into one OUTPUT."""
+    import threading
+    root = tmp_path / "in"
+    root.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(24):
+        np.save(root / f"img{i:02d}.npy", rng.normal(0, 1, (40, 40)).astype(np.float32))
+    config = tmp_path / "p.yaml"
+    config.write_text("seed: 1\ntransforms:\n  - RandomAffine: {degrees: 10}\n  - ZScore: {}\n")
+    out = tmp_path / "out"
+    codes, start = {}, threading.Barrier(4)
+
+    def shard(i):
+        start.wait()
+        codes[i] = run(root, out, "--config", config, "--shard", f"{i}/4")
+    threads = [threading.Thread(target=shard, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert codes == {i: 0 for i in range(4)}
+    records = [json.loads(line) for i in range(4)
+               for line in (out / f"manifest.shard{i}of4.jsonl").read_text().splitlines()]
+    assert len(records) == 24 and all(r["status"] == "ok" for r in records)
+    assert len(list(out.glob("*.npy"))) == 24 and not list(out.glob(".*tmp*"))
 
 
 def test_workers_give_the_same_bytes(tree, tmp_path):
@@ -222,3 +266,30 @@ transforms:
     np.testing.assert_allclose(p(x), p.reference(x), rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="unknown key"):
         prep.build_pipeline({"transforms": [{"ElasticDeform": {"control_points": 5}}]})
+
+
+def _write_manifest(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_preprocessed_dataset_orders_shards_by_number_and_lists_each_item_once(tmp_path):
+    from medkern.data.preprocessed import PreprocessedDataset
+    out = tmp_path / "out"
+    out.mkdir()
+    records = []
+    for i in range(11):
+        np.save(out / f"item{i}.npy", np.full((1, 2, 2), i, np.float32))
+        records.append(dict(source=f"/in/item{i}.npy", series_uid=None, index=i, output=str(out / f"item{i}.npy"),
+                            shape=[1, 2, 2], spacing=None, status="ok", error=None, warnings=[]))
+    for i in range(11):  # --shard i/11: item i in shard i
+        _write_manifest(out / f"manifest.shard{i}of11.jsonl", [records[i]])
+    ds = PreprocessedDataset(out, return_record=True)
+    assert [float(ds[k][0][0, 0, 0]) for k in range(len(ds))] == [float(i) for i in range(11)]
+    # an earlier unsharded run of the same items beside the shards: each item listed once
+    _write_manifest(out / "manifest.jsonl", records[::-1] + [dict(records[0], source="/in/failed", status="failed")])
+    ds = PreprocessedDataset(out)
+    assert len(ds) == 11
+    assert sorted(float(ds[k][0][0, 0, 0]) for k in range(len(ds))) == [float(i) for i in range(11)]
+    (out / "manifest.shard3of11.jsonl").write_text("{not json\n")
+    with pytest.raises(ValueError, match="manifest.shard3of11.jsonl line 1"):
+        PreprocessedDataset(out)

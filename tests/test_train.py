@@ -74,9 +74,9 @@ def test_scores_from_logits():
 
 # ---------------------------------------------------------------- data
 
-def test_load_npz_normalises_like_medmnist(data_dir):
-    splits = load_npz(data_dir / "breastmnist.npz")
-    raw = np.load(data_dir / "breastmnist.npz")
+def test_load_npz_normalises_like_medmnist(breastmnist):
+    splits = load_npz(breastmnist)
+    raw = np.load(breastmnist)
     assert [len(splits[s]) for s in ("train", "val", "test")] == [546, 78, 156]
     train = splits["train"]
     assert train.images.shape == (546, 1, 28, 28) and train.images.dtype == torch.float32
@@ -181,11 +181,11 @@ def _config(path, out, **kw):
     return TrainConfig(data=str(path), out=str(out), progress=False, device="cpu", **kw)
 
 
-def test_training_is_deterministic_given_seed(data_dir, tmp_path):
-    runs = [train(_config(data_dir / "breastmnist.npz", tmp_path / f"r{i}", epochs=1, seed=7)) for i in range(2)]
+def test_training_is_deterministic_given_seed(breastmnist, tmp_path):
+    runs = [train(_config(breastmnist, tmp_path / f"r{i}", epochs=1, seed=7)) for i in range(2)]
     assert runs[0]["history"][0]["train_loss"] == runs[1]["history"][0]["train_loss"]
     assert runs[0]["test_auc"] == runs[1]["test_auc"]
-    other = train(_config(data_dir / "breastmnist.npz", tmp_path / "r2", epochs=1, seed=8))
+    other = train(_config(breastmnist, tmp_path / "r2", epochs=1, seed=8))
     assert other["history"][0]["train_loss"] != runs[0]["history"][0]["train_loss"]
 
 
@@ -194,28 +194,71 @@ def test_training_other_tasks_on_synthetic_data(tmp_path, kind):
     path = _write_npz(tmp_path / "synthetic.npz", classes=3, multi_label=4 if kind == "multi-label" else 0)
     metrics = train(_config(path, tmp_path / "out", epochs=2, optimizer="sgd", lr=0.01, save_last=True))
     assert metrics["task"] == kind and metrics["num_classes"] == (4 if kind == "multi-label" else 3)
-    assert 0.0 <= metrics["test_acc"] <= 1.0 and 0.0 <= metrics["test_auc"] <= 1.0
+    # the reported test metrics, recomputed from the saved best model with scikit-learn alone
+    model, _ = load_checkpoint(tmp_path / "out" / "best.pt", "cpu")
+    test = load_npz(path, splits=("test",))["test"]
+    with torch.no_grad():
+        logits = model.eval()(test.images).double()
+    y = test.labels.numpy()
+    if kind == "multi-label":
+        p = torch.sigmoid(logits).numpy()
+        auc = np.mean([roc_auc_score(y[:, j], p[:, j]) for j in range(y.shape[1])])
+        acc = np.mean((p > 0.5) == (y > 0.5))
+    else:
+        p = torch.softmax(logits, dim=1).numpy()
+        auc = roc_auc_score(y, p, multi_class="ovr", average="macro")
+        acc = np.mean(p.argmax(axis=1) == y)
+    assert metrics["test_auc"] == pytest.approx(auc, abs=1e-6)
+    assert metrics["test_acc"] == pytest.approx(acc, abs=1e-9)
     assert metrics["published_resnet18_28"] is None
     assert (tmp_path / "out" / "last.pt").is_file()
     saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert saved["best_epoch"] in (1, 2) and len(saved["epoch_seconds"]) == 2
 
 
-def test_train_rejects_bad_config(data_dir, tmp_path):
+def test_train_rejects_bad_config(breastmnist, tmp_path):
     with pytest.raises(ValueError, match="epochs"):
-        train(_config(data_dir / "breastmnist.npz", tmp_path, epochs=0))
+        train(_config(breastmnist, tmp_path, epochs=0))
     with pytest.raises(ValueError, match="optimizer"):
-        train(_config(data_dir / "breastmnist.npz", tmp_path, epochs=1, optimizer="lbfgs"))
+        train(_config(breastmnist, tmp_path, epochs=1, optimizer="lbfgs"))
     with pytest.raises(ValueError, match="device"):
-        train(TrainConfig(data=str(data_dir / "breastmnist.npz"), out=str(tmp_path), progress=False, device="tpu"))
+        train(TrainConfig(data=str(breastmnist), out=str(tmp_path), progress=False, device="tpu"))
 
 
 @pytest.mark.slow
-def test_seed_cnn_learns_pneumoniamnist(data_dir, tmp_path):
-    metrics = train(_config(data_dir / "pneumoniamnist.npz", tmp_path, model="seedcnn", epochs=2, seed=0))
+def test_seed_cnn_learns_pneumoniamnist(pneumoniamnist, tmp_path):
+    metrics = train(_config(pneumoniamnist, tmp_path, model="seedcnn", epochs=2, seed=0))
     assert metrics["val_auc"] >= 0.90, metrics["history"]
     assert metrics["test_auc"] >= 0.85
     assert (tmp_path / "best.pt").is_file() and (tmp_path / "curves.png").is_file()
+
+
+def test_empty_validation_split_trains_and_reports_null(tmp_path):
+    """An empty val split: no AUC to choose by, so epoch 1 is kept; the metrics say null."""
+    path = _write_npz(tmp_path / "no-val.npz", n=(30, 0, 9), classes=2)
+    metrics = train(_config(path, tmp_path / "out", epochs=2))
+    assert math.isnan(metrics["val_auc"]) and math.isnan(metrics["val_acc"]) and metrics["best_epoch"] == 1
+    assert not math.isnan(metrics["test_auc"])
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["val_auc"] is None
+
+
+def test_loader_workers_get_host_tensors_only(tmp_path, monkeypatch):
+    """--workers N with a GPU: the split handed to DataLoader worker processes is in host memory,
+    batches go to the device in the main process. A device torch can allocate on without a GPU
+    ('meta') stands in for CUDA: whatever the training device, the workers' tensors are CPU tensors."""
+    import medkern.train.trainer as trainer
+    path = _write_npz(tmp_path / "w.npz", n=(16, 4, 4), classes=2)
+    seen = {}
+
+    class Recorder(torch.utils.data.DataLoader):
+        def __init__(self, dataset, *args, **kwargs):
+            seen["devices"] = {t.device.type for t in dataset.tensors}
+            raise RuntimeError("recorded")
+    monkeypatch.setattr(torch.utils.data, "DataLoader", Recorder)
+    monkeypatch.setattr(trainer, "resolve_device", lambda requested: torch.device("meta"))
+    with pytest.raises(RuntimeError, match="recorded"):
+        train(_config(path, tmp_path / "out", epochs=1, workers=2))
+    assert seen["devices"] == {"cpu"}
 
 
 def test_undefined_auc_is_null_in_metrics_json(tmp_path):

@@ -15,6 +15,7 @@ import hashlib
 import inspect
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -150,7 +151,7 @@ def _load(item: dict, notes: list | None = None):
 def _process(job: tuple) -> dict:
     """One item -> a manifest record (never raises for a bad input)."""
     item, index, config, out_dir, fmt = job
-    record = dict(source=item["source"], series_uid=item.get("series_uid"), output=None, shape=None, spacing=None,
+    record = dict(source=item["source"], series_uid=item.get("series_uid"), index=index, output=None, shape=None, spacing=None,
                   status="ok", error=None, warnings=[])
     try:
         batch, spacing, slope, intercept = _load(item, record["warnings"])
@@ -176,8 +177,24 @@ def _output_spacing(pipeline, batch, spacing):
     return sp
 
 
+def _tmp_prefix(target: Path) -> str:
+    """Temp files of ``target`` are named ``{prefix}{pid}``: one name rule for writing and cleanup."""
+    return f".{target.name}.tmp-"
+
+
+def _remove_own_leftovers(out_dir: Path, items: list, shard: tuple[int, int], fmt: str) -> None:
+    """Deletes the temp files an interrupted run left for THIS shard's items only: shards
+    writing into one OUTPUT at the same time never touch each other's files in flight."""
+    mine = {_tmp_prefix(out_dir / f"{it['name']}.{fmt}") for i, it in enumerate(items)
+            if i % shard[1] == shard[0] and it["name"]}
+    for path in out_dir.glob(".*.tmp-*"):
+        prefix, sep, pid = path.name.rpartition(".tmp-")
+        if sep and pid.isdigit() and prefix + sep in mine:
+            path.unlink(missing_ok=True)
+
+
 def _write_atomic(target: Path, array: np.ndarray, spacing, fmt: str) -> None:
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    tmp = target.with_name(f"{_tmp_prefix(target)}{os.getpid()}")
     with open(tmp, "wb") as f:
         if fmt == "npz":
             extra = {} if spacing is None else {"spacing": np.asarray(spacing, dtype=np.float64)}
@@ -215,9 +232,21 @@ def _parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
+MANIFEST_PATTERN = re.compile(r"manifest(?:\.shard(\d+)of(\d+))?\.jsonl")
+
+
 def _manifest_path(out_dir: Path, shard: tuple[int, int]) -> Path:
     i, n = shard
     return out_dir / ("manifest.jsonl" if n == 1 else f"manifest.shard{i}of{n}.jsonl")
+
+
+def manifest_shard(path: Path) -> tuple[int, int] | None:
+    """(i, n) of a manifest written by ``--shard i/n`` ((0, 1) for ``manifest.jsonl``), or None
+    for a file that is not a manifest: the inverse of the naming rule above."""
+    match = MANIFEST_PATTERN.fullmatch(Path(path).name)
+    if match is None:
+        return None
+    return (0, 1) if match.group(1) is None else (int(match.group(1)), int(match.group(2)))
 
 
 def _read_manifest(path: Path) -> dict:
@@ -251,10 +280,9 @@ def run_preprocess(args: argparse.Namespace) -> int:
         return 2
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.glob(".*.tmp-*"):  # left by an interrupted run; never a finished output
-        stale.unlink()
     items = find_items(args.input)
     fmt = getattr(args, "format", "npy")
+    _remove_own_leftovers(out_dir, items, shard, fmt)
     manifest = _manifest_path(out_dir, shard)
     records = _read_manifest(manifest)
     todo = []

@@ -261,7 +261,9 @@ class BatchLoader:
             yield x, y
 
     def _iter_workers(self):
-        dataset = torch.utils.data.TensorDataset(self.split.images, self.split.labels)
+        # workers touch host memory only; the copy to the device happens here, in this process
+        host = self.split.to("cpu")
+        dataset = torch.utils.data.TensorDataset(host.images, host.labels)
         loader = torch.utils.data.DataLoader(
             dataset, batch_size=self.batch_size, shuffle=self.shuffle, num_workers=self.workers,
             drop_last=self.drop_last, generator=self.generator, pin_memory=self.device.type == "cuda")

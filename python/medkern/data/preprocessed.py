@@ -16,21 +16,38 @@ __all__ = ["PreprocessedDataset"]
 
 class PreprocessedDataset:
     """``dataset[i]`` -> (float32 tensor (C, *spatial), i); with ``return_record=True`` the
-    manifest record too. Only items with status 'ok' are listed, in manifest order (shards'
-    manifests concatenated in shard order)."""
+    manifest record too. Only items with status 'ok' are listed.
+
+    Order: manifests are read in shard order, by number (``manifest.jsonl``, then
+    ``manifest.shard0of2.jsonl``, ``shard1of2``, ..., ``shard2of10`` before ``shard10of10``);
+    within a manifest, in its line order (the items' order). An item listed in more than one
+    manifest (an output directory preprocessed again with another ``--shard`` count, whose runs
+    write the same output file for the same item) is listed once, at its first place in that
+    order, with the record of the manifest read last (the newest shard count's)."""
 
     def __init__(self, root: str | Path, transform: Callable | None = None, mmap: bool = True,
                  return_record: bool = False):
+        from ..preprocess import _key, manifest_shard
         self.root = Path(root)
-        manifests = sorted(self.root.glob("manifest*.jsonl"))
+        numbered = [(manifest_shard(m), m) for m in self.root.glob("manifest*.jsonl")]
+        # by shard count, then shard number, as numbers (shard 2 before shard 10)
+        manifests = [m for _, m in sorted(((s[1], s[0]), m) for s, m in numbered if s is not None)]
         if not manifests:
             raise ValueError(f"argument 'root': no manifest*.jsonl in {self.root} (run `medkern preprocess` first)")
-        self.records = []
+        by_key: dict = {}
         for m in manifests:
-            for line in m.read_text().splitlines():
-                r = json.loads(line)
+            for number, line in enumerate(m.read_text().splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    r = json.loads(line)
+                    key = _key(r)
+                except (ValueError, KeyError, TypeError):
+                    raise ValueError(f"argument 'root': {m} line {number} is not a manifest record") from None
                 if r.get("status") == "ok":
-                    self.records.append(r)
+                    by_key[key] = r  # a later manifest's record replaces, the first place is kept
+        self.records = list(by_key.values())
+        self.manifests = manifests
         self.transform, self.mmap, self.return_record = transform, mmap, return_record
 
     def __len__(self) -> int:

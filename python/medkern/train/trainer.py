@@ -134,6 +134,9 @@ def predict_logits(model: torch.nn.Module, images: torch.Tensor, batch_size: int
 
 
 def evaluate_split(model: torch.nn.Module, split: Split, task: str, batch_size: int = 512) -> tuple[float, float]:
+    """(AUC, accuracy) of ``model`` on ``split``; both NaN for an empty split (undefined there)."""
+    if len(split) == 0:
+        return math.nan, math.nan
     logits = predict_logits(model, split.images, batch_size)
     return auc_accuracy(split.labels, scores_from_logits(logits.float(), task), task)
 
@@ -169,7 +172,9 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = None) -> dict
         raise ValueError(f"argument 'schedule' must be 'cosine' or 'constant', got '{config.schedule}'")
     device = resolve_device(config.device)
     spec, splits = open_dataset(config.data, config.dataset, progress=_progress_enabled(config.progress))
-    splits = {name: s.to(device) for name, s in splits.items()}
+    # loader workers read host memory only (CUDA tensors cannot go to worker processes): with
+    # workers the train split stays on the host, pinned, and each batch is copied here
+    splits = {name: s if name == "train" and config.workers > 0 else s.to(device) for name, s in splits.items()}
     if len(splits["train"]) == 0:
         raise DataError(f"argument 'data': {spec.path.name} has an empty train split")
 

@@ -9,7 +9,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from medkern.io import DicomError, Volume, read_dicom, read_dicom_series, scan_series
+from medkern.io import DicomError, SeriesKey, Volume, read_dicom, read_dicom_series, scan_series
 
 
 def pydicom_file(name):
@@ -85,6 +85,36 @@ def test_single_frame_seg_and_multi_frame():
     assert multi.spacing[0] == pytest.approx(abs(float(ds.GridFrameOffsetVector[1]) - float(ds.GridFrameOffsetVector[0])))
 
 
+def test_descending_grid_frame_offsets_give_a_positive_spacing(tmp_path):
+    """RT dose grids often list their frame offsets from high to low: the step is a distance."""
+    ds = pydicom.dcmread(pydicom_file("rtdose.dcm"))
+    offsets = [float(v) for v in ds.GridFrameOffsetVector]
+    ds.GridFrameOffsetVector = offsets[::-1]
+    ds.save_as(tmp_path / "descending.dcm")
+    step = abs(offsets[1] - offsets[0])
+    assert step > 0
+    assert read_dicom(tmp_path / "descending.dcm").spacing[0] == pytest.approx(step)
+
+
+def test_a_series_is_one_uid_within_one_folder(tmp_path):
+    """The same series copied into two folders is two series, for scan_series, the dataset
+    and `medkern preprocess` alike."""
+    import medkern.preprocess as prep
+    from medkern.data import DicomSeriesDataset
+    for folder in ("export1", "export2"):
+        shutil.copytree(CT2, tmp_path / folder)
+    groups, failed = scan_series(tmp_path)
+    uid = str(pydicom.dcmread(os.path.join(CT2, os.listdir(CT2)[0])).SeriesInstanceUID)
+    assert list(groups) == [SeriesKey(str(tmp_path / "export1"), uid), SeriesKey(str(tmp_path / "export2"), uid)]
+    assert failed == []
+    ds = DicomSeriesDataset(tmp_path)
+    assert [(s.path, s.uid) for s in ds.series] == [tuple(k) for k in groups]
+    for i in range(2):  # each item is one copy's four slices, not a mix of eight
+        assert ds[i]["image"].shape == (1, 4, 16, 16)
+    items = [it for it in prep.find_items(tmp_path) if it["kind"] == "dicom"]
+    assert [(os.path.dirname(it["files"][0]), it["series_uid"]) for it in items] == [tuple(k) for k in groups]
+
+
 def test_series_is_ordered_by_position_and_gap_is_reported(tmp_path):
     # reverse InstanceNumber so only the positions give the right order
     for i, name in enumerate(sorted(os.listdir(CT2))):
@@ -121,5 +151,5 @@ def test_mixed_series_is_an_error_and_scan_series_groups(tmp_path):
     groups, failed = scan_series(tmp_path)
     assert sorted(len(v) for v in groups.values()) == [1, 1, 4]  # CT2, CT_small, the truncated MR
     ct2_uid = str(pydicom.dcmread(os.path.join(CT2, os.listdir(CT2)[0])).SeriesInstanceUID)
-    assert len(groups[ct2_uid]) == 4
+    assert groups[SeriesKey(str(tmp_path), ct2_uid)] == sorted(str(tmp_path / n) for n in os.listdir(CT2))
     assert [os.path.basename(f) for f, _ in failed] == ["readme.txt"]

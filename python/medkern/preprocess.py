@@ -93,14 +93,9 @@ def find_items(root: str | os.PathLike) -> list[dict]:
     for p in arrays:
         rel = p.relative_to(root)
         items.append(dict(kind="array", source=str(p), files=[str(p)], name=str(rel.with_suffix("")).replace(os.sep, "__")))
-    series, failed = scan_series(root)
+    groups, failed = scan_series(root)  # one series = one SeriesKey (a UID within one folder)
     array_set = {str(p) for p in arrays}
-    # a series is one UID within one directory: copies of a series elsewhere stay separate items
-    groups: dict = {}
-    for uid, files in series.items():
-        for f in files:
-            groups.setdefault((os.path.dirname(f), uid), []).append(f)
-    for (folder, uid), files in sorted(groups.items()):
+    for (folder, uid), files in groups.items():
         rel_dir = os.path.relpath(folder, root)
         stem = "root" if rel_dir == "." else rel_dir.replace(os.sep, "__")
         digest = hashlib.sha1(uid.encode()).hexdigest()[:10]

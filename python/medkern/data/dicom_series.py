@@ -25,19 +25,13 @@ __all__ = ["SeriesInfo", "DicomSeriesDataset"]
 
 @dataclasses.dataclass(frozen=True)
 class SeriesInfo:
-    """What is known of a series before its pixels are read: its SeriesInstanceUID, its files
-    (sorted paths), and ``path``: the directory holding all its files (the file itself for a
-    one-file series). ``label_fn`` receives this."""
+    """What is known of a series (``medkern.io.SeriesKey``: a SeriesInstanceUID within one
+    directory) before its pixels are read: its UID, its files (sorted paths), and ``path``: the
+    directory holding its files (the file itself for a one-file series). ``label_fn`` receives this."""
 
     uid: str
     files: tuple
     path: str
-
-
-def _series_path(files: tuple) -> str:
-    if len(files) == 1:
-        return files[0]
-    return os.path.commonpath([os.path.dirname(f) for f in files])
 
 
 def _not_dicom(reason: str) -> bool:
@@ -50,8 +44,9 @@ class DicomSeriesDataset(torch.utils.data.Dataset):
     """``DicomSeriesDataset(root, transform=None, label_fn=None, cache=False, skip_errors=False,
     rescale=True, strict=False)``: one item per DICOM series under ``root``.
 
-    Series are found by SeriesInstanceUID (``medkern.io.scan_series``) and ordered by the path
-    of their first file relative to ``root``, then UID, so the order (and hence every index) is
+    Series are found by ``medkern.io.scan_series`` (one series = one SeriesInstanceUID within one
+    directory, the same rule as ``medkern preprocess``) and ordered by the path of their first
+    file relative to ``root``, then UID, so the order (and hence every index) is
     the same on every machine holding the same tree. ``dataset[i]`` is a dict:
 
     - ``"image"``: (C, D, H, W) tensor; C = 1 for grayscale (samples per pixel otherwise).
@@ -103,11 +98,11 @@ class DicomSeriesDataset(torch.utils.data.Dataset):
             raise DicomError(path, f"{reason} (pass skip_errors=True to drop unreadable series)")
 
         def order(item):
-            uid, files = item
-            return (os.path.relpath(files[0], root_path).replace(os.sep, "/"), uid)
+            key, files = item
+            return (os.path.relpath(files[0], root_path).replace(os.sep, "/"), key.uid)
 
-        self.series = [SeriesInfo(uid=uid, files=tuple(files), path=_series_path(tuple(files)))
-                       for uid, files in sorted(groups.items(), key=order)]
+        self.series = [SeriesInfo(uid=key.uid, files=tuple(files), path=files[0] if len(files) == 1 else key.folder)
+                       for key, files in sorted(groups.items(), key=order)]
         if skip_errors:
             kept = []
             for info in self.series:
@@ -117,7 +112,7 @@ class DicomSeriesDataset(torch.utils.data.Dataset):
                     self.skipped.append((e.path, e.reason))
                     continue
                 if self.cache:
-                    self._cache[info.uid] = (image, spacing)
+                    self._cache[info] = (image, spacing)
                 kept.append(info)
             self.series = kept
             if self.skipped:
@@ -145,10 +140,10 @@ class DicomSeriesDataset(torch.utils.data.Dataset):
             raise IndexError(f"index {index} out of range for a dataset of {len(self)} series")
         index = index % len(self)
         info = self.series[index]
-        cached = self._cache.get(info.uid)
+        cached = self._cache.get(info)
         image, spacing = cached if cached is not None else self._load(info)
         if self.cache and cached is None:
-            self._cache[info.uid] = (image, spacing)
+            self._cache[info] = (image, spacing)
         if isinstance(self.transform, Pipeline):
             image = self.transform(image[None], spacing=spacing, indices=[index])[0]
         elif self.transform is not None:

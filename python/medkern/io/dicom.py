@@ -13,11 +13,11 @@ import os
 import warnings
 from collections import defaultdict
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 
-__all__ = ["Volume", "DicomError", "read_dicom", "read_dicom_series", "scan_series"]
+__all__ = ["Volume", "DicomError", "SeriesKey", "read_dicom", "read_dicom_series", "scan_series"]
 
 
 class DicomError(ValueError):
@@ -167,7 +167,8 @@ def read_dicom(path: str | os.PathLike) -> Volume:
     row, col, normal, origin, (dy, dx) = _geometry(ds)
     if frames > 1 and pixels.ndim >= 3:
         offsets = _multi(ds.get("GridFrameOffsetVector"))  # RT dose grids give frame positions
-        from_offsets = float(np.median(np.diff(offsets))) if len(offsets) == frames and frames > 1 else None
+        # frame positions may run either way (descending grids are common): the step is a distance
+        from_offsets = float(np.median(np.abs(np.diff(offsets)))) if len(offsets) == frames and frames > 1 else None
         thickness = from_offsets or _float(ds.get("SpacingBetweenSlices"), None) or _float(
             _functional(ds, "SharedFunctionalGroupsSequence", "PixelMeasuresSequence", "SliceThickness"), None) or \
             _float(ds.get("SliceThickness"), 1.0)
@@ -250,9 +251,20 @@ def read_dicom_series(dir_or_files: str | os.PathLike | Sequence, strict: bool =
                   series_uid=uids[0], warnings=notes)
 
 
+class SeriesKey(NamedTuple):
+    """What medkern counts as one DICOM series: the files of one SeriesInstanceUID within one
+    directory. A copy of a series in another folder (an export made twice, a study filed under
+    two patients) is a series of its own, so reading it never mixes two copies' slices; a file
+    without a SeriesInstanceUID is a series of one file. ``scan_series`` groups by this key;
+    ``medkern preprocess`` and ``medkern.data.DicomSeriesDataset`` both take their items from it."""
+
+    folder: str
+    uid: str
+
+
 def scan_series(root: str | os.PathLike) -> tuple[dict, list]:
-    """Walk a directory tree; returns ({SeriesInstanceUID: [files]}, [(file, reason) for files that
-    are not readable DICOM]). Only headers are read (no pixel data)."""
+    """Walk a directory tree; returns ({SeriesKey(folder, uid): [files]}, [(file, reason) for
+    files that are not readable DICOM]), both sorted. Only headers are read (no pixel data)."""
     series: dict = defaultdict(list)
     failed = []
     for dirpath, _, names in os.walk(root):
@@ -266,5 +278,5 @@ def scan_series(root: str | os.PathLike) -> tuple[dict, list]:
                 failed.append((path, e.reason))
                 continue
             uid = str(ds.get("SeriesInstanceUID", "")) or f"no-series-uid:{path}"
-            series[uid].append(path)
-    return {k: sorted(v) for k, v in sorted(series.items())}, failed
+            series[SeriesKey(dirpath, uid)].append(path)
+    return {k: sorted(v) for k, v in sorted(series.items())}, sorted(failed)

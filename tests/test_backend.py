@@ -67,12 +67,20 @@ def test_needs_torch_fallback_only_for_gpu_arrays_without_a_kernel(monkeypatch):
     import types
     import warnings
     monkeypatch.setattr(_backend, "_warned", set())
+    monkeypatch.setattr(_backend, "_cuda_op_names", lambda: frozenset())  # a build without CUDA kernels
     fake_gpu = types.SimpleNamespace(device=types.SimpleNamespace(type="cuda"))
-    assert not _backend.needs_torch_fallback(torch.ones(2), "no_such_op")  # CPU: never
-    with pytest.warns(UserWarning, match="no CUDA kernel for no_such_op"):
-        assert _backend.needs_torch_fallback(fake_gpu, "no_such_op")
+    assert not _backend.needs_torch_fallback(torch.ones(2), "relu_forward")  # CPU: never
+    with pytest.warns(UserWarning, match="no CUDA kernel for relu_forward"):
+        assert _backend.needs_torch_fallback(fake_gpu, "relu_forward")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # warned once only
-        assert _backend.needs_torch_fallback(fake_gpu, "no_such_op")
-    if medkern.info()["cuda_compiled"]:
-        assert not _backend.needs_torch_fallback(fake_gpu, "conv2d_forward")
+        assert _backend.needs_torch_fallback(fake_gpu, "relu_forward")
+    monkeypatch.setattr(_backend, "_cuda_op_names", lambda: frozenset({"relu_forward"}))
+    assert not _backend.needs_torch_fallback(fake_gpu, "relu_forward")
+
+
+@pytest.mark.parametrize("check", [_backend.needs_torch_fallback, lambda array, op: _backend.has_cuda_kernel(op)])
+def test_an_unknown_op_name_is_an_error_not_a_silent_fallback(check):
+    # a typo ('conv2d_foward') would otherwise read as "no kernel" and fall back to torch unnoticed
+    with pytest.raises(ValueError, match="'op'.*'conv2d_foward'"):
+        check(torch.ones(2), "conv2d_foward")

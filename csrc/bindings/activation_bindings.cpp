@@ -4,24 +4,21 @@
 #include "medkern/activation.h"
 
 namespace medkern::bindings {
-namespace {
-std::vector<int64_t> shape_of(const TensorView& v) { return {v.shape.begin(), v.shape.begin() + v.ndim}; }
-}  // namespace
-
 void register_activation(py::module_& m) {
 #ifdef MEDKERN_WITH_CUDA
-  add_cuda_ops({"relu_forward", "relu_backward"});
+  add_cuda_ops({KernelOp::ReluForward, KernelOp::ReluBackward});
 #endif
-  m.def("relu_forward",
+  m.def(kernel_op_name(KernelOp::ReluForward),
         [](const TensorView& input, const TensorView& output, std::uintptr_t stream) {
           check_kernel_dtype(input, "input");
           // in place (output is input) needs a dense input, which check_output enforces on output
           check_output(output, "output", input, shape_of(input));
+          check_in_place_or_no_overlap(output, "output", input, "input");
           if (input.is_cuda()) {
 #ifdef MEDKERN_WITH_CUDA
             cuda::relu_forward(input, output, to_stream(stream));
 #else
-            no_cuda_kernel("relu_forward");
+            no_cuda_kernel(KernelOp::ReluForward);
 #endif
           } else {
             cpu::relu_forward(input, output);
@@ -29,7 +26,7 @@ void register_activation(py::module_& m) {
         },
         py::arg("input"), py::arg("output"), py::arg("stream") = 0, py::call_guard<py::gil_scoped_release>());
 
-  m.def("relu_backward",
+  m.def(kernel_op_name(KernelOp::ReluBackward),
         [](const TensorView& grad_output, const TensorView& output, const TensorView& grad_input,
            std::uintptr_t stream) {
           check_kernel_dtype(grad_output, "grad_output");
@@ -41,7 +38,7 @@ void register_activation(py::module_& m) {
 #ifdef MEDKERN_WITH_CUDA
             cuda::relu_backward(grad_output, output, grad_input, to_stream(stream));
 #else
-            no_cuda_kernel("relu_backward");
+            no_cuda_kernel(KernelOp::ReluBackward);
 #endif
           } else {
             cpu::relu_backward(grad_output, output, grad_input);

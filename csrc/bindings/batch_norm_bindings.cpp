@@ -7,8 +7,6 @@
 namespace medkern::bindings {
 namespace {
 
-std::vector<int64_t> shape_of(const TensorView& v) { return {v.shape.begin(), v.shape.begin() + v.ndim}; }
-
 int64_t check_bn_input(const TensorView& input, const char* name) {
   check_kernel_dtype(input, name);
   MEDKERN_CHECK_VALUE(input.ndim >= 2, "argument '", name, "' must be at least 2-D (N, C, *), got shape ",
@@ -45,9 +43,9 @@ void check_channel_output(const TensorView& v, const char* name, const TensorVie
 
 void register_batch_norm(py::module_& m) {
 #ifdef MEDKERN_WITH_CUDA
-  add_cuda_ops({"batch_norm_forward", "batch_norm_backward"});
+  add_cuda_ops({KernelOp::BatchNormForward, KernelOp::BatchNormBackward});
 #endif
-  m.def("batch_norm_forward",
+  m.def(kernel_op_name(KernelOp::BatchNormForward),
         [](const TensorView& input, const OptionalView& weight, const OptionalView& bias,
            const OptionalView& running_mean, const OptionalView& running_var, const TensorView& output,
            const TensorView& save_mean, const TensorView& save_invstd, bool training, double momentum, double eps,
@@ -76,7 +74,7 @@ void register_batch_norm(py::module_& m) {
             cuda::batch_norm_forward(input, get(weight), get(bias), get(running_mean), get(running_var), output,
                                      save_mean, save_invstd, p, to_stream(stream));
 #else
-            no_cuda_kernel("batch_norm_forward");
+            no_cuda_kernel(KernelOp::BatchNormForward);
 #endif
           } else {
             cpu::batch_norm_forward(input, get(weight), get(bias), get(running_mean), get(running_var), output,
@@ -87,7 +85,7 @@ void register_batch_norm(py::module_& m) {
         py::arg("output"), py::arg("save_mean"), py::arg("save_invstd"), py::arg("training"), py::arg("momentum"),
         py::arg("eps"), py::arg("stream") = 0, py::call_guard<py::gil_scoped_release>());
 
-  m.def("batch_norm_backward",
+  m.def(kernel_op_name(KernelOp::BatchNormBackward),
         [](const TensorView& grad_output, const TensorView& input, const OptionalView& weight,
            const TensorView& save_mean, const TensorView& save_invstd, const OptionalView& grad_input,
            const OptionalView& grad_weight, const OptionalView& grad_bias, bool training, double eps,
@@ -110,7 +108,7 @@ void register_batch_norm(py::module_& m) {
             cuda::batch_norm_backward(grad_output, input, get(weight), save_mean, save_invstd, get(grad_input),
                                       get(grad_weight), get(grad_bias), p, to_stream(stream));
 #else
-            no_cuda_kernel("batch_norm_backward");
+            no_cuda_kernel(KernelOp::BatchNormBackward);
 #endif
           } else {
             cpu::batch_norm_backward(grad_output, input, get(weight), save_mean, save_invstd, get(grad_input),

@@ -27,10 +27,49 @@ void register_linear(py::module_& m);
 void register_preprocess(py::module_& m);
 void register_filter(py::module_& m);
 
+void register_constants(py::module_& m);
+
+// Every _C op that may have a CUDA kernel, named once: _C.KERNEL_OP_NAMES exports the names, each
+// family's register_* lists its compiled kernels by these values (build_info()["cuda_ops"]), and
+// Python's fallback checks reject any other name, so a typo cannot silently fall back to torch.
+enum class KernelOp : int {
+  Conv2dForward, Conv2dBackwardInput, Conv2dBackwardWeight, Conv2dBackwardBias,
+  LinearForward, LinearBackwardInput, LinearBackwardWeight, LinearBackwardBias,
+  MaxPool2dForward, MaxPool2dBackward, AvgPool2dForward, AvgPool2dBackward,
+  BatchNormForward, BatchNormBackward, ReluForward, ReluBackward,
+  ResampleIntensity, NormalizeIntensity, FilterAxis,
+};
+
+// The _C function name of each op; nullptr past the last (see medkern/enum_names.h).
+constexpr const char* kernel_op_name(KernelOp op) {
+  switch (op) {
+    case KernelOp::Conv2dForward: return "conv2d_forward";
+    case KernelOp::Conv2dBackwardInput: return "conv2d_backward_input";
+    case KernelOp::Conv2dBackwardWeight: return "conv2d_backward_weight";
+    case KernelOp::Conv2dBackwardBias: return "conv2d_backward_bias";
+    case KernelOp::LinearForward: return "linear_forward";
+    case KernelOp::LinearBackwardInput: return "linear_backward_input";
+    case KernelOp::LinearBackwardWeight: return "linear_backward_weight";
+    case KernelOp::LinearBackwardBias: return "linear_backward_bias";
+    case KernelOp::MaxPool2dForward: return "max_pool2d_forward";
+    case KernelOp::MaxPool2dBackward: return "max_pool2d_backward";
+    case KernelOp::AvgPool2dForward: return "avg_pool2d_forward";
+    case KernelOp::AvgPool2dBackward: return "avg_pool2d_backward";
+    case KernelOp::BatchNormForward: return "batch_norm_forward";
+    case KernelOp::BatchNormBackward: return "batch_norm_backward";
+    case KernelOp::ReluForward: return "relu_forward";
+    case KernelOp::ReluBackward: return "relu_backward";
+    case KernelOp::ResampleIntensity: return "resample_intensity";
+    case KernelOp::NormalizeIntensity: return "normalize_intensity";
+    case KernelOp::FilterAxis: return "filter_axis";
+  }
+  return nullptr;
+}
+
 // Names of ops whose CUDA kernel is compiled into this build (medkern.info()["cuda_ops"]).
 std::vector<std::string>& cuda_ops();
-inline void add_cuda_ops(std::initializer_list<const char*> names) {
-  for (const char* n : names) cuda_ops().emplace_back(n);
+inline void add_cuda_ops(std::initializer_list<KernelOp> ops) {
+  for (KernelOp op : ops) cuda_ops().emplace_back(kernel_op_name(op));
 }
 
 using OptionalView = std::optional<TensorView>;
@@ -39,10 +78,12 @@ inline Stream to_stream(std::uintptr_t s) { return reinterpret_cast<Stream>(s); 
 
 // Raised when a CUDA tensor reaches an op compiled without its CUDA kernel; the Python layer
 // normally falls back to torch before this, so seeing it means a direct _C call.
-[[noreturn]] inline void no_cuda_kernel(const char* op) {
-  throw NotImplementedError(concat("medkern was built without a CUDA kernel for ", op,
+[[noreturn]] inline void no_cuda_kernel(KernelOp op) {
+  throw NotImplementedError(concat("medkern was built without a CUDA kernel for ", kernel_op_name(op),
                                    "; medkern.info()['cuda_ops'] lists those compiled in"));
 }
+
+inline std::vector<int64_t> shape_of(const TensorView& v) { return {v.shape.begin(), v.shape.begin() + v.ndim}; }
 
 // Floating dtypes a kernel runs on: the CPU kernels take float32/float64; the CUDA kernels also
 // take float16/bfloat16 (accumulating in float), so a CUDA view may carry those too.

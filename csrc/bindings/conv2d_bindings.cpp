@@ -23,8 +23,6 @@ Conv2dParams make_params(const std::vector<int64_t>& stride, const std::vector<i
   return p;
 }
 
-std::vector<int64_t> shape_of(const TensorView& v) { return {v.shape.begin(), v.shape.begin() + v.ndim}; }
-
 // Checks input/weight dtypes, ranks, devices; returns the output shape (N, K, P, Q).
 std::vector<int64_t> check_conv(const TensorView& input, const char* input_name, const TensorView& weight,
                                 const char* weight_name, const Conv2dParams& p) {
@@ -66,7 +64,8 @@ Conv2dOp parse_op(const std::string& op) {
 
 void register_conv2d(py::module_& m) {
 #ifdef MEDKERN_WITH_CUDA
-  add_cuda_ops({"conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_backward_bias"});
+  add_cuda_ops({KernelOp::Conv2dForward, KernelOp::Conv2dBackwardInput, KernelOp::Conv2dBackwardWeight,
+                KernelOp::Conv2dBackwardBias});
 #endif
   m.def("conv2d_output_shape",
         [](const std::vector<int64_t>& input_shape, const std::vector<int64_t>& weight_shape, const Pair& stride,
@@ -76,7 +75,7 @@ void register_conv2d(py::module_& m) {
         py::arg("input_shape"), py::arg("weight_shape"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
         py::arg("groups"), "Validated output shape (N, K, P, Q) of a 2-D convolution.");
 
-  m.def("conv2d_forward",
+  m.def(kernel_op_name(KernelOp::Conv2dForward),
         [](const TensorView& input, const TensorView& weight, const OptionalView& bias, const TensorView& output,
            const Pair& stride, const Pair& padding, const Pair& dilation, int64_t groups, bool fuse_relu,
            bool allow_tf32, std::uintptr_t stream, const OptionalView& workspace) {
@@ -89,7 +88,7 @@ void register_conv2d(py::module_& m) {
 #ifdef MEDKERN_WITH_CUDA
             cuda::conv2d_forward(input, weight, get(bias), output, p, allow_tf32, to_stream(stream), get(workspace));
 #else
-            no_cuda_kernel("conv2d_forward");
+            no_cuda_kernel(KernelOp::Conv2dForward);
 #endif
           } else {
             cpu::conv2d_forward(input, weight, get(bias), output, p);
@@ -100,7 +99,7 @@ void register_conv2d(py::module_& m) {
         py::arg("stream") = 0, py::arg("workspace") = py::none(), py::call_guard<py::gil_scoped_release>(),
         "output = conv2d(input, weight) + bias, then max(., 0) when fuse_relu.");
 
-  m.def("conv2d_backward_input",
+  m.def(kernel_op_name(KernelOp::Conv2dBackwardInput),
         [](const TensorView& grad_output, const TensorView& weight, const TensorView& grad_input, const Pair& stride,
            const Pair& padding, const Pair& dilation, int64_t groups, bool allow_tf32, std::uintptr_t stream,
            const OptionalView& workspace) {
@@ -116,7 +115,7 @@ void register_conv2d(py::module_& m) {
             cuda::conv2d_backward_input(grad_output, weight, grad_input, p, allow_tf32, to_stream(stream),
                                         get(workspace));
 #else
-            no_cuda_kernel("conv2d_backward_input");
+            no_cuda_kernel(KernelOp::Conv2dBackwardInput);
 #endif
           } else {
             cpu::conv2d_backward_input(grad_output, weight, grad_input, p);
@@ -127,7 +126,7 @@ void register_conv2d(py::module_& m) {
         py::arg("workspace") = py::none(),
         py::call_guard<py::gil_scoped_release>(), "grad_input (shape of the forward input) from grad_output.");
 
-  m.def("conv2d_backward_weight",
+  m.def(kernel_op_name(KernelOp::Conv2dBackwardWeight),
         [](const TensorView& grad_output, const TensorView& input, const TensorView& grad_weight, const Pair& stride,
            const Pair& padding, const Pair& dilation, int64_t groups, bool allow_tf32, std::uintptr_t stream,
            const OptionalView& workspace) {
@@ -143,7 +142,7 @@ void register_conv2d(py::module_& m) {
             cuda::conv2d_backward_weight(grad_output, input, grad_weight, p, allow_tf32, to_stream(stream),
                                          get(workspace));
 #else
-            no_cuda_kernel("conv2d_backward_weight");
+            no_cuda_kernel(KernelOp::Conv2dBackwardWeight);
 #endif
           } else {
             cpu::conv2d_backward_weight(grad_output, input, grad_weight, p);
@@ -187,7 +186,7 @@ void register_conv2d(py::module_& m) {
         "Bytes of CUDA workspace that lets conv2d op ('forward', 'backward_input', 'backward_weight') take the "
         "TF32 tensor-core path on device device_index; 0 when that path does not apply (the op then needs none).");
 
-  m.def("conv2d_backward_bias",
+  m.def(kernel_op_name(KernelOp::Conv2dBackwardBias),
         [](const TensorView& grad_output, const TensorView& grad_bias, std::uintptr_t stream) {
           check_kernel_dtype(grad_output, "grad_output");
           check_ndim(grad_output, "grad_output", 4, "(N, K, P, Q)");
@@ -196,7 +195,7 @@ void register_conv2d(py::module_& m) {
 #ifdef MEDKERN_WITH_CUDA
             cuda::conv2d_backward_bias(grad_output, grad_bias, to_stream(stream));
 #else
-            no_cuda_kernel("conv2d_backward_bias");
+            no_cuda_kernel(KernelOp::Conv2dBackwardBias);
 #endif
           } else {
             cpu::conv2d_backward_bias(grad_output, grad_bias);

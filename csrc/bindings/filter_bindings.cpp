@@ -7,8 +7,9 @@
 namespace medkern::bindings {
 
 void register_filter(py::module_& m) {
-  m.def("filter_axis", [](const TensorView& input, const TensorView& indices, const TensorView& weights,
-                          const TensorView& output, int axis, std::uintptr_t stream) {
+  m.def(kernel_op_name(KernelOp::FilterAxis), [](const TensorView& input, const TensorView& indices,
+                                                 const TensorView& weights, const TensorView& output, int axis,
+                                                 std::uintptr_t stream) {
     check_filter_axis_args(input, indices, weights, output, axis);
     if (!input.is_cuda()) {
       cpu::filter_axis(input, indices, weights, output, axis);
@@ -16,7 +17,7 @@ void register_filter(py::module_& m) {
 #ifdef MEDKERN_WITH_CUDA
       cuda::filter_axis(input, indices, weights, output, axis, to_stream(stream));
 #else
-      no_cuda_kernel("filter_axis");
+      no_cuda_kernel(KernelOp::FilterAxis);
 #endif
     }
   }, py::arg("input"), py::arg("indices"), py::arg("weights"), py::arg("output"), py::arg("axis"),
@@ -26,7 +27,7 @@ void register_filter(py::module_& m) {
      "weights (N, out_len, K) give each sample its own.");
 
 #ifdef MEDKERN_WITH_CUDA
-  add_cuda_ops({"filter_axis"});
+  add_cuda_ops({KernelOp::FilterAxis});
 #endif
 }
 

@@ -20,9 +20,10 @@ void check_operands(const TensorView& x, const char* x_name, const TensorView& w
 
 void register_linear(py::module_& m) {
 #ifdef MEDKERN_WITH_CUDA
-  add_cuda_ops({"linear_forward", "linear_backward_input", "linear_backward_weight", "linear_backward_bias"});
+  add_cuda_ops({KernelOp::LinearForward, KernelOp::LinearBackwardInput, KernelOp::LinearBackwardWeight,
+                KernelOp::LinearBackwardBias});
 #endif
-  m.def("linear_forward",
+  m.def(kernel_op_name(KernelOp::LinearForward),
         [](const TensorView& input, const TensorView& weight, const OptionalView& bias, const TensorView& output,
            bool allow_tf32, std::uintptr_t stream) {
           check_operands(input, "input", weight, "weight");
@@ -36,7 +37,7 @@ void register_linear(py::module_& m) {
 #ifdef MEDKERN_WITH_CUDA
             cuda::linear_forward(input, weight, get(bias), output, allow_tf32, to_stream(stream));
 #else
-            no_cuda_kernel("linear_forward");
+            no_cuda_kernel(KernelOp::LinearForward);
 #endif
           } else {
             cpu::linear_forward(input, weight, get(bias), output);
@@ -45,7 +46,7 @@ void register_linear(py::module_& m) {
         py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("output"), py::arg("allow_tf32") = false,
         py::arg("stream") = 0, py::call_guard<py::gil_scoped_release>(), "output = input @ weight.T + bias");
 
-  m.def("linear_backward_input",
+  m.def(kernel_op_name(KernelOp::LinearBackwardInput),
         [](const TensorView& grad_output, const TensorView& weight, const TensorView& grad_input, bool allow_tf32,
            std::uintptr_t stream) {
           check_kernel_dtype(grad_output, "grad_output");
@@ -59,7 +60,7 @@ void register_linear(py::module_& m) {
 #ifdef MEDKERN_WITH_CUDA
             cuda::linear_backward_input(grad_output, weight, grad_input, allow_tf32, to_stream(stream));
 #else
-            no_cuda_kernel("linear_backward_input");
+            no_cuda_kernel(KernelOp::LinearBackwardInput);
 #endif
           } else {
             cpu::linear_backward_input(grad_output, weight, grad_input);
@@ -68,7 +69,7 @@ void register_linear(py::module_& m) {
         py::arg("grad_output"), py::arg("weight"), py::arg("grad_input"), py::arg("allow_tf32") = false,
         py::arg("stream") = 0, py::call_guard<py::gil_scoped_release>(), "grad_input = grad_output @ weight");
 
-  m.def("linear_backward_weight",
+  m.def(kernel_op_name(KernelOp::LinearBackwardWeight),
         [](const TensorView& grad_output, const TensorView& input, const TensorView& grad_weight, bool allow_tf32,
            std::uintptr_t stream) {
           check_kernel_dtype(grad_output, "grad_output");
@@ -82,7 +83,7 @@ void register_linear(py::module_& m) {
 #ifdef MEDKERN_WITH_CUDA
             cuda::linear_backward_weight(grad_output, input, grad_weight, allow_tf32, to_stream(stream));
 #else
-            no_cuda_kernel("linear_backward_weight");
+            no_cuda_kernel(KernelOp::LinearBackwardWeight);
 #endif
           } else {
             cpu::linear_backward_weight(grad_output, input, grad_weight);
@@ -91,7 +92,7 @@ void register_linear(py::module_& m) {
         py::arg("grad_output"), py::arg("input"), py::arg("grad_weight"), py::arg("allow_tf32") = false,
         py::arg("stream") = 0, py::call_guard<py::gil_scoped_release>(), "grad_weight = grad_output.T @ input");
 
-  m.def("linear_backward_bias",
+  m.def(kernel_op_name(KernelOp::LinearBackwardBias),
         [](const TensorView& grad_output, const TensorView& grad_bias, std::uintptr_t stream) {
           check_kernel_dtype(grad_output, "grad_output");
           check_ndim(grad_output, "grad_output", 2, "(M, out_features)");
@@ -100,7 +101,7 @@ void register_linear(py::module_& m) {
 #ifdef MEDKERN_WITH_CUDA
             cuda::linear_backward_bias(grad_output, grad_bias, to_stream(stream));
 #else
-            no_cuda_kernel("linear_backward_bias");
+            no_cuda_kernel(KernelOp::LinearBackwardBias);
 #endif
           } else {
             cpu::linear_backward_bias(grad_output, grad_bias);

@@ -1,9 +1,10 @@
 // bindings/module.cpp — the medkern._C module: exception translation, the TensorView type,
-// build/runtime information, and each op family's registration.
+// build/runtime information, the shared constants and each op family's registration.
 #include <omp.h>
 
 #include "bindings/bindings.h"
 #include "medkern/cuda_runtime_info.h"
+#include "medkern/enum_names.h"
 #include "medkern/simd.h"
 
 #ifndef MEDKERN_VERSION
@@ -25,7 +26,8 @@ TensorView make_view(std::uintptr_t data, int dtype, const std::vector<int64_t>&
                       " dimensions are not supported, got ", shape.size());
   MEDKERN_CHECK_VALUE(shape.size() == strides.size(), "shape has ", shape.size(), " entries but strides has ",
                       strides.size());
-  MEDKERN_CHECK_TYPE(dtype >= 0 && dtype <= static_cast<int>(DType::Bool), "unknown dtype code ", dtype);
+  MEDKERN_CHECK_TYPE(enum_code_valid(dtype, dtype_name_or_null), "argument 'dtype' is an unknown dtype code ", dtype,
+                     "; DTYPE_CODES lists the known ones");
   MEDKERN_CHECK_VALUE(device_type == 0 || device_type == 1, "unknown device type ", device_type);
   TensorView v;
   v.data = reinterpret_cast<void*>(data);
@@ -137,6 +139,7 @@ PYBIND11_MODULE(_C, m) {
     }
   });
   register_core(m);
+  register_constants(m);
   register_conv2d(m);
   register_pooling(m);
   register_batch_norm(m);

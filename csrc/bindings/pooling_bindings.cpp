@@ -26,8 +26,6 @@ Pool2dParams make_params(const std::vector<int64_t>& kernel_size, const std::vec
   return p;
 }
 
-std::vector<int64_t> shape_of(const TensorView& v) { return {v.shape.begin(), v.shape.begin() + v.ndim}; }
-
 // Checks input and returns the output shape.
 std::vector<int64_t> check_pool_input(const TensorView& input, const Pool2dParams& p) {
   check_kernel_dtype(input, "input");
@@ -59,7 +57,8 @@ std::vector<int64_t> check_pool_backward(const TensorView& grad_output, const Te
 
 void register_pooling(py::module_& m) {
 #ifdef MEDKERN_WITH_CUDA
-  add_cuda_ops({"max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward"});
+  add_cuda_ops({KernelOp::MaxPool2dForward, KernelOp::MaxPool2dBackward, KernelOp::AvgPool2dForward,
+                KernelOp::AvgPool2dBackward});
 #endif
   m.def("pool2d_output_shape",
         [](const std::vector<int64_t>& input_shape, const std::vector<int64_t>& kernel_size,
@@ -70,7 +69,7 @@ void register_pooling(py::module_& m) {
         py::arg("input_shape"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
         py::arg("ceil_mode"), "Validates pooling arguments and returns the output shape (N, C, P, Q).");
 
-  m.def("max_pool2d_forward",
+  m.def(kernel_op_name(KernelOp::MaxPool2dForward),
         [](const TensorView& input, const TensorView& output, const OptionalView& indices,
            const std::vector<int64_t>& kernel_size, const std::vector<int64_t>& stride,
            const std::vector<int64_t>& padding, const std::vector<int64_t>& dilation, bool ceil_mode,
@@ -90,7 +89,7 @@ void register_pooling(py::module_& m) {
 #ifdef MEDKERN_WITH_CUDA
             cuda::max_pool2d_forward(input, output, index_view, p, to_stream(stream));
 #else
-            no_cuda_kernel("max_pool2d_forward");
+            no_cuda_kernel(KernelOp::MaxPool2dForward);
 #endif
           } else {
             cpu::max_pool2d_forward(input, output, index_view, p);
@@ -100,7 +99,7 @@ void register_pooling(py::module_& m) {
         py::arg("padding"), py::arg("dilation"), py::arg("ceil_mode"), py::arg("stream") = 0,
         py::call_guard<py::gil_scoped_release>());
 
-  m.def("max_pool2d_backward",
+  m.def(kernel_op_name(KernelOp::MaxPool2dBackward),
         [](const TensorView& grad_output, const TensorView& indices, const TensorView& grad_input,
            const std::vector<int64_t>& kernel_size, const std::vector<int64_t>& stride,
            const std::vector<int64_t>& padding, const std::vector<int64_t>& dilation, bool ceil_mode,
@@ -112,7 +111,7 @@ void register_pooling(py::module_& m) {
 #ifdef MEDKERN_WITH_CUDA
             cuda::max_pool2d_backward(grad_output, indices, grad_input, p, to_stream(stream));
 #else
-            no_cuda_kernel("max_pool2d_backward");
+            no_cuda_kernel(KernelOp::MaxPool2dBackward);
 #endif
           } else {
             cpu::max_pool2d_backward(grad_output, indices, grad_input, p);
@@ -122,7 +121,7 @@ void register_pooling(py::module_& m) {
         py::arg("padding"), py::arg("dilation"), py::arg("ceil_mode"), py::arg("stream") = 0,
         py::call_guard<py::gil_scoped_release>());
 
-  m.def("avg_pool2d_forward",
+  m.def(kernel_op_name(KernelOp::AvgPool2dForward),
         [](const TensorView& input, const TensorView& output, const std::vector<int64_t>& kernel_size,
            const std::vector<int64_t>& stride, const std::vector<int64_t>& padding, bool ceil_mode,
            bool count_include_pad, int64_t divisor_override, std::uintptr_t stream) {
@@ -134,7 +133,7 @@ void register_pooling(py::module_& m) {
 #ifdef MEDKERN_WITH_CUDA
             cuda::avg_pool2d_forward(input, output, p, to_stream(stream));
 #else
-            no_cuda_kernel("avg_pool2d_forward");
+            no_cuda_kernel(KernelOp::AvgPool2dForward);
 #endif
           } else {
             cpu::avg_pool2d_forward(input, output, p);
@@ -144,7 +143,7 @@ void register_pooling(py::module_& m) {
         py::arg("ceil_mode"), py::arg("count_include_pad"), py::arg("divisor_override"), py::arg("stream") = 0,
         py::call_guard<py::gil_scoped_release>());
 
-  m.def("avg_pool2d_backward",
+  m.def(kernel_op_name(KernelOp::AvgPool2dBackward),
         [](const TensorView& grad_output, const TensorView& grad_input, const std::vector<int64_t>& kernel_size,
            const std::vector<int64_t>& stride, const std::vector<int64_t>& padding, bool ceil_mode,
            bool count_include_pad, int64_t divisor_override, std::uintptr_t stream) {
@@ -155,7 +154,7 @@ void register_pooling(py::module_& m) {
 #ifdef MEDKERN_WITH_CUDA
             cuda::avg_pool2d_backward(grad_output, grad_input, p, to_stream(stream));
 #else
-            no_cuda_kernel("avg_pool2d_backward");
+            no_cuda_kernel(KernelOp::AvgPool2dBackward);
 #endif
           } else {
             cpu::avg_pool2d_backward(grad_output, grad_input, p);

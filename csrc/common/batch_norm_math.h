@@ -1,7 +1,9 @@
 // common/batch_norm_math.h — batch-norm arithmetic shared by the CPU and CUDA kernels:
 // combining partial (count, mean, M2) statistics (Chan et al., stable where sum/sum-of-squares
-// is not), the running-statistics update, and the backward coefficients.
+// is not), the inverse standard deviation, the running-statistics update, and the backward
+// coefficients.
 #pragma once
+#include <cmath>
 #include <cstdint>
 
 #include "common/macros.h"
@@ -19,6 +21,10 @@ MEDKERN_HD MeanM2 mean_m2_combine(const MeanM2& a, const MeanM2& b) {
   const double delta = b.mean - a.mean;
   return {n, a.mean + delta * (b.count / n), a.m2 + b.m2 + delta * delta * (a.count * b.count / n)};
 }
+
+// The inverse standard deviation a channel is normalized with (saved for the backward pass):
+// 1 / sqrt(var + eps), the batch's biased variance in training, the running variance in eval.
+MEDKERN_HD double batch_norm_invstd(double var, double eps) { return 1.0 / sqrt(var + eps); }
 
 // torch's rule: running = (1 - momentum) running + momentum batch, with the unbiased variance.
 MEDKERN_HD void running_stats_update(double batch_mean, double batch_var_biased, double count, double momentum,

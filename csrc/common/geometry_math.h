@@ -20,6 +20,25 @@ namespace medkern {
 enum class Interpolation : int { Nearest = 0, Linear = 1 };
 enum class Padding : int { Zeros = 0, Border = 1, Reflect = 2 };
 
+// Python's names of the modes (_C.INTERPOLATION_CODES, _C.PADDING_CODES); nullptr past the last
+// (see medkern/enum_names.h: no default, so a mode added without a name fails the build).
+constexpr const char* interpolation_name(Interpolation mode) {
+  switch (mode) {
+    case Interpolation::Nearest: return "nearest";
+    case Interpolation::Linear: return "linear";
+  }
+  return nullptr;
+}
+
+constexpr const char* padding_name(Padding mode) {
+  switch (mode) {
+    case Padding::Zeros: return "zeros";
+    case Padding::Border: return "border";
+    case Padding::Reflect: return "reflect";
+  }
+  return nullptr;
+}
+
 MEDKERN_HD int64_t floor_to_int(float x) {
   const int64_t i = static_cast<int64_t>(x);
   return i - (static_cast<float>(i) > x ? 1 : 0);

@@ -17,10 +17,40 @@ namespace medkern {
 //   Power:  max(x, 0) ** a       (Gamma on [0, 1] data)
 //   Noise:  x + a * N(0, 1), N drawn from Philox stream (kNoiseStreamBit | c) per output element
 //   BiasTerm, ..., BiasTerm, BiasApply: x * exp(sum of a * zn^ez * yn^ey * xn^ex) over the terms,
-//           b = ez * 16 + ey * 4 + ex, (zn, yn, xn) the output position scaled to [-1, 1] per axis
-//           (a smooth multiplicative bias field, as MR coil inhomogeneity); post ops only
+//           b = ez * 16 + ey * 4 + ex (bias_exponent_shift below), (zn, yn, xn) the output
+//           position scaled to [-1, 1] per axis (a smooth multiplicative bias field, as MR coil
+//           inhomogeneity); post ops only
 enum class IntensityOp : int { Affine = 0, Clamp = 1, Power = 2, Noise = 3, BiasTerm = 4, BiasApply = 5 };
 constexpr int kIntensityOpWidth = 4;
+
+// Python's names of the ops (_C.INTENSITY_OP_CODES); nullptr past the last (see
+// medkern/enum_names.h: no default, so an op added without a name fails the build).
+constexpr const char* intensity_op_name(IntensityOp op) {
+  switch (op) {
+    case IntensityOp::Affine: return "affine";
+    case IntensityOp::Clamp: return "clamp";
+    case IntensityOp::Power: return "power";
+    case IntensityOp::Noise: return "noise";
+    case IntensityOp::BiasTerm: return "bias_term";
+    case IntensityOp::BiasApply: return "bias_apply";
+  }
+  return nullptr;
+}
+
+// The bias field's polynomial: total degree <= kBiasFieldMaxOrder, evaluated along an output row
+// as a cubic in xn. A term's exponents (ez, ey, ex) are packed into one small integer, a field of
+// kBiasExponentBits bits per axis, x lowest (Python packs them with _C.BIAS_FIELD_EXPONENT_WEIGHTS).
+constexpr int kBiasFieldMaxOrder = 3;
+constexpr int kBiasExponentBits = 2;
+static_assert((1 << kBiasExponentBits) > kBiasFieldMaxOrder, "a bias exponent field must hold the max order");
+
+// Bit offset of axis `axis`'s exponent (0 = z, 1 = y, 2 = x) in a packed code: 4, 2, 0, so the
+// code is ez * 16 + ey * 4 + ex.
+MEDKERN_HD constexpr int bias_exponent_shift(int axis) { return (2 - axis) * kBiasExponentBits; }
+
+MEDKERN_HD int bias_term_exponent(int code, int axis) {
+  return (code >> bias_exponent_shift(axis)) & ((1 << kBiasExponentBits) - 1);
+}
 
 // Two independent selects (each is one max/min instruction on x86 and on the GPU, no branch);
 // a NaN x fails both comparisons and passes through.
@@ -73,22 +103,25 @@ MEDKERN_HD int bias_term_count(const float* ops, int remaining) {
 
 // The log-field along an output row as a cubic in xn: a[k] = sum of the terms with x^k at the
 // row's (zn, yn).
-MEDKERN_HD void bias_row_polynomial(const float* terms, int count, float zn, float yn, float a[4]) {
-  a[0] = a[1] = a[2] = a[3] = 0.0f;
+MEDKERN_HD void bias_row_polynomial(const float* terms, int count, float zn, float yn,
+                                    float a[kBiasFieldMaxOrder + 1]) {
+  for (int k = 0; k <= kBiasFieldMaxOrder; ++k) a[k] = 0.0f;
   for (int t = 0; t < count; ++t) {
     const float* op = terms + t * kIntensityOpWidth;
     const int code = static_cast<int>(op[2]);
-    a[code & 3] += op[1] * integer_power(zn, code >> 4) * integer_power(yn, (code >> 2) & 3);
+    a[bias_term_exponent(code, 2)] +=
+        op[1] * integer_power(zn, bias_term_exponent(code, 0)) * integer_power(yn, bias_term_exponent(code, 1));
   }
 }
 
-MEDKERN_HD float bias_from_polynomial(const float a[4], float xn) {
+static_assert(kBiasFieldMaxOrder == 3, "bias_from_polynomial evaluates a cubic");
+MEDKERN_HD float bias_from_polynomial(const float a[kBiasFieldMaxOrder + 1], float xn) {
   return expf(a[0] + xn * (a[1] + xn * (a[2] + xn * a[3])));
 }
 
 // The multiplicative field exp(sum of the terms) at the unit position (zn, yn, xn).
 MEDKERN_HD float bias_field_value(const float* terms, int count, float zn, float yn, float xn) {
-  float a[4];
+  float a[kBiasFieldMaxOrder + 1];
   bias_row_polynomial(terms, count, zn, yn, a);
   return bias_from_polynomial(a, xn);
 }

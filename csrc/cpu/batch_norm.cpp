@@ -5,7 +5,6 @@
 // pass for grad_input; those two element-wise passes live in simd/batch_norm_kernels.h.
 // Rows are (n, c) runs of the collapsed spatial axes, read through strides.
 #include <algorithm>
-#include <cmath>
 #include <vector>
 
 #include "common/batch_norm_math.h"
@@ -143,7 +142,7 @@ void batch_norm_forward_typed(const TensorView& input, const TensorView* weight,
       for (int64_t unit = 0; unit < units.count(); ++unit) acc = mean_m2_combine(acc, partial[unit * C + c]);
       const double var = acc.m2 / acc.count;
       smean[c * save_mean.stride(0)] = static_cast<T>(acc.mean);
-      sinvstd[c * save_invstd.stride(0)] = static_cast<T>(1.0 / std::sqrt(var + p.eps));
+      sinvstd[c * save_invstd.stride(0)] = static_cast<T>(batch_norm_invstd(var, p.eps));
       if (running_mean && running_var) {
         T* rm = running_mean->ptr<T>() + c * running_mean->stride(0);
         T* rv = running_var->ptr<T>() + c * running_var->stride(0);
@@ -158,7 +157,7 @@ void batch_norm_forward_typed(const TensorView& input, const TensorView* weight,
       const T rm = running_mean->ptr<const T>()[c * running_mean->stride(0)];
       const T rv = running_var->ptr<const T>()[c * running_var->stride(0)];
       smean[c * save_mean.stride(0)] = rm;
-      sinvstd[c * save_invstd.stride(0)] = static_cast<T>(1.0 / std::sqrt(static_cast<double>(rv) + p.eps));
+      sinvstd[c * save_invstd.stride(0)] = static_cast<T>(batch_norm_invstd(static_cast<double>(rv), p.eps));
     }
   }
 

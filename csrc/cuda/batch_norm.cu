@@ -16,6 +16,7 @@
 #include "cuda/dtype_dispatch.cuh"
 #include "cuda/gemm_tiles.cuh"
 #include "medkern/batch_norm.h"
+#include "medkern/checks.h"
 
 namespace medkern::cuda {
 namespace {
@@ -104,7 +105,7 @@ struct StatsOut {
 __device__ void finalize_channel(int64_t c, const MeanM2& total, const StatsOut& o, double* mean_out,
                                  double* invstd_out) {
   const double var = total.count > 0 ? total.m2 / total.count : 0.0;
-  const double invstd = 1.0 / sqrt(var + o.eps);
+  const double invstd = batch_norm_invstd(var, o.eps);
   o.save_mean.store(c, total.mean);
   o.save_invstd.store(c, invstd);
   if (o.update_running && total.count > 0) {
@@ -178,7 +179,7 @@ __global__ void batch_norm_eval_stats_kernel(int64_t channels, StatsOut o) {
   const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (c >= channels) return;
   o.save_mean.store(c, o.running_mean.load(c));
-  o.save_invstd.store(c, 1.0 / sqrt(o.running_var.load(c) + o.eps));
+  o.save_invstd.store(c, batch_norm_invstd(o.running_var.load(c), o.eps));
 }
 
 template <class T>
@@ -302,10 +303,11 @@ int64_t choose_slices(const BnDims& d) {
 }
 
 // Whether `out` can hold `bytes` of scratch before it is written: dense, 8-byte aligned, large
-// enough and not aliasing an input of the same op.
-bool usable_as_scratch(const TensorView& out, int64_t bytes, const void* in1, const void* in2) {
+// enough and sharing no memory with an input of the same op (a shifted view of the input counts).
+bool usable_as_scratch(const TensorView& out, int64_t bytes, const TensorView& in1, const TensorView* in2) {
   return out.is_contiguous() && reinterpret_cast<std::uintptr_t>(out.data) % 8 == 0 &&
-         out.numel() * dtype_size(out.dtype) >= bytes && out.data != in1 && out.data != in2;
+         out.numel() * dtype_size(out.dtype) >= bytes && !views_overlap(out, in1) &&
+         !(in2 && views_overlap(out, *in2));
 }
 
 void check_sizes(const BnDims& d) {
@@ -351,7 +353,7 @@ void batch_norm_forward(const TensorView& input, const TensorView* weight, const
     }
     const int64_t slices = choose_slices(d);
     const int64_t scratch_bytes = d.C * slices * int64_t(sizeof(MeanM2));
-    if (slices > 1 && usable_as_scratch(output, scratch_bytes, input.data, nullptr)) {
+    if (slices > 1 && usable_as_scratch(output, scratch_bytes, input, nullptr)) {
       const int64_t chunk = (d.count + slices - 1) / slices;
       MeanM2* partials = static_cast<MeanM2*>(output.data);
       batch_norm_stats_partial_kernel<T><<<dim3(unsigned(slices), unsigned(d.C)), kReduceThreads, 0, s>>>(
@@ -394,7 +396,7 @@ void batch_norm_backward(const TensorView& grad_output, const TensorView& input,
     const int64_t slices = choose_slices(d);
     const int64_t scratch_bytes = d.C * slices * int64_t(sizeof(GradSums));
     if (slices > 1 && grad_input && wide(grad_weight) && wide(grad_bias) &&
-        usable_as_scratch(*grad_input, scratch_bytes, input.data, grad_output.data)) {
+        usable_as_scratch(*grad_input, scratch_bytes, input, &grad_output)) {
       const int64_t chunk = (d.count + slices - 1) / slices;
       GradSums* partials = static_cast<GradSums*>(grad_input->data);
       batch_norm_grad_partial_kernel<T><<<dim3(unsigned(slices), unsigned(d.C)), kReduceThreads, 0, s>>>(

@@ -374,9 +374,8 @@ void normalize_intensity(const TensorView& input, const TensorView* mask, const 
   if (input.numel() == 0) return;
   const int64_t N = input.shape[0], C = input.shape[1];
   const int64_t S = input.numel() / (N * C);
-  const int64_t groups = args.channel_wise ? N * C : N;
-  const int64_t group_size = args.channel_wise ? S : C * S;
-  const NormalizePlan plan = plan_normalize_cuda(groups, group_size, args.kind);
+  const NormalizePlan plan = plan_normalize_cuda(N, C, S, args.kind, args.channel_wise);
+  const int64_t groups = plan.groups, group_size = plan.group_size;
   MEDKERN_CHECK_VALUE(plan.workspace_bytes == 0 ||
                       (workspace && workspace->numel() * dtype_size(workspace->dtype) >= plan.workspace_bytes),
                       "argument 'workspace' must hold ", plan.workspace_bytes, " bytes");

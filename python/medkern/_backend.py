@@ -18,11 +18,8 @@ __all__ = [
     "cuda_usable", "choose_device",
 ]
 
-# Codes match medkern::DType in csrc/include/medkern/tensor_view.h.
-DTYPE_CODES = {
-    "float32": 0, "float64": 1, "float16": 2, "bfloat16": 3, "uint8": 4, "int8": 5,
-    "int16": 6, "uint16": 7, "int32": 8, "int64": 9, "bool": 10,
-}
+# numpy's dtype name -> medkern::DType code, exported by the compiled core (defined once, in C++).
+DTYPE_CODES = _C.DTYPE_CODES
 
 
 _torch_codes: dict = {}  # torch.dtype -> code, filled on first use (views are built on every op call)
@@ -89,8 +86,16 @@ def _cuda_op_names() -> frozenset:
     return frozenset(_C.build_info()["cuda_ops"])
 
 
+_KERNEL_OPS = frozenset(_C.KERNEL_OP_NAMES)
+
+
 def has_cuda_kernel(op: str) -> bool:
-    """Whether this build has medkern's own CUDA kernel for ``op`` (e.g. 'conv2d_forward')."""
+    """Whether this build has medkern's own CUDA kernel for ``op`` (e.g. 'conv2d_forward').
+
+    Raises ValueError for a name not in ``_C.KERNEL_OP_NAMES``, so a typo cannot pass for an
+    op without a kernel and silently fall back to torch."""
+    if op not in _KERNEL_OPS:
+        raise ValueError(f"argument 'op' must be one of _C.KERNEL_OP_NAMES {_C.KERNEL_OP_NAMES}, got {op!r}")
     return op in _cuda_op_names()
 
 
@@ -107,8 +112,9 @@ def warn_fallback_once(op: str) -> None:
 
 def needs_torch_fallback(array: Any, op: str) -> bool:
     """True (after a one-time warning) when ``array`` is on a GPU and this build has no CUDA
-    kernel for ``op``: the caller then runs torch's own kernel instead."""
-    if getattr(array, "device", None) is None or array.device.type != "cuda" or has_cuda_kernel(op):
+    kernel for ``op``: the caller then runs torch's own kernel instead. ``op`` must be one of
+    ``_C.KERNEL_OP_NAMES`` (ValueError otherwise, for CPU arrays too)."""
+    if has_cuda_kernel(op) or getattr(array, "device", None) is None or array.device.type != "cuda":
         return False
     warn_fallback_once(op)
     return True

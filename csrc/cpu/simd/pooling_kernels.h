@@ -1,12 +1,15 @@
 // cpu/simd/pooling_kernels.h — the max-pooling inner loops, written once as templates and
 // compiled per instruction set (pooling_avx2/scalar.cpp set MEDKERN_SIMD_NS and the -m flags;
 // there is no AVX-512 build: on the pooling rows of CNNs (5-56 outputs) its masked tails ran
-// 1.3-3x slower than AVX2 on Sapphire Rapids, so AVX-512 machines use the AVX2 variant). Each output row is built kernel-row by kernel-row with the loop over output columns
-// innermost, so the compiler vectorizes across columns (masked selects carry the int64 index).
+// 1.3-3x slower than AVX2 on Sapphire Rapids, so AVX-512 machines use the AVX2 variant). Each
+// output row is built kernel-row by kernel-row with the loop over output columns innermost, so
+// the compiler vectorizes across columns (masked selects carry the int64 index). The window
+// bounds come from common/pooling_math.h.
 #pragma once
 #include <cstdint>
 #include <limits>
 
+#include "common/pooling_math.h"
 #include "medkern/pooling.h"
 
 namespace medkern::cpu {
@@ -37,20 +40,6 @@ MEDKERN_DECLARE_POOLING_KERNELS(simd_scalar)
 #ifdef MEDKERN_SIMD_NS
 namespace medkern::cpu::MEDKERN_SIMD_NS {
 namespace {
-
-// Valid kernel taps [k0, k1) along one axis for a window starting at `start`.
-inline void valid_taps(int64_t start, int64_t kernel, int64_t dilation, int64_t size, int64_t& k0, int64_t& k1) {
-  const int64_t last = size - 1 - start;  // largest offset still inside
-  if (dilation == 1) {  // the common case, without the two divisions (they showed in profiles of small planes)
-    k0 = start < 0 ? -start : 0;
-    k1 = last < 0 ? 0 : last + 1;
-  } else {
-    k0 = start < 0 ? (-start + dilation - 1) / dilation : 0;
-    k1 = last < 0 ? 0 : last / dilation + 1;
-  }
-  if (k1 > kernel) k1 = kernel;
-  if (k0 > k1) k0 = k1;
-}
 
 // Folds one kernel row `h` into the running maxima of output columns [q0, q1), all of whose
 // windows lie inside the row. KW/SW > 0 fix kernel width and stride at compile time (the
@@ -127,12 +116,8 @@ void max_pool2d_planes_impl(const MaxPoolPlanes<T>& a, int64_t begin, int64_t en
   const Pool2dParams& p = a.p;
   const int64_t H = a.height, W = a.width, P = a.out_h, Q = a.out_w;
   // Output columns whose whole window lies inside [0, W): handled by the vector loops.
-  const int64_t span_w = (p.kernel_w - 1) * p.dilation_w;
-  int64_t q0 = (p.pad_w + p.stride_w - 1) / p.stride_w;
-  const int64_t num = W - 1 + p.pad_w - span_w;
-  int64_t q1 = num < 0 ? 0 : num / p.stride_w + 1;
-  if (q1 > Q) q1 = Q;
-  if (q0 > q1) q0 = q1;
+  int64_t q0, q1;
+  pool_interior_outputs(W, Q, p.kernel_w, p.stride_w, p.pad_w, p.dilation_w, &q0, &q1);
   for (int64_t plane = begin; plane < end; ++plane) {
     const int64_t n = plane / a.channels, c = plane % a.channels;
     const T* in = a.input + n * a.stride_n + c * a.stride_c;
@@ -141,7 +126,7 @@ void max_pool2d_planes_impl(const MaxPoolPlanes<T>& a, int64_t begin, int64_t en
     for (int64_t oh = 0; oh < P; ++oh) {
       const int64_t hs = oh * p.stride_h - p.pad_h;
       int64_t kh0, kh1;
-      valid_taps(hs, p.kernel_h, p.dilation_h, H, kh0, kh1);
+      pool_valid_taps(hs, p.kernel_h, p.dilation_h, H, &kh0, &kh1);
       T* m = out + oh * Q;
       int64_t* mi = IDX ? idx + oh * Q : nullptr;
       const bool fused = KW > 0 && p.kernel_h == KW && p.stride_h == SW && p.dilation_h == 1 &&
@@ -160,7 +145,7 @@ void max_pool2d_planes_impl(const MaxPoolPlanes<T>& a, int64_t begin, int64_t en
         if (q >= Q) break;
         const int64_t ws = q * p.stride_w - p.pad_w;
         int64_t kw0, kw1;
-        valid_taps(ws, p.kernel_w, p.dilation_w, W, kw0, kw1);
+        pool_valid_taps(ws, p.kernel_w, p.dilation_w, W, &kw0, &kw1);
         T best = -std::numeric_limits<T>::infinity();
         int64_t best_i = (hs + kh0 * p.dilation_h) * W + ws + kw0 * p.dilation_w;
         for (int64_t kh = kh0; kh < kh1; ++kh) {

@@ -16,7 +16,7 @@ namespace medkern {
 //   weights (out_len, K) or (N, out_len, K)        float32, contiguous; the second form gives
 //                                                  each sample its own weights (random blur)
 //   output  (N, C, *spatial with axis -> out_len)  float32 / float16 / bfloat16, contiguous,
-//                                                  not overlapping input
+//                                                  not overlapping input, indices or weights
 // Validates every argument (names it in the error); shared by the CPU and CUDA entry points.
 void check_filter_axis_args(const TensorView& input, const TensorView& indices, const TensorView& weights,
                             const TensorView& output, int axis);

@@ -29,10 +29,22 @@ struct ResampleArgs {
 // Normalization kinds of the second pass.
 enum class NormalizeKind : int { ZScore = 0, MinMax = 1, Percentile = 2 };
 
+// Python's names of the kinds (_C.NORMALIZE_KIND_CODES); nullptr past the last (see
+// medkern/enum_names.h: no default, so a kind added without a name fails the build).
+constexpr const char* normalize_kind_name(NormalizeKind kind) {
+  switch (kind) {
+    case NormalizeKind::ZScore: return "zscore";
+    case NormalizeKind::MinMax: return "minmax";
+    case NormalizeKind::Percentile: return "percentile";
+  }
+  return nullptr;
+}
+
 // input (N, C, *spatial) float32 contiguous; mask optional (N, 1 or C, *spatial) uint8/bool
 // contiguous selecting the voxels whose statistics are used; output like input in float32 /
-// float16 / bfloat16 (may alias input when float32). Statistics per sample, or per (sample,
-// channel) when channel_wise. A constant image maps to 0 (z-score: std 0 -> divide by 1).
+// float16 / bfloat16 (may be the input itself when float32, must not overlap it otherwise).
+// Statistics per sample, or per (sample, channel) when channel_wise. A constant image maps to 0
+// (z-score: std 0 -> divide by 1).
 // Percentile: clamp to [percentile(lower), percentile(upper)] (numpy's 'linear' definition,
 // 0 <= lower < upper <= 100), and with `rescale` map that range to [0, 1]. The rules (NaN, empty
 // mask, constant image) live in csrc/common/statistics_math.h.
@@ -45,16 +57,19 @@ struct NormalizeArgs {
   bool rescale = false;
 };
 
-// How the CUDA pass splits the work: `chunks` blocks of `chunk_elements` per image (1 = the
+// How the CUDA pass splits the work: `groups` images of `group_size` elements (per sample, or
+// per (sample, channel) when channel_wise), `chunks` blocks of `chunk_elements` per image (1 = the
 // one-block-per-image kernel), and the workspace bytes it needs (0 on the CPU, which uses its
 // per-thread scratch). Depends on shapes and kind only, so Python can size the buffer first.
 struct NormalizePlan {
   int64_t groups = 0, group_size = 0, chunks = 1, chunk_elements = 0;
   int64_t workspace_bytes = 0;
 };
-NormalizePlan plan_normalize_cuda(int64_t groups, int64_t group_size, int kind);
+// For an input (samples, channels, *spatial) with `spatial` elements per channel (all >= 1).
+NormalizePlan plan_normalize_cuda(int64_t samples, int64_t channels, int64_t spatial, int kind, bool channel_wise);
 
-// Validates the views of a resampling stage (shared by the CPU and CUDA entry points).
+// Validates the views of a resampling stage (shared by the CPU and CUDA entry points); the output
+// must not overlap any input.
 void check_resample_args(const TensorView& input, const TensorView& matrices, const TensorView& sample_indices,
                          const TensorView& pre_ops, const TensorView& post_ops, const TensorView& output,
                          const TensorView* field, const ResampleArgs& args);
@@ -62,15 +77,17 @@ void check_resample_args(const TensorView& input, const TensorView& matrices, co
 void check_normalize_args(const TensorView& input, const TensorView* mask, const TensorView& output,
                           const NormalizeArgs& args, const TensorView* workspace = nullptr);
 
+// Fills out (count,) float64 with uniforms in [0, 1): draw k of (seed, sample, stream) for k in
+// [first, first + count). Parameter draws of random transforms go through this, on the host
+// whatever device the data lives on.
+void philox_uniform(uint64_t seed, uint64_t sample, uint32_t stream, uint64_t first, int64_t count, double* out);
+
 namespace cpu {
 void resample_intensity(const TensorView& input, const TensorView& matrices, const TensorView& sample_indices,
                         const TensorView& pre_ops, const TensorView& post_ops, const TensorView& output,
                         const TensorView* field, const ResampleArgs& args);
 void normalize_intensity(const TensorView& input, const TensorView* mask, const TensorView& output,
                          const NormalizeArgs& args);
-// Fills out (count,) float64 with uniforms in [0, 1): draw k of (seed, sample, stream) for k in
-// [first, first + count). Parameter draws of random transforms go through this.
-void philox_uniform(uint64_t seed, uint64_t sample, uint32_t stream, uint64_t first, int64_t count, double* out);
 }  // namespace cpu
 
 namespace cuda {

@@ -15,7 +15,10 @@ enum class DType : int {
   UInt8 = 4, Int8 = 5, Int16 = 6, UInt16 = 7, Int32 = 8, Int64 = 9, Bool = 10,
 };
 
-inline const char* dtype_name(DType d) {
+// numpy's name of each dtype, nullptr for a code outside the enum. The switch has no default, so
+// a dtype added without a name fails the build (-Werror=switch); _C.DTYPE_CODES and the dtype
+// check of _C.TensorView are read from this function (see medkern/enum_names.h).
+constexpr const char* dtype_name_or_null(DType d) {
   switch (d) {
     case DType::Float32: return "float32";
     case DType::Float64: return "float64";
@@ -29,7 +32,12 @@ inline const char* dtype_name(DType d) {
     case DType::Int64: return "int64";
     case DType::Bool: return "bool";
   }
-  return "unknown";
+  return nullptr;
+}
+
+inline const char* dtype_name(DType d) {
+  const char* name = dtype_name_or_null(d);
+  return name ? name : "unknown";
 }
 
 inline int64_t dtype_size(DType d) {

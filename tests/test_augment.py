@@ -2,15 +2,15 @@
 (RandomGamma, RandomIntensity, GaussianNoise with a std range), the bias field, the elastic
 deformation, and labels / masks that follow the geometry with nearest-neighbour sampling.
 
-References: each transform's float64 numpy path (scipy.ndimage.map_coordinates for the elastic
-field and the resampling, numpy meshgrid polynomials for the bias field) and, independently, the
-parameters the pipeline reports. Tolerances: fused vs reference rtol/atol 1e-4 on O(1) values
-(float32 coordinates and exp/pow in float32); labels: identical except where a nearest-neighbour
-tie (source coordinate within float32 rounding of x.5) may round either way, at most 0.2 % of
-the voxels.
+References: test_pipeline's oracle (scipy.ndimage.map_coordinates of the test's own B-spline
+control grid for the elastic field, numpy meshgrid polynomials for the bias field, numpy
+formulas for the intensity ops, each from the parameters the pipeline reports), the parameters
+themselves recomputed from the Philox draws, and the transforms' float64 reference path
+(fused == unfused). Tolerances (tests/tolerances.py): PREPROCESS_TOLERANCES["resample"] on O(1)
+values (float32 coordinates and exp/pow in float32); labels: identical except where a
+nearest-neighbour tie (source coordinate within float32 rounding of x.5) may round either way,
+at most PREPROCESS_LABEL_MISMATCH of the voxels.
 """
-import copy
-
 import numpy as np
 import pytest
 import torch
@@ -18,25 +18,34 @@ import torch
 import medkern.transforms as T
 from medkern._backend import _C
 
-from test_pipeline import ct_phantom, smooth
+from test_pipeline import ct_phantom, elastic_control_grid, oracle, smooth, stage_kinds
+from tolerances import PREPROCESS_LABEL_MISMATCH, PREPROCESS_TOLERANCES
 
-TOL = dict(rtol=1e-4, atol=1e-4)
+TOL = PREPROCESS_TOLERANCES["resample"]
+POINTWISE = PREPROCESS_TOLERANCES["pointwise"]
 
 
 # ---- per-sample random intensity parameters ------------------------------------------------------
 @pytest.mark.parametrize("shape", [(24, 30), (10, 12, 14)])
-def test_random_intensity_transforms_fused_equal_reference(shape):
+def test_random_intensity_transforms_match_oracle(shape):
     x = smooth(5, shape)
     chain = [T.RandomIntensity(scale=(0.8, 1.2), shift=(-0.2, 0.2)), T.Clip(0.0, 2.0),
              T.RandomGamma((0.6, 1.6)), T.RandomAffine(10 if len(shape) == 2 else (5, 5, 5)),
              T.GaussianNoise((0.0, 0.05)), T.BiasField(0.3, order=2)]
     p = T.Pipeline(chain, seed=11)
     out, params = p(x, return_params=True)
-    np.testing.assert_allclose(out, p.reference(x), **TOL)
-    gammas = [next(d["gamma"] for d in s if d["transform"] == "RandomGamma") for s in params]
-    assert len(set(np.round(gammas, 8))) == 5 and all(0.6 <= g <= 1.6 for g in gammas)
-    stds = [next(d["std"] for d in s if d["transform"] == "GaussianNoise") for s in params]
-    assert all(0.0 <= s <= 0.05 for s in stds) and len(set(stds)) == 5
+    np.testing.assert_allclose(out, oracle(chain, x, params, 11), **TOL)
+    np.testing.assert_allclose(out, p.reference(x), **TOL)  # fused == unfused
+    # the documented draws: scale/shift uniform (u1, u2), log(gamma) uniform (u1), std uniform (u0)
+    samples = list(range(5))
+    u_int, u_gamma, u_noise = (_C.philox_uniform(11, samples, position, count)
+                               for position, count in ((0, 3), (2, 2), (4, 1)))
+    for i, sample in enumerate(params):
+        d = {e["transform"]: e for e in sample}
+        assert d["RandomIntensity"]["scale"] == pytest.approx(0.8 + 0.4 * u_int[i, 1], rel=1e-12)
+        assert d["RandomIntensity"]["shift"] == pytest.approx(-0.2 + 0.4 * u_int[i, 2], rel=1e-12)
+        assert d["RandomGamma"]["gamma"] == pytest.approx(0.6 * (1.6 / 0.6) ** u_gamma[i, 1], rel=1e-12)
+        assert d["GaussianNoise"]["std"] == pytest.approx(0.05 * u_noise[i, 0], rel=1e-12)
 
 
 def test_random_intensity_draws_follow_the_sample_index():
@@ -59,14 +68,14 @@ def test_random_intensity_against_reported_parameters():
         d = {e["transform"]: e for e in params[i]}
         expect = np.maximum(x[i] * d["RandomIntensity"]["scale"] + d["RandomIntensity"]["shift"], 0) ** \
             d["RandomGamma"]["gamma"]
-        np.testing.assert_allclose(out[i], expect, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(out[i], expect, **POINTWISE)
 
 
 def test_probability_zero_is_identity():
     x = smooth(3, (10, 11))
     for t in (T.RandomGamma((0.5, 2.0), p=0.0), T.RandomIntensity(p=0.0), T.BiasField(0.5, p=0.0),
               T.ElasticDeform(5, 4.0, p=0.0)):
-        np.testing.assert_allclose(T.Pipeline([t], seed=1)(x), x, rtol=1e-6, atol=1e-6, err_msg=repr(t))
+        np.testing.assert_allclose(T.Pipeline([t], seed=1)(x), x, **POINTWISE, err_msg=repr(t))
 
 
 # ---- bias field ----------------------------------------------------------------------------------
@@ -83,14 +92,16 @@ def test_bias_field_matches_the_reported_polynomial(shape, order):
         terms = (order + 1) * (order + 2) // 2 if len(shape) == 2 else (order + 1) * (order + 2) * (order + 3) // 6
         assert len(d["coefficients"]) == terms
         log_field = sum(c * np.power(z, e[0]) * y ** e[1] * xx ** e[2] for c, e in zip(d["coefficients"], d["exponents"]))
-        np.testing.assert_allclose(out[i, 0] / x[i, 0], np.exp(log_field), rtol=2e-5)
+        np.testing.assert_allclose(out[i, 0] / x[i, 0], np.exp(log_field), **POINTWISE)
 
 
 def test_bias_field_after_geometry_uses_output_coordinates():
     x = smooth(2, (30, 30))
-    p = T.Pipeline([T.Resize(15), T.BiasField(0.5)], seed=4)
-    np.testing.assert_allclose(p(x), p.reference(x), **TOL)
-    assert len(p.stages) == 1
+    chain = [T.Resize(15), T.BiasField(0.5)]
+    p = T.Pipeline(chain, seed=4)
+    out, params = p(x, return_params=True)
+    np.testing.assert_allclose(out, oracle(chain, x, params, 4), **TOL)
+    assert stage_kinds(p.plan((30, 30))) == [("resample", 0, 1, 1)]
 
 
 # ---- elastic deformation -------------------------------------------------------------------------
@@ -103,35 +114,38 @@ def test_bspline_field_convention_matches_scipy():
     p = T.Pipeline([t], seed=8)
     out, params = p(ramp, return_params=True)
     from scipy import ndimage
-    from medkern.transforms.base import draw_uniform
-    grid = t.control_grid(shape, draw_uniform(8, [0], 0, t.draws)[0])
+    grid = elastic_control_grid(t, shape, _C.philox_uniform(8, [0], 0, t.draws)[0])
     yy, xx = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
     dx = ndimage.map_coordinates(grid[1], [yy * 5 / 22, xx * 5 / 28], order=3, prefilter=False, mode="nearest")
     expect = np.clip(xx + dx, 0, shape[1] - 1)
-    np.testing.assert_allclose(out[0, 0], expect, atol=2e-4)
+    np.testing.assert_allclose(out[0, 0] - xx, expect - xx, **TOL)  # the displacement, O(1) values
     assert np.abs(dx).max() > 0.3  # the field did move things
     assert params[0][0]["max_control_displacement"] <= 2.0
 
 
 @pytest.mark.parametrize("shape,padding", [((26, 30), "zeros"), ((26, 30), "reflect"), ((12, 14, 16), "border")])
-def test_elastic_fused_equals_reference(shape, padding):
+def test_elastic_matches_oracle(shape, padding):
     x = smooth(3, shape)
-    p = T.Pipeline([T.Rescale(2.0, 1.0), T.Flip(-1), T.ElasticDeform(5, 3.0, padding=padding), T.GaussianNoise(0.01)],
-                   seed=21)
-    np.testing.assert_allclose(p(x), p.reference(x), **TOL)
-    assert len(p.stages) == 1
+    chain = [T.Rescale(2.0, 1.0), T.Flip(-1), T.ElasticDeform(5, 3.0, padding=padding), T.GaussianNoise(0.01)]
+    p = T.Pipeline(chain, seed=21)
+    out, params = p(x, return_params=True)
+    np.testing.assert_allclose(out, oracle(chain, x, params, 21), **TOL)
+    np.testing.assert_allclose(out, p.reference(x), **TOL)  # fused == unfused
+    assert stage_kinds(p.plan(shape)) == [("resample", 1, 2, 1)]
 
 
-def test_geometry_after_elastic_starts_a_stage_and_matches_reference():
+def test_geometry_after_elastic_starts_a_stage_and_matches_oracle():
     x = ct_phantom(2, (40, 40))
-    p = T.Pipeline([T.Rescale(1.0, -1024.0), T.Window(40, 400), T.ElasticDeform(5, 3.0), T.Resize(20)], seed=2)
-    assert len(p._plan((40, 40), None)) == 2
-    np.testing.assert_allclose(p(x), p.reference(x), rtol=1e-4, atol=2e-4)
+    chain = [T.Rescale(1.0, -1024.0), T.Window(40, 400), T.ElasticDeform(5, 3.0), T.Resize(20)]
+    p = T.Pipeline(chain, seed=2)
+    assert stage_kinds(p.plan((40, 40))) == [("resample", 2, 1, 0), ("resample", 0, 1, 0)]
+    out, params = p(x, return_params=True)
+    np.testing.assert_allclose(out, oracle(chain, x, params, 2), **TOL)
 
 
 def test_elastic_locked_borders_and_zero_displacement():
     x = smooth(2, (20, 21))
-    np.testing.assert_allclose(T.Pipeline([T.ElasticDeform(4, 0.0)])(x), x, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(T.Pipeline([T.ElasticDeform(4, 0.0)])(x), x, **POINTWISE)
     t = T.ElasticDeform((4, 5), 3.0)
     grid = t.control_grid((20, 21), np.random.default_rng(0).random(t.draws))
     assert grid.shape == (2, 4, 5)
@@ -140,16 +154,6 @@ def test_elastic_locked_borders_and_zero_displacement():
 
 
 # ---- labels and masks ----------------------------------------------------------------------------
-def _nearest_copy(transforms):
-    out = []
-    for t in transforms:
-        if t.kind == "geometry":
-            t = copy.copy(t)
-            t.mode = "nearest"
-            out.append(t)
-    return out
-
-
 @pytest.mark.parametrize("shape", [(33, 37), (14, 16, 18)])
 def test_label_follows_geometry_with_nearest(shape):
     x = ct_phantom(3, shape)
@@ -160,17 +164,12 @@ def test_label_follows_geometry_with_nearest(shape):
              T.RandomFlip((-1,)), T.ElasticDeform(5, 2.0), T.Resize(tuple(s // 2 for s in shape)), T.GaussianNoise(0.1),
              T.ZScore()]
     p = T.Pipeline(chain, seed=4)
-    image, lab = p(x, label=label)
+    image, lab, params = p(x, label=label, return_params=True)
     assert lab.dtype == np.uint8 and lab.shape == (3, 1) + tuple(s // 2 for s in shape)
     np.testing.assert_array_equal(image, p(x))  # the label does not change the image
-    # reference: the same geometry (same positions -> same draws), nearest, in float64 scipy
-    ref = label.astype(np.float64)
-    idx = np.arange(3)
-    for position, t in enumerate(chain):
-        if t.kind == "geometry":
-            ref, _ = _nearest_copy([t])[0].reference(ref, None, 4, idx, position)
-    mismatch = np.mean(lab != ref)
-    assert mismatch <= 2e-3, mismatch
+    # the oracle's geometry from the reported parameters, nearest neighbour, no intensity op
+    mismatch = np.mean(lab != oracle(chain, label, params, 4, labels=True))
+    assert mismatch <= PREPROCESS_LABEL_MISMATCH, mismatch
     assert set(np.unique(lab)) <= {0, 1, 2, 3}
 
 
@@ -244,7 +243,7 @@ def test_kernel_checks_the_field_argument():
     assert v is not None
     good = np.zeros((2, 2, 4, 4), np.float32)
     _C.resample_intensity(*args, 1, 0, 0, 0, field=view(good, "field"))
-    np.testing.assert_allclose(out, x, atol=1e-6)
+    np.testing.assert_allclose(out, x, **POINTWISE)
 
 
 # ---- GPU == CPU ----------------------------------------------------------------------------------
@@ -259,7 +258,7 @@ def test_cuda_augmentation_matches_cpu(shape):
                     T.GaussianNoise((0.0, 0.05)), T.RandomGaussianBlur((0.5, 1.5), p=0.7), T.ZScore()], seed=6)
     cpu_img, cpu_lab = p(torch.from_numpy(x), label=torch.from_numpy(label))
     gpu_img, gpu_lab = p(torch.from_numpy(x).cuda(), label=torch.from_numpy(label).cuda())
-    torch.testing.assert_close(gpu_img.cpu(), cpu_img, rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(gpu_img.cpu(), cpu_img, **PREPROCESS_TOLERANCES["gpu_vs_cpu"])
     assert (gpu_lab.cpu() != cpu_lab).float().mean() <= 2e-3
 
 
@@ -271,7 +270,7 @@ def test_intensity_only_stage_copies_nan_without_spreading():
     np.testing.assert_array_equal(np.isnan(out), np.isnan(x))
     np.testing.assert_array_equal(np.isinf(out), np.isinf(x))
     finite = np.isfinite(x)
-    np.testing.assert_allclose(out[finite], 2 * x[finite] + 1, rtol=1e-6)
+    np.testing.assert_allclose(out[finite], 2 * x[finite] + 1, **POINTWISE)
 
 
 def test_label_through_separable_stages():

@@ -1,9 +1,11 @@
 """The separable filter stage: _C.filter_axis against a dense numpy matrix product, GaussianBlur
 against scipy.ndimage.gaussian_filter, Resize(antialias=True) against torch's antialiased
-bilinear interpolate, the Pipeline's separable stages against the unfused chain, every argument
+bilinear interpolate, the Pipeline's separable stages against test_pipeline's oracle (scipy
+blur, torch interpolate, numpy intensity ops from the reported parameters), every argument
 check, and (with a GPU) CUDA against the CPU kernel.
 
-Tolerance: a pass sums at most a few dozen float32 products of O(1) values: 1e-5 absolute.
+Tolerance: a pass sums at most a few dozen float32 products of O(1) values: 1e-5 absolute
+(tests/tolerances.py, PREPROCESS_TOLERANCES["filter"]).
 """
 import numpy as np
 import pytest
@@ -13,10 +15,12 @@ from scipy import ndimage
 import medkern.transforms as T
 from medkern._backend import _C, view
 from medkern.transforms.filter import gaussian_taps, linear_resize_taps
-from medkern.transforms.pipeline import _SeparableStage
+from medkern.transforms.pipeline import FilterStage
+from test_pipeline import oracle, stage_kinds
+from tolerances import PREPROCESS_TOLERANCES as TOL
 
 RNG = np.random.default_rng(2024)
-ATOL = 1e-5
+ATOL = TOL["filter"]["atol"]
 SCIPY_MODE = {"zeros": "constant", "border": "nearest", "reflect": "reflect"}
 
 
@@ -180,7 +184,7 @@ def test_resize_antialias_3d_matches_torch_per_axis(size):
 def test_resize_antialias_without_shrinking_is_the_plain_resize():
     x = RNG.uniform(0.5, 2.0, (1, 1, 6, 7)).astype(np.float32)
     p = T.Pipeline([T.Resize((9, 14), antialias=True, padding="zeros")])
-    assert not any(isinstance(s, _SeparableStage) for s in p._plan((6, 7), None))
+    assert not any(isinstance(s, FilterStage) for s in p.plan((6, 7)).stages)
     np.testing.assert_allclose(p(x), T.Pipeline([T.Resize((9, 14), padding="zeros")])(x), rtol=0, atol=0)
 
 
@@ -221,26 +225,29 @@ def ct_like(n, shape):
 
 
 @pytest.mark.parametrize("out_dtype", ["float32", "float16"])
-def test_pipeline_with_blur_and_antialias_equals_unfused_2d(out_dtype):
+def test_pipeline_with_blur_and_antialias_matches_oracle_2d(out_dtype):
     x = ct_like(3, (40, 44))
-    p = T.Pipeline([T.Rescale(1.0, -1024.0), T.Window(40, 400), T.GaussianBlur((1.0, 0.5)),
-                    T.RandomFlip(axes=(-1,)), T.Resize((17, 30), antialias=True), T.Gamma(1.3), T.ZScore()],
-                   seed=7, out_dtype=out_dtype)
-    got = p(x)
-    kinds = [type(s).__name__ for s in p.stages]
-    assert kinds.count("_SeparableStage") == 2, kinds
-    tol = dict(rtol=1e-4, atol=1e-4) if out_dtype == "float32" else dict(rtol=2e-3, atol=5e-3)
-    np.testing.assert_allclose(got.astype(np.float64), p.reference(x), **tol)
+    chain = [T.Rescale(1.0, -1024.0), T.Window(40, 400), T.GaussianBlur((1.0, 0.5)),
+             T.RandomFlip(axes=(-1,)), T.Resize((17, 30), antialias=True), T.Gamma(1.3), T.ZScore()]
+    p = T.Pipeline(chain, seed=7, out_dtype=out_dtype)
+    got, params = p(x, return_params=True)
+    assert stage_kinds(p.plan((40, 44))) == [("resample", 2, 0, 0), "filter", ("resample", 0, 1, 0), "filter",
+                                             ("resample", 1, 0, 0), "normalize"]
+    tol = TOL["resample"] if out_dtype == "float32" else TOL["half_output"]
+    np.testing.assert_allclose(got.astype(np.float64), oracle(chain, x, params, 7), **tol)
+    np.testing.assert_allclose(got.astype(np.float64), p.reference(x), **tol)  # fused == unfused
 
 
-def test_pipeline_with_blur_and_antialias_equals_unfused_3d_torch():
+def test_pipeline_with_blur_and_antialias_matches_oracle_3d_torch():
     x = torch.from_numpy(ct_like(2, (14, 12, 16)))
-    p = T.Pipeline([T.Rescale(1.0, -1024.0), T.GaussianBlur((1.2, 0.0, 2.0), padding="zeros"),
-                    T.Resize((7, 12, 20), antialias=True), T.RandomAffine((5, 3, 4), scale=(0.9, 1.1)),
-                    T.GaussianBlur(0.8, padding="border")], seed=3)
-    got = p(x)
+    chain = [T.Rescale(1.0, -1024.0), T.GaussianBlur((1.2, 0.0, 2.0), padding="zeros"),
+             T.Resize((7, 12, 20), antialias=True), T.RandomAffine((5, 3, 4), scale=(0.9, 1.1)),
+             T.GaussianBlur(0.8, padding="border")]
+    got, params = T.Pipeline(chain, seed=3)(x, return_params=True)
     assert isinstance(got, torch.Tensor) and got.shape == (2, 1, 7, 12, 20)
-    np.testing.assert_allclose(got.numpy(), p.reference(x), rtol=1e-4, atol=5e-3)  # values in HU (~1e3)
+    expected = oracle(chain, x.numpy(), params, 3)
+    scale = np.abs(expected).max()  # values in HU (~1e3): compared as O(1) values
+    np.testing.assert_allclose(got.numpy() / scale, expected / scale, **TOL["filter"])
 
 
 def test_pipeline_separable_stage_reads_the_callers_float32_batch_without_writing_it():
@@ -378,7 +385,7 @@ def test_pipeline_blur_and_antialias_cuda_matches_cpu():
     cpu = p(x)
     gpu = p(x.cuda())
     assert gpu.device.type == "cuda"
-    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(gpu.cpu(), cpu, **TOL["resample"])
 
 
 # ---- per-sample weights and RandomGaussianBlur ------------------------------------------------------
@@ -408,9 +415,13 @@ def test_random_gaussian_blur_is_scipy_with_each_samples_sigma(shape, per_axis):
         if max(sigma) > 0:
             ref = ndimage.gaussian_filter(ref, sigma, mode="nearest")
         np.testing.assert_allclose(out[n, 0], ref, rtol=1e-5, atol=2e-3)
+    # the documented draws: applied when u0 < p, sigma = low + (high - low) * u(1 + axis) (u1 on every
+    # axis without per_axis)
+    u = _C.philox_uniform(3, [0, 1, 2, 3], 1, 4)
+    for n, sigma in enumerate(sigmas):
+        draws = u[n, 1:1 + len(shape)] if per_axis else np.full(len(shape), u[n, 1])
+        np.testing.assert_allclose(sigma, (0.4 + 1.6 * draws) * (u[n, 0] < 0.75), rtol=1e-12)
     assert len({tuple(np.round(s, 6)) for s in sigmas}) >= 3
-    assert all(0.4 <= v <= 2.0 for s in sigmas if max(s) > 0 for v in s)
-    assert (len(set(sigmas[0])) > 1) == per_axis
     np.testing.assert_allclose(out, p.reference(x), rtol=1e-5, atol=2e-3)
     # the draws follow the sample index: any batch split gives the same output
     parts = np.concatenate([p(x[:1], indices=[0]), p(x[1:], indices=[1, 2, 3])])

@@ -1,7 +1,9 @@
-"""Each transform, run through the fused kernel (Pipeline([t])), against an independent
-reference: numpy formulas, np.flip / np.rot90 / slicing, torch interpolate and grid_sample
-(align_corners=False), scipy.ndimage (boundary modes), plus the Philox generator against the
-Random123 known-answer vectors, and one test per error path."""
+"""Each transform, run through the fused kernel (Pipeline([t]) or the transform called alone),
+against an independent reference: numpy formulas, np.flip / np.rot90 / slicing, torch
+interpolate and grid_sample (align_corners=False) with matrices built in the tests
+(test_pipeline's oracle), scipy.ndimage (boundary modes), parameters recomputed from the Philox
+draws, plus the Philox generator against the Random123 known-answer vectors, and one test per
+error path. Tolerances: tests/tolerances.py (PREPROCESS_TOLERANCES)."""
 import math
 
 import numpy as np
@@ -12,6 +14,8 @@ from scipy import ndimage
 
 import medkern.transforms as T
 from medkern import _C
+from test_pipeline import affine_to_source, oracle
+from tolerances import PREPROCESS_TOLERANCES as TOL
 
 RNG = np.random.default_rng(1234)
 
@@ -100,7 +104,7 @@ def test_rescale_window_clip_gamma_match_numpy(dtype):
         np.testing.assert_allclose(got, expected, rtol=2e-6, atol=1e-5 * max(1, np.abs(expected).max()),
                                    err_msg=repr(t))
     chain = T.Pipeline([T.Rescale(1.5, -1024), T.Window(40, 400), T.Gamma(1.3)])(x)
-    np.testing.assert_allclose(chain, np.clip((hu + 160) / 400, 0, 1) ** 1.3, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(chain, np.clip((hu + 160) / 400, 0, 1) ** 1.3, **TOL["pointwise"])
 
 
 def test_nan_propagates_through_pointwise_and_normalize():
@@ -134,27 +138,29 @@ def test_crops_match_slicing_and_pad():
     x = ct_batch(shape=(15, 20))
     np.testing.assert_array_equal(fused(T.CenterCrop((7, 8)), x), x[:, :, 4:11, 6:14])
     out, params = T.Pipeline([T.RandomCrop((7, 8))], seed=5)(x, return_params=True)
+    # the documented draw: offset = floor(u * (size - crop + 1)) per axis
+    u = _C.philox_uniform(5, list(range(3)), 0, 3)
     for i, p in enumerate(params):
-        (oy, ox) = p[0]["offset"]
+        oy, ox = int(u[i, 0] * 9), int(u[i, 1] * 13)
+        assert tuple(p[0]["offset"]) == (oy, ox)
         np.testing.assert_array_equal(out[i], x[i, :, oy:oy + 7, ox:ox + 8])
     padded = fused(T.CropOrPad((19, 21)), x)
     np.testing.assert_array_equal(padded, np.pad(x, ((0, 0), (0, 0), (2, 2), (0, 1))))
-    offsets = {tuple(p[0]["offset"]) for p in T.Pipeline([T.RandomCrop(5)], seed=1)(
-        ct_batch(n=40, shape=(9, 9)), return_params=True)[1]}
-    assert len(offsets) > 10 and all(0 <= o <= 4 for off in offsets for o in off)
+    edge = fused(T.CropOrPad((19, 11), padding="border"), x)
+    np.testing.assert_array_equal(edge, np.pad(x[:, :, :, 4:15], ((0, 0), (0, 0), (2, 2), (0, 0)), mode="edge"))
 
 
 @pytest.mark.parametrize("size", [(11, 31), (40, 17), (8, 8)])
 def test_resize_linear_matches_torch_interpolate(size):
     x = smooth_batch(shape=(19, 24))
     expected = F.interpolate(torch.from_numpy(x), size=size, mode="bilinear", align_corners=False)
-    np.testing.assert_allclose(fused(T.Resize(size), x), expected.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fused(T.Resize(size), x), expected.numpy(), **TOL["resize"])
 
 
 def test_resize_trilinear_and_nearest_match_torch():
     v = smooth_batch(shape=(6, 9, 11))
     exp = F.interpolate(torch.from_numpy(v), size=(10, 5, 13), mode="trilinear", align_corners=False)
-    np.testing.assert_allclose(fused(T.Resize((10, 5, 13)), v), exp.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fused(T.Resize((10, 5, 13)), v), exp.numpy(), **TOL["resize"])
     x = ct_batch(shape=(12, 18)).astype(np.float32)
     for size in [(5, 7), (30, 29)]:
         exp = F.interpolate(torch.from_numpy(x), size=size, mode="nearest-exact")
@@ -165,7 +171,7 @@ def test_resample_to_spacing_matches_interpolate_when_sizes_divide():
     x = smooth_batch(shape=(40, 30))
     out = T.Pipeline([T.ResampleToSpacing(2.0)])(x, spacing=(1.0, 2.0))
     exp = F.interpolate(torch.from_numpy(x), size=(20, 30), mode="bilinear", align_corners=False)
-    np.testing.assert_allclose(out, exp.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out, exp.numpy(), **TOL["resize"])
     _, params = T.Pipeline([T.ResampleToSpacing((1.5, 0.5))])(x, spacing=(1.0, 2.0), return_params=True)
     assert params[0][0]["size"] == (27, 120)
 
@@ -185,26 +191,35 @@ def _theta_from_index_matrix(m, in_shape, out_shape):
     return theta[perm][:, perm][:d]
 
 
+def index_matrix(shape, degrees, scale, shear, translate_fraction):
+    """The output->input index matrix of an Affine, built by the test's own oracle."""
+    d = len(shape)
+    m = np.eye(d + 1)
+    m[:d, :d], m[:d, d] = affine_to_source(shape, degrees, scale, shear,
+                                           np.asarray(translate_fraction) * np.asarray(shape))
+    return m
+
+
 @pytest.mark.parametrize("padding,torch_mode", [("zeros", "zeros"), ("border", "border"), ("reflect", "reflection")])
 def test_affine_matches_torch_grid_sample(padding, torch_mode):
     x = smooth_batch(n=2, shape=(21, 26))
     t = T.Affine(degrees=23.0, scale=(0.8, 1.1), translate=(0.1, -0.05), shear=7.0, padding=padding)
-    out, params = T.Pipeline([t])(x, return_params=True)
-    m, _, _, _ = t.plan((21, 26), None, np.zeros(1))
+    out = T.Pipeline([t])(x)
+    m = index_matrix((21, 26), (23.0,), (0.8, 1.1), 7.0, (0.1, -0.05))
     theta = torch.from_numpy(_theta_from_index_matrix(m, (21, 26), (21, 26))).float()[None].expand(2, 2, 3)
     grid = F.affine_grid(theta, (2, 1, 21, 26), align_corners=False)
     exp = F.grid_sample(torch.from_numpy(x), grid, mode="bilinear", padding_mode=torch_mode, align_corners=False)
-    np.testing.assert_allclose(out, exp.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(out, exp.numpy(), **TOL["resample"])
 
 
 def test_affine_3d_matches_torch_grid_sample_nearest_and_linear():
     v = smooth_batch(n=1, shape=(9, 11, 13))
     t = T.Affine(degrees=(10.0, -15.0, 20.0), scale=1.1, translate=0.05)
-    m, _, _, _ = t.plan((9, 11, 13), None, np.zeros(1))
+    m = index_matrix((9, 11, 13), (10.0, -15.0, 20.0), 1.1, 0.0, 0.05)
     theta = torch.from_numpy(_theta_from_index_matrix(m, (9, 11, 13), (9, 11, 13))).float()[None]
     grid = F.affine_grid(theta, (1, 1, 9, 11, 13), align_corners=False)
     exp = F.grid_sample(torch.from_numpy(v), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    np.testing.assert_allclose(fused(t, v), exp.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(fused(t, v), exp.numpy(), **TOL["resample"])
 
 
 @pytest.mark.parametrize("padding", ["zeros", "border", "reflect"])
@@ -234,22 +249,32 @@ def test_positive_rotation_turns_content_counter_clockwise():
     assert np.unravel_index(np.argmax(out[0, 0]), (21, 21)) == (4, 10)  # now above the centre
 
 
-def test_random_affine_draws_within_limits_and_p():
-    x = smooth_batch(n=64, shape=(8, 8))
-    _, params = T.Pipeline([T.RandomAffine(15, scale=(0.9, 1.1), translate=0.05, p=0.5)], seed=3)(
-        x, return_params=True)
-    applied = [p[0] for p in params if p[0]["applied"]]
-    assert 15 < len(applied) < 50
-    for p in applied:
-        assert abs(p["degrees"][0]) <= 15 and 0.9 <= p["scale"] <= 1.1
-        assert all(abs(t) <= 0.05 * 8 + 1e-9 for t in p["translate"])
+def test_random_affine_draws_the_documented_parameters():
+    """Draws per sample: apply (u0 < p), angle (2 u1 - 1) * degrees, scale low + (high - low) u4,
+    shifts (2 u5,6 - 1) * fraction * size, shear (2 u8 - 1) * shear; recomputed here from the
+    generator, and the output against the oracle's resampling with those parameters."""
+    x = smooth_batch(n=24, shape=(12, 14))
+    chain = [T.RandomAffine(15, scale=(0.9, 1.1), translate=0.05, shear=6, p=0.5)]
+    out, params = T.Pipeline(chain, seed=3)(x, return_params=True, indices=range(100, 124))
+    u = _C.philox_uniform(3, list(range(100, 124)), 0, 9)
+    applied = u[:, 0] < 0.5
+    assert 0 < applied.sum() < 24
+    for i, p in enumerate(params):
+        d = p[0]
+        assert d["applied"] == applied[i]
+        if applied[i]:
+            np.testing.assert_allclose(d["degrees"], [(2 * u[i, 1] - 1) * 15], rtol=1e-12)
+            assert d["scale"] == pytest.approx(0.9 + 0.2 * u[i, 4], rel=1e-12)
+            np.testing.assert_allclose(d["translate"], (2 * u[i, 5:7] - 1) * 0.05 * np.array([12, 14]), rtol=1e-12)
+            assert d["shear"] == pytest.approx((2 * u[i, 8] - 1) * 6, rel=1e-12)
+    np.testing.assert_allclose(out, oracle(chain, x, params, 3, range(100, 124)), **TOL["resample"])
 
 
-def test_random_flip_flips_exactly_the_reported_samples():
+def test_random_flip_flips_the_documented_samples():
     x = ct_batch(n=20, shape=(5, 6))
     out, params = T.Pipeline([T.RandomFlip(axes=(-1,), p=0.5)], seed=11)(x, return_params=True)
-    flipped = [p[0]["flipped"] for p in params]
-    assert 3 < sum(flipped) < 17
+    flipped = _C.philox_uniform(11, list(range(20)), 0, 1)[:, 0] < 0.5  # flip when u < p
+    assert [p[0]["flipped"] for p in params] == list(flipped) and 0 < flipped.sum() < 20
     for i, f in enumerate(flipped):
         np.testing.assert_array_equal(out[i], x[i, :, :, ::-1] if f else x[i])
 
@@ -260,7 +285,7 @@ def test_gaussian_noise_adds_the_philox_normals():
     out = T.Pipeline([T.GaussianNoise(0.1)], seed=4)(x, indices=[5, 6, 7])
     for i, s in enumerate([5, 6, 7]):
         z = _C.philox_normal(4, s, 0, x[0].size).reshape(x.shape[1:])
-        np.testing.assert_allclose(out[i], x[i] + 0.1 * z, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(out[i], x[i] + 0.1 * z, **TOL["pointwise"])
 
 
 def test_zscore_and_minmax_match_numpy():
@@ -268,14 +293,14 @@ def test_zscore_and_minmax_match_numpy():
     z = T.Pipeline([T.ZScore()])(x)
     flat = x.reshape(3, -1).astype(np.float64)
     exp = (flat - flat.mean(1, keepdims=True)) / flat.std(1, keepdims=True)
-    np.testing.assert_allclose(z.reshape(3, -1), exp, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(z.reshape(3, -1), exp, **TOL["statistics"])
     zc = T.Pipeline([T.ZScore(channel_wise=True)])(x)
     per = x.reshape(6, -1).astype(np.float64)
     np.testing.assert_allclose(zc.reshape(6, -1), (per - per.mean(1, keepdims=True)) / per.std(1, keepdims=True),
-                               rtol=1e-4, atol=1e-4)
+                               **TOL["statistics"])
     mm = T.Pipeline([T.MinMax()])(x)
     np.testing.assert_allclose(mm.reshape(3, -1), (flat - flat.min(1, keepdims=True)) / np.ptp(flat, 1, keepdims=True),
-                               rtol=1e-5, atol=1e-5)
+                               **TOL["statistics"])
     const = T.Pipeline([T.ZScore()])(np.full((1, 1, 4, 4), 7, np.int16))
     np.testing.assert_array_equal(const, 0)
 
@@ -287,8 +312,8 @@ def test_zscore_mask_restricts_statistics():
     out = T.Pipeline([T.ZScore()])(x, mask=mask)
     for i in range(2):
         sel = x[i, 0][mask[i, 0] == 1].astype(np.float64)
-        np.testing.assert_allclose(out[i, 0], (x[i, 0] - sel.mean()) / sel.std(), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(out, T.ZScore()(x, mask=mask), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(out[i, 0], (x[i, 0] - sel.mean()) / sel.std(), **TOL["statistics"])
+    np.testing.assert_allclose(out, T.ZScore()(x, mask=mask), **TOL["statistics"])
 
 
 @pytest.mark.parametrize("out_dtype", ["float16", "bfloat16"])
@@ -304,18 +329,46 @@ def test_half_outputs_round_like_torch(out_dtype):
     torch.testing.assert_close(half, got.to(getattr(torch, out_dtype)), rtol=0, atol=0, equal_nan=True)
 
 
-# ---- each transform alone (reference path) == fused -------------------------------------
-@pytest.mark.parametrize("t", [
+# ---- each transform called alone: the kernel on the input's device, float32 ------------------
+ALONE = [
     T.Rescale(2, -5), T.Window(1.8, 0.6), T.Clip(1.6, 2.0), T.Gamma(2.0), T.GaussianNoise(0.3),
-    T.ZScore(), T.MinMax(), T.Flip((-1, -2)), T.RandomFlip(p=0.5), T.Rot90(3), T.Affine(degrees=12, shear=5),
-    T.RandomAffine(20, (0.8, 1.2), 0.1, 5), T.Resize((7, 30)), T.CropOrPad((25, 9)), T.CenterCrop(9),
-    T.RandomCrop((10, 12)),
-], ids=repr)
-def test_transform_alone_equals_fused(t):
+    T.GaussianNoise((0.1, 0.4)), T.RandomGamma((0.5, 2.0)), T.RandomIntensity(), T.BiasField(0.3),
+    T.ZScore(), T.MinMax(), T.PercentileClip(2, 98, rescale=True), T.Flip((-1, -2)), T.RandomFlip(p=0.5),
+    T.Rot90(3), T.Affine(degrees=12, shear=5), T.RandomAffine(20, (0.8, 1.2), 0.1, 5), T.Resize((7, 30)),
+    T.Resize((9, 12), antialias=True), T.CropOrPad((25, 9)), T.CenterCrop(9), T.RandomCrop((10, 12)),
+    T.ElasticDeform(5, 2.0), T.GaussianBlur((1.0, 0.5)), T.RandomGaussianBlur((0.5, 1.5)),
+]
+
+
+@pytest.mark.parametrize("t", ALONE, ids=repr)
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+def test_transform_alone_runs_the_kernel_in_float32(t, kind):
+    """``t(x)`` is a one-transform pipeline at position ``stream``: float32, the input's array
+    kind and device, within float32 tolerance of the float64 reference with the same draws, and
+    (torch or numpy) exactly what Pipeline([t]) gives."""
     x = smooth_batch(n=3, shape=(19, 24))
-    alone = t(torch.from_numpy(x), seed=9, stream=0)
-    assert isinstance(alone, torch.Tensor)
-    np.testing.assert_allclose(alone.numpy(), T.Pipeline([t], seed=9)(x), rtol=1e-4, atol=1e-4)
+    batch = torch.from_numpy(x) if kind == "torch" else x
+    alone = t(batch, seed=9, indices=[4, 5, 6], stream=2)
+    if kind == "torch":
+        assert isinstance(alone, torch.Tensor) and alone.dtype == torch.float32 and alone.device == batch.device
+        alone = alone.numpy()
+    else:
+        assert isinstance(alone, np.ndarray) and alone.dtype == np.float32
+    expected, _ = t.reference(x.astype(np.float64), None, 9, np.array([4, 5, 6]), 2)
+    np.testing.assert_allclose(alone, expected, **TOL["resample"])
+    # the stream is the transform's position: the same draws as at position 2 of a pipeline
+    in_pipeline = T.Pipeline([T.Clip(-1e9, 1e9), T.Clip(-1e9, 1e9), t], seed=9)(x, indices=[4, 5, 6])
+    np.testing.assert_array_equal(alone, in_pipeline)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("t", ALONE, ids=repr)
+def test_transform_alone_on_cuda_stays_on_the_gpu(t):
+    x = torch.from_numpy(smooth_batch(n=3, shape=(19, 24)))
+    gpu = t(x.cuda(), seed=9, stream=1)
+    assert gpu.is_cuda and gpu.dtype == torch.float32
+    expected, _ = t.reference(x.double().numpy(), None, 9, np.arange(3), 1)
+    np.testing.assert_allclose(gpu.cpu().numpy(), expected, **TOL["resample"])
 
 
 # ---- bad input ---------------------------------------------------------------------------

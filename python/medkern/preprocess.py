@@ -163,13 +163,8 @@ def _process(job: tuple) -> dict:
 
 
 def _output_spacing(pipeline, batch, spacing):
-    """Spacing after the pipeline's geometry (the planner's shape walk, without resampling)."""
-    sp = None if spacing is None else np.asarray(spacing, dtype=np.float64)
-    shape = tuple(batch.shape[2:])
-    for t in pipeline.transforms:
-        if t.kind == "geometry":
-            _, shape, sp, _ = t.plan(shape, sp, np.full(max(t.draws, 1), 0.5))
-    return sp
+    """Spacing after the pipeline (the plan's output spacing, cached by the call just made)."""
+    return pipeline.plan(tuple(batch.shape[2:]), spacing).out_spacing
 
 
 def _tmp_prefix(target: Path) -> str:

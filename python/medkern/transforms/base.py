@@ -1,12 +1,16 @@
-"""Transform protocol shared by the intensity and geometry transforms, the Philox parameter
-draws and the array adapters (numpy / torch / cupy), kept apart from the planner so each
-transform's reference path reads as plain numpy.
+"""Transform protocol shared by the intensity, geometry and filter transforms: what each one
+can do is declared in its type (``kind``, ``draws``, ``follows_labels``, ``is_elastic``), so
+the planner dispatches on declarations, never by probing attributes. Also the Philox parameter
+draws and the argument checks, kept apart from the planner so each transform's reference path
+reads as plain numpy.
 
-Every transform runs alone through ``transform(batch, ...)``: the unfused reference path, in
-float64 numpy, simple and obviously correct. ``Pipeline`` runs the same transforms fused.
+``transform(batch, ...)`` runs the transform alone through the fused kernel (a one-transform
+Pipeline); ``transform.reference(...)`` is the unfused float64 numpy path, simple and obviously
+correct, that the tests compare against.
 """
 from __future__ import annotations
 
+import enum
 import numbers
 from typing import Any, Sequence
 
@@ -14,8 +18,8 @@ import numpy as np
 
 from .._backend import _C
 
-PADDING_CODES = {"zeros": 0, "border": 1, "reflect": 2}
-MODE_CODES = {"nearest": 0, "linear": 1}
+PADDING_CODES = _C.PADDING_CODES  # medkern::Padding, defined once in C++
+MODE_CODES = _C.INTERPOLATION_CODES  # medkern::Interpolation
 # scipy.ndimage names of the same extensions of the input (see csrc/common/geometry_math.h)
 SCIPY_PADDING = {"zeros": "grid-constant", "border": "nearest", "reflect": "reflect"}
 INPUT_DTYPES = ("int16", "uint8", "uint16", "float32")
@@ -102,38 +106,43 @@ def to_numpy(batch: Any) -> np.ndarray:
     return np.asarray(batch)
 
 
-def like_input(result: np.ndarray, batch: Any) -> Any:
-    """float32 result in the caller's array kind and device."""
-    result = np.ascontiguousarray(result, dtype=np.float32)
-    kind = array_kind(batch)
-    if kind == "torch":
-        import torch
-        return torch.from_numpy(result).to(batch.device)
-    if kind == "cupy":
-        import cupy
-        return cupy.asarray(result)
-    return result
+class Kind(str, enum.Enum):
+    """Where the planner (pipeline.py) puts a transform. A str enum, so ``t.kind == "geometry"``
+    still reads naturally."""
+
+    POINTWISE = "pointwise"  # an intensity op on each value: on the source samples before the
+                             # stage's geometry, on the interpolated value after it
+    POST = "post"            # needs the output element (noise, bias field): after the geometry
+    GEOMETRY = "geometry"    # one affine matrix per sample (plus, if elastic, a displacement field)
+    NORMALIZE = "normalize"  # needs per-image statistics: a pass of its own
+    FILTER = "filter"        # a neighbourhood filter: a stage of per-axis filter passes
 
 
 class Transform:
-    """Base class. ``kind`` says how the planner fuses it: 'pointwise' (intensity op on each
-    value), 'post' (needs the output element: noise, bias field), 'geometry' (one affine matrix
-    per sample, plus an elastic field) or 'normalize' (needs image statistics: a second pass)."""
+    """Base class. Declared capabilities (class attributes, read by the planner):
 
-    kind = "pointwise"
-    draws = 0  # Philox draws per sample (random transforms)
+    - ``kind``: a ``Kind``, how the planner places it;
+    - ``draws``: Philox uniforms per sample (0: deterministic);
+    - ``follows_labels``: labels / masks passed as ``label=`` go through it (nearest-neighbour,
+      no intensity op): the geometric transforms;
+    - ``is_elastic``: it ends its resampling stage with a displacement field (``control_grid``).
+    """
+
+    kind = Kind.POINTWISE
+    draws = 0
+    follows_labels = False
+    is_elastic = False
 
     def __call__(self, batch: Any, spacing: Any = None, *, seed: int = 0, indices: Sequence[int] | None = None,
                  stream: int = 0, mask: Any = None) -> Any:
-        """The unfused reference: this transform alone, in float64 numpy; returns float32 in the
-        caller's array kind. ``seed``/``indices``/``stream`` key the Philox draws as a Pipeline
-        would (stream = the transform's position in the pipeline)."""
-        dims = check_batch(batch)
-        sp = check_spacing(spacing, dims)
-        x = to_numpy(batch).astype(np.float64)
-        idx = np.arange(x.shape[0]) if indices is None else np.asarray(indices, dtype=np.int64)
-        out, _ = self.reference(x, sp, seed, idx, stream, mask=None if mask is None else to_numpy(mask))
-        return like_input(out, batch)
+        """This transform alone, run by the fused kernel as a one-transform Pipeline on the
+        batch's own device, for every array kind (numpy included: the same float32 arithmetic
+        on every input kind, and as fast as a Pipeline); returns float32 in the caller's array
+        kind and device. ``seed``/``indices``/``stream`` key the Philox draws as a Pipeline would
+        (stream = the transform's position in the pipeline). The float64 numpy path is
+        ``reference()`` (or ``Pipeline([t]).reference``)."""
+        from .pipeline import run_transform
+        return run_transform(self, batch, spacing, seed=seed, indices=indices, stream=stream, mask=mask)
 
     def reference(self, x: np.ndarray, spacing, seed, indices, stream, mask=None):
         """float64 (N, C, *spatial) -> (float64 result, spacing after this transform)."""
@@ -141,8 +150,20 @@ class Transform:
 
     def sample_ops(self, u: np.ndarray, position: int, dims: int):
         """(intensity ops of one sample given its draws ``u``, parameters to report or None);
-        deterministic transforms return their fixed ``ops()``."""
+        deterministic transforms return their fixed ``ops()``. Pointwise and post kinds."""
         return self.ops(), None
+
+    def separable_plan(self, shape: tuple, spacing: Any):
+        """The filter passes (a ``filter.SeparablePlan``) this transform runs as on an input of
+        this shape, or None when it does not run as a filter stage there. A FILTER-kind
+        transform always returns passes; a geometric one may (an antialiased Resize that
+        shrinks some axis); the others never do."""
+        return None
+
+    def sample_plan(self, plan: Any, u: np.ndarray) -> tuple:
+        """(this batch's filter passes, each sample's reported params) from the planned layout
+        ``plan`` and the (N, draws) Philox uniforms ``u``; a deterministic filter runs ``plan``."""
+        return plan, [dict(plan.params) for _ in range(len(u))]
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))

@@ -4,16 +4,20 @@ A separable filter is one sparse 1-D linear map per spatial axis, out[.., i, ..]
 weights[i, k] * in[.., indices[i, k], ..]. The taps depend on the shape only, so they are
 computed here in float64 numpy (padding already resolved into the indices, -1 = zero) and one
 kernel, ``_C.filter_axis``, runs every such filter; the Pipeline runs it as its own stage.
+A ``SeparablePlan`` is immutable (read-only arrays), so a Pipeline's plan cache can share it
+between threads.
 """
 from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+import types
+from dataclasses import dataclass
+from typing import Any, Mapping
 
 import numpy as np
 
-from .base import Transform, check_padding, per_axis
+from .base import Kind, Transform, check_padding, draw_uniform, per_axis
 
 # scipy.ndimage.gaussian_filter's names of the same boundary extensions:
 #   zeros   0 0 0 | a b c d | 0 0 0
@@ -86,15 +90,31 @@ def apply_taps(x: np.ndarray, axis: int, indices: np.ndarray, weights: np.ndarra
     return np.moveaxis(out, -1, 2 + axis)
 
 
-class SeparablePlan:
-    """What a separable stage runs: ``passes`` = [(spatial axis, indices int64 (out_len, K),
-    weights float64 (out_len, K))] in order (the kernel gets the weights in float32), the output
-    shape and spacing, and the params a Pipeline reports for each sample."""
+def _read_only(array: Any, dtype) -> np.ndarray:
+    out = np.array(array, dtype=dtype, order="C", copy=True)
+    out.setflags(write=False)
+    return out
 
-    def __init__(self, passes: list, out_shape: tuple, out_spacing: Any, params: dict):
-        self.passes = [(int(a), np.ascontiguousarray(i, dtype=np.int64), np.ascontiguousarray(w, dtype=np.float64))
-                       for a, i, w in passes]
-        self.out_shape, self.out_spacing, self.params = tuple(out_shape), out_spacing, params
+
+@dataclass(frozen=True)
+class SeparablePlan:
+    """What a separable stage runs: ``passes`` = ((spatial axis, indices int64 (out_len, K),
+    weights float64 (out_len, K) or (N, out_len, K) per sample), ...) in order (the kernel gets
+    the weights in float32), the output shape and spacing, and the params a Pipeline reports for
+    each sample. Immutable: tuples, read-only arrays, a read-only params mapping."""
+
+    passes: tuple
+    out_shape: tuple
+    out_spacing: tuple | None
+    params: Mapping
+
+    def __post_init__(self):
+        passes = tuple((int(a), _read_only(i, np.int64), _read_only(w, np.float64)) for a, i, w in self.passes)
+        object.__setattr__(self, "passes", passes)
+        object.__setattr__(self, "out_shape", tuple(int(s) for s in self.out_shape))
+        object.__setattr__(self, "out_spacing",
+                           None if self.out_spacing is None else tuple(float(v) for v in self.out_spacing))
+        object.__setattr__(self, "params", types.MappingProxyType(dict(self.params)))
 
 
 class GaussianBlur(Transform):
@@ -105,7 +125,7 @@ class GaussianBlur(Transform):
     half-sample symmetric). In a Pipeline it runs as a separate stage (one pass per blurred axis).
     """
 
-    kind = "separable"
+    kind = Kind.FILTER
 
     def __init__(self, sigma, truncate: float = 4.0, padding: str = "reflect"):
         values = (sigma,) if isinstance(sigma, numbers.Number) else tuple(sigma)
@@ -172,12 +192,13 @@ class RandomGaussianBlur(GaussianBlur):
             if hi > 0 else []
         return SeparablePlan(passes, shape, spacing, {})
 
-    def sample_plan(self, shape: tuple, spacing, u: np.ndarray) -> tuple:
-        """(SeparablePlan with (N, out_len, K) weights per pass, per-sample params) for draws u."""
-        dims = len(shape)
+    def sample_plan(self, plan: SeparablePlan, u: np.ndarray) -> tuple:
+        """(SeparablePlan with (N, out_len, K) weights per pass, per-sample params) for draws u,
+        in the layout ``plan`` (this transform's separable_plan of the input)."""
+        dims = len(plan.out_shape)
         sigmas = [self._draw(u[n], dims) for n in range(len(u))]
         passes = []
-        for axis, indices, _ in self.separable_plan(shape, spacing).passes:
+        for axis, indices, _ in plan.passes:
             radius = indices.shape[1] // 2
             offsets = np.arange(-radius, radius + 1, dtype=np.float64)
             weights = np.zeros((len(u),) + indices.shape)
@@ -191,12 +212,10 @@ class RandomGaussianBlur(GaussianBlur):
                     kernel /= kernel.sum()
                 weights[n] = kernel[None, :]
             passes.append((axis, indices, weights))
-        return SeparablePlan(passes, shape, spacing, {}), [{"sigma": s} for s in sigmas]
+        return SeparablePlan(passes, plan.out_shape, plan.out_spacing, {}), [{"sigma": s} for s in sigmas]
 
     def reference(self, x, spacing, seed, indices, stream, mask=None):
         from scipy import ndimage
-
-        from .base import draw_uniform
         u = draw_uniform(seed, indices, stream, self.draws)
         out = x.copy()
         for n in range(x.shape[0]):

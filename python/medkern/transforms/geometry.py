@@ -4,9 +4,10 @@ array index (sample centres at integers; resizing maps pixel centres, i.e. torch
 (dims+1)x(dims+1) matrix per sample and the kernel resamples the source once.
 
 ``plan(shape, spacing, u)`` returns (matrix output->input, output shape, output spacing,
-params) for one sample given its Philox draws ``u``. The reference path applies that matrix with
-scipy.ndimage.affine_transform in float64; tests check the matrices against np.flip, np.rot90,
-slicing, torch interpolate / grid_sample and scipy.
+params) for one sample given its Philox draws ``u``; output shape and spacing never depend on
+the draws. The reference path applies that matrix with scipy.ndimage.affine_transform in
+float64; tests check the kernel against np.flip, np.rot90, slicing, torch interpolate /
+grid_sample and scipy with matrices of their own.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import SCIPY_PADDING, Transform, check_mode, check_padding, per_axis
+from .base import SCIPY_PADDING, Kind, Transform, check_mode, check_padding, draw_uniform, per_axis
+from .filter import SeparablePlan, apply_taps, linear_resize_taps
 
 
 def _axes(axes, dims: int, name: str = "axes") -> tuple:
@@ -53,7 +55,8 @@ def apply_matrix(x: np.ndarray, matrices: np.ndarray, out_shape: tuple, mode: st
 
 
 class GeometricTransform(Transform):
-    kind = "geometry"
+    kind = Kind.GEOMETRY
+    follows_labels = True
     mode = "linear"
     padding = "zeros"
 
@@ -67,7 +70,6 @@ class GeometricTransform(Transform):
         return False, False
 
     def reference(self, x, spacing, seed, indices, stream, mask=None):
-        from .base import draw_uniform
         u = draw_uniform(seed, indices, stream, self.draws)
         mats, shape, out_spacing = [], None, spacing
         for n in range(x.shape[0]):
@@ -80,8 +82,15 @@ def _identity(dims: int) -> np.ndarray:
     return np.eye(dims + 1)
 
 
+def _exact_permutation(self, in_shape, out_shape):
+    """fusable_with_any of the steps that move whole samples (flip, rot90, crop inside)."""
+    return True, True
+
+
 class Flip(GeometricTransform):
     """Reverse the given spatial axes (-1 = last); same as np.flip."""
+
+    fusable_with_any = _exact_permutation
 
     def __init__(self, axes: Sequence[int] | int = (-1,)):
         self.axes = (axes,) if isinstance(axes, numbers.Integral) else tuple(axes)
@@ -93,13 +102,6 @@ class Flip(GeometricTransform):
             m[a, a] = -1.0
             m[a, dims] = shape[a] - 1
         return m, shape, spacing, {"flipped": True}
-
-
-def _exact_permutation(self, in_shape, out_shape):
-    return True, True
-
-
-Flip.fusable_with_any = _exact_permutation
 
 
 class RandomFlip(Flip):
@@ -265,7 +267,6 @@ class Resize(GeometricTransform):
     def separable_plan(self, shape, spacing):
         """The per-axis filter passes when antialiasing applies (some axis shrinks), else None
         (then this Resize is an ordinary, fusable geometry step)."""
-        from .filter import SeparablePlan, linear_resize_taps
         if not self.antialias:
             return None
         _, out, sp, params = self.plan(shape, spacing, None)
@@ -277,7 +278,6 @@ class Resize(GeometricTransform):
         return SeparablePlan(passes, out, sp, params)
 
     def reference(self, x, spacing, seed, indices, stream, mask=None):
-        from .filter import apply_taps
         plan = self.separable_plan(tuple(x.shape[2:]), spacing)
         if plan is None:
             return super().reference(x, spacing, seed, indices, stream, mask=mask)
@@ -383,6 +383,8 @@ class ElasticDeform(GeometricTransform):
     prefilter=False, mode='nearest') (an approximating B-spline, bounded by the largest control
     displacement). Output shape = input shape."""
 
+    is_elastic = True
+
     def __init__(self, num_control_points=7, max_displacement=5.0, locked_borders: bool = True,
                  mode: str = "linear", padding: str = "border", p: float = 1.0):
         self.num_control_points = num_control_points
@@ -431,8 +433,6 @@ class ElasticDeform(GeometricTransform):
 
     def reference(self, x, spacing, seed, indices, stream, mask=None):
         from scipy import ndimage
-
-        from .base import draw_uniform
         dims = x.ndim - 2
         shape = x.shape[2:]
         u = draw_uniform(seed, indices, stream, self.draws)

@@ -20,9 +20,10 @@ import numbers
 import numpy as np
 
 from .._backend import _C
-from .base import Transform, check_positive, draw_uniform
+from .base import Kind, Transform, check_positive, draw_uniform
 
-AFFINE, CLAMP, POWER, NOISE, BIAS_TERM, BIAS_APPLY = 0, 1, 2, 3, 4, 5
+AFFINE, CLAMP, POWER, NOISE, BIAS_TERM, BIAS_APPLY = (
+    _C.INTENSITY_OP_CODES[name] for name in ("affine", "clamp", "power", "noise", "bias_term", "bias_apply"))
 
 
 def _range(value, name: str, low_limit: float = -np.inf, positive: bool = False) -> tuple:
@@ -169,7 +170,7 @@ class GaussianNoise(RandomIntensityTransform):
     sample's (C, *spatial) output) is Philox draw e of (seed, sample index, noise stream =
     position in the pipeline), the same on CPU and GPU."""
 
-    kind = "post"
+    kind = Kind.POST
     draws = 1
 
     def __init__(self, std):
@@ -212,8 +213,8 @@ class BiasField(RandomIntensityTransform):
     RandomBiasField model of MR coil inhomogeneity). Applied to the value at each output element
     ('post' kind: after the stage's geometry), with probability p."""
 
-    kind = "post"
-    MAX_ORDER = 3
+    kind = Kind.POST
+    MAX_ORDER = _C.BIAS_FIELD_MAX_ORDER
 
     def __init__(self, coefficients: float = 0.5, order: int = 3, p: float = 1.0):
         if not isinstance(coefficients, numbers.Real) or not np.isfinite(coefficients) or coefficients < 0:
@@ -233,7 +234,8 @@ class BiasField(RandomIntensityTransform):
 
     def sample_ops(self, u, position, dims):
         exps, coeffs = self._terms(u, dims)
-        ops = [(BIAS_TERM, c, float(16 * e[0] + 4 * e[1] + e[2]), 0.0) for c, e in zip(coeffs, exps)]
+        weights = _C.BIAS_FIELD_EXPONENT_WEIGHTS  # (ez, ey, ex) packed as the kernel unpacks them
+        ops = [(BIAS_TERM, c, float(sum(w * k for w, k in zip(weights, e))), 0.0) for c, e in zip(coeffs, exps)]
         return ops + [(BIAS_APPLY, 0.0, 0.0, 0.0)], {"coefficients": coeffs, "exponents": exps}
 
     def reference_one(self, x, u, stream):
@@ -248,8 +250,8 @@ class BiasField(RandomIntensityTransform):
 
 
 class _Normalize(Transform):
-    kind = "normalize"
-    code = 0
+    kind = Kind.NORMALIZE
+    code = _C.NORMALIZE_KIND_CODES["zscore"]
     # the percentile arguments of _C.normalize_intensity (used by PercentileClip only)
     lower, upper, rescale = 0.0, 100.0, False
 
@@ -281,7 +283,7 @@ class ZScore(_Normalize):
     channel_wise), population std; statistics over ``mask`` voxels when given (applied to all).
     A constant image gives 0; an empty mask leaves the image unchanged."""
 
-    code = 0
+    code = _C.NORMALIZE_KIND_CODES["zscore"]
 
     def _normalize_one(self, values, selected):
         if selected.size == 0:
@@ -294,7 +296,7 @@ class ZScore(_Normalize):
 class MinMax(_Normalize):
     """(x - min) / (max - min + eps) per image to [0, 1]; a constant image gives 0."""
 
-    code = 1
+    code = _C.NORMALIZE_KIND_CODES["minmax"]
 
     def _normalize_one(self, values, selected):
         if selected.size == 0:
@@ -319,7 +321,7 @@ class PercentileClip(_Normalize):
     ScaleIntensityRangePercentiles); then a constant image gives 0. An empty mask leaves the
     image unchanged; a NaN among the statistics voxels makes the whole image NaN."""
 
-    code = 2
+    code = _C.NORMALIZE_KIND_CODES["percentile"]
 
     def __init__(self, lower: float = 0.5, upper: float = 99.5, channel_wise: bool = False, rescale: bool = False):
         super().__init__(channel_wise=channel_wise, eps=0.0)

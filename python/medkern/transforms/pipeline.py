@@ -1,48 +1,277 @@
 """Pipeline: plan a chain of transforms once, run it fused.
 
-The chain is cut into stages; a stage is [point-wise ops on the source samples] -> [geometry,
-composed into one matrix per sample, optionally ending in an elastic displacement field] ->
-[point-wise ops, noise and bias field on the interpolated value], executed by one
-`_C.resample_intensity` call for the whole batch; z-score / min-max / percentile clip run as a
-second light pass (`_C.normalize_intensity`; its GPU workspace is allocated here, on the input's
-device). A stage ends where fusing would change the result of the unfused chain: geometry after a
-post-op, a change of interpolation or padding mode, a normalization, or any geometry after an
-elastic deformation. So fused == unfused exactly when each stage has at most one interpolating
-step; with several (e.g. affine then resize) the fused pass resamples once, which differs from
-resampling twice by the interpolation error only (and is the better image).
+Two parts. The planner (``plan_transforms``, pure) turns the transforms and an input's spatial
+shape / spacing into an immutable ``Plan`` of typed stages:
+
+- ``ResampleStage``: [point-wise ops on the source samples] -> [geometry, composed into one
+  matrix per sample, optionally ending in an elastic displacement field] -> [point-wise ops,
+  noise and bias field on the interpolated value], one `_C.resample_intensity` call for the
+  whole batch;
+- ``FilterStage``: a neighbourhood filter (GaussianBlur, an antialiased Resize that shrinks some
+  axis), one `_C.filter_axis` pass per filtered axis;
+- ``NormalizeStage``: z-score / min-max / percentile clip, a second light pass
+  (`_C.normalize_intensity`; its GPU workspace is allocated here, on the input's device).
+
+The executor (``execute``, stateless) runs a plan on a batch. Everything a call draws or makes
+(matrices, fields, ops, reported parameters, the geometry a label follows) is local to that
+call, so one Pipeline serves any number of threads; a Pipeline holds only its settings and a
+cache of plans keyed by (shape, spacing), filled under a lock. Stages are dispatched on their
+type, and the planner reads what a transform can do from its declared ``kind`` / ``draws`` /
+``follows_labels`` / ``is_elastic`` (base.Transform).
+
+A resampling stage ends where fusing would change the result of the unfused chain: geometry
+after a post-op, a change of interpolation or padding mode, a normalization, a filter, or any
+geometry after an elastic deformation. So fused == unfused exactly when each stage has at most
+one interpolating step; with several (e.g. affine then resize) the fused pass resamples once,
+which differs from resampling twice by the interpolation error only (and is the better image).
 
 Random parameters are drawn per sample (Philox keyed by seed, sample index and the transform's
 position), so every sample gets its own matrix, elastic field and intensity ops. Labels / masks
 passed as ``label=`` follow the same geometry with nearest-neighbour sampling and no intensity op.
 Small per-call arrays go to the GPU through pinned memory without blocking the host.
-Neighbourhood filters (GaussianBlur, antialiased Resize) run as separable stages: one
-`_C.filter_axis` pass per filtered axis.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+import numbers
+import threading
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
 from .._backend import _C, stream_of, view
-from .base import (MODE_CODES, PADDING_CODES, Transform, array_kind, check_batch, check_spacing,
+from .base import (MODE_CODES, PADDING_CODES, Kind, Transform, array_kind, check_batch, check_spacing,
                    draw_uniform, to_numpy)
+from .filter import SeparablePlan
 from .intensity import AFFINE
 
+__all__ = ["Pipeline", "Plan", "ResampleStage", "FilterStage", "NormalizeStage", "Step", "GeometryStep",
+           "plan_transforms", "execute", "run_transform"]
+
 OUT_DTYPES = ("float32", "float16", "bfloat16")
+PLAN_CACHE_SIZE = 128  # (shape, spacing) keys kept per Pipeline; the oldest goes first
 
 
-class _Stage:
-    def __init__(self):
-        self.pre: list = []       # (position, transform)
+# ---- the plan: typed, immutable stages ---------------------------------------------------------
+@dataclass(frozen=True)
+class Step:
+    """A transform at its position in the chain (the position keys its Philox draws)."""
+
+    position: int
+    transform: Transform
+
+
+@dataclass(frozen=True)
+class GeometryStep:
+    """A geometric transform planned for an input of ``in_shape`` / ``in_spacing``."""
+
+    position: int
+    transform: Transform
+    in_shape: tuple
+    in_spacing: tuple | None
+    out_shape: tuple
+
+
+@dataclass(frozen=True)
+class ResampleStage:
+    """One `_C.resample_intensity` call: ``pre`` ops on the source samples, the ``geometry``
+    steps composed into one matrix per sample, ``post`` ops on the interpolated value."""
+
+    pre: tuple        # Step
+    geometry: tuple   # GeometryStep
+    post: tuple       # Step
+    mode: str         # interpolation of the whole stage
+    padding: str
+    in_shape: tuple
+    out_shape: tuple
+    out_spacing: tuple | None
+
+    @property
+    def elastic(self) -> GeometryStep | None:
+        """The elastic step (always the stage's last geometric step), or None."""
+        if self.geometry and self.geometry[-1].transform.is_elastic:
+            return self.geometry[-1]
+        return None
+
+    @staticmethod
+    def identity(shape: tuple, spacing: tuple | None) -> "ResampleStage":
+        """Copies each value into a new dtype / layout: nearest copies exactly (linear would
+        spread NaN/Inf through its zero-weight taps)."""
+        return ResampleStage((), (), (), "nearest", "zeros", shape, shape, spacing)
+
+
+@dataclass(frozen=True)
+class LabelGeometry:
+    """The nearest-neighbour matrix (dims x dims+1, read-only) a label takes through a filter
+    stage that changes the geometry (an antialiased Resize), the same for every sample."""
+
+    matrix: np.ndarray
+    padding: str
+
+
+@dataclass(frozen=True)
+class FilterStage:
+    """One `_C.filter_axis` pass per entry of ``plan.passes``; ``label`` is None when labels
+    pass through unchanged (a blur)."""
+
+    position: int
+    transform: Transform
+    plan: SeparablePlan
+    in_shape: tuple
+    in_spacing: tuple | None
+    label: LabelGeometry | None
+
+    @property
+    def out_shape(self) -> tuple:
+        return self.plan.out_shape
+
+    @property
+    def out_spacing(self) -> tuple | None:
+        return self.plan.out_spacing
+
+
+@dataclass(frozen=True)
+class NormalizeStage:
+    """One `_C.normalize_intensity` pass of a ZScore / MinMax / PercentileClip transform."""
+
+    position: int
+    transform: Transform
+    out_shape: tuple
+    out_spacing: tuple | None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The stages of a chain for one input shape / spacing, and what comes out."""
+
+    stages: tuple
+    in_shape: tuple
+    in_spacing: tuple | None
+    out_shape: tuple
+    out_spacing: tuple | None
+
+
+def _as_spacing(spacing: Any) -> tuple | None:
+    return None if spacing is None else tuple(float(v) for v in np.asarray(spacing, dtype=np.float64).reshape(-1))
+
+
+# ---- the planner (pure) ----------------------------------------------------------------------
+class _StageBuilder:
+    """The resampling stage being assembled during one planning run (never leaves it)."""
+
+    def __init__(self, shape: tuple, spacing: tuple | None):
+        self.pre: list = []
         self.geometry: list = []
         self.post: list = []
-        self.elastic = None       # (position, transform): the last geometric step, if elastic
-        self.mode = None
-        self.padding = None
+        self.mode = self.padding = None  # None: not fixed yet by any step
+        self.in_shape, self.shape, self.spacing = shape, shape, spacing
 
     def empty(self) -> bool:
         return not (self.pre or self.geometry or self.post)
+
+    def accepts(self, mode: str | None, padding: str | None) -> bool:
+        """Whether a geometric step needing this mode / padding (None: any) joins the stage."""
+        clash = ((mode is not None and self.mode not in (None, mode)) or
+                 (padding is not None and self.padding not in (None, padding)))
+        after_elastic = bool(self.geometry) and self.geometry[-1].transform.is_elastic
+        return not (self.post or clash or after_elastic)
+
+    def add_geometry(self, step: GeometryStep, mode: str | None, padding: str | None, spacing: tuple | None):
+        self.geometry.append(step)
+        self.mode = self.mode or mode
+        self.padding = self.padding or padding
+        self.shape, self.spacing = step.out_shape, spacing
+
+    def freeze(self) -> ResampleStage:
+        return ResampleStage(tuple(self.pre), tuple(self.geometry), tuple(self.post),
+                             self.mode or ("linear" if self.geometry else "nearest"), self.padding or "zeros",
+                             self.in_shape, self.shape, self.spacing)
+
+
+def _label_geometry(t: Transform, shape: tuple, spacing: tuple | None) -> LabelGeometry:
+    dims = len(shape)
+    matrix = np.array(t.plan(shape, spacing, np.full(max(t.draws, 1), 0.5))[0][:dims], dtype=np.float64)
+    matrix.setflags(write=False)
+    return LabelGeometry(matrix, t.padding)
+
+
+def plan_transforms(transforms: Sequence[Transform], shape: tuple, spacing: Any = None, start: int = 0) -> Plan:
+    """The stages of ``transforms`` for an input of this spatial shape / spacing; the first
+    transform sits at position ``start`` (its Philox stream). Pure: reads the transforms'
+    declarations and shape rules, draws nothing (output shapes never depend on draws)."""
+    shape, spacing = tuple(int(s) for s in shape), _as_spacing(spacing)
+    in_shape, in_spacing = shape, spacing
+    stages: list = []
+    builder = _StageBuilder(shape, spacing)
+    for position, t in enumerate(transforms, start):
+        kind = Kind(t.kind)
+        passes = t.separable_plan(shape, spacing)
+        if passes is not None or kind is Kind.NORMALIZE:
+            if not builder.empty():
+                stages.append(builder.freeze())
+            if passes is not None:
+                label = _label_geometry(t, shape, spacing) if t.follows_labels else None
+                stages.append(FilterStage(position, t, passes, shape, spacing, label))
+            else:
+                stages.append(NormalizeStage(position, t, shape, spacing))
+            shape, spacing = stages[-1].out_shape, stages[-1].out_spacing
+            builder = _StageBuilder(shape, spacing)
+        elif kind is Kind.GEOMETRY:
+            _, out_shape, out_spacing, _ = t.plan(shape, spacing, np.full(max(t.draws, 1), 0.5))
+            out_shape = tuple(int(s) for s in out_shape)
+            mode_free, padding_free = t.fusable_with_any(shape, out_shape)
+            mode = None if mode_free else t.mode
+            padding = None if padding_free else t.padding
+            if not builder.accepts(mode, padding):
+                stages.append(builder.freeze())
+                builder = _StageBuilder(shape, spacing)
+            step = GeometryStep(position, t, shape, spacing, out_shape)
+            shape, spacing = out_shape, _as_spacing(out_spacing)
+            builder.add_geometry(step, mode, padding, spacing)
+        elif kind is Kind.POST or builder.geometry or builder.post:
+            builder.post.append(Step(position, t))
+        elif kind is Kind.POINTWISE:
+            builder.pre.append(Step(position, t))
+        else:
+            raise ValueError(f"argument 'transforms' item {position - start}: {type(t).__name__} is a filter "
+                             f"but planned no filter passes for shape {shape}")
+    if not builder.empty() or not stages:  # an empty chain still converts to the output dtype
+        stages.append(builder.freeze())
+    return Plan(tuple(stages), in_shape, in_spacing, shape, spacing)
+
+
+# ---- the executor (stateless) ------------------------------------------------------------------
+class LabelRun(NamedTuple):
+    """The geometry of one resampling stage as labels take it (device arrays of one call)."""
+
+    matrices: Any
+    field: Any
+    out_shape: tuple
+    padding: str
+
+
+@dataclass
+class _Call:
+    """What one call carries through its stages: made per call, never kept on the Pipeline."""
+
+    batch: Any
+    seed: int
+    indices: np.ndarray
+    mask: Any = None
+    params: list = field(default_factory=list)  # per sample: the parameters drawn
+    labels: list | None = None                  # LabelRun per geometry-changing stage, if labels follow
+
+
+def execute(plan: Plan, batch: Any, *, seed: int, indices: np.ndarray, out_dtype: str = "float32",
+            mask: Any = None, follow_labels: bool = False) -> tuple:
+    """Runs ``plan`` on a validated batch: -> (output, per-sample params, LabelRun list or None)."""
+    call = _Call(batch, seed, indices, mask, [[] for _ in range(int(batch.shape[0]))],
+                 [] if follow_labels else None)
+    current = batch
+    last = len(plan.stages) - 1
+    for s, stage in enumerate(plan.stages):
+        current = _RUN_STAGE[type(stage)](stage, current, call, out_dtype if s == last else "float32")
+    return current, call.params, call.labels
 
 
 def _fold_affines(ops: list) -> list:
@@ -57,299 +286,280 @@ def _fold_affines(ops: list) -> list:
     return out
 
 
-class _SeparableStage:
-    """A transform run as its own stage of per-axis filter passes (see filter.SeparablePlan)."""
+def _sample_ops(steps: tuple, call: _Call, dims: int) -> np.ndarray:
+    """(N, ops, 4) float32: each sample's intensity ops of these steps, affines folded; one
+    shared list when no step is random."""
+    n = call.indices.shape[0]
+    if not any(step.transform.draws for step in steps):
+        ops = _fold_affines([op for step in steps for op in step.transform.sample_ops(None, step.position, dims)[0]])
+        return np.ascontiguousarray(np.broadcast_to(np.asarray(ops, np.float32).reshape(1, -1, 4),
+                                                    (n, len(ops), 4)))
+    per_sample = [[] for _ in range(n)]
+    for step in steps:
+        t = step.transform
+        u = draw_uniform(call.seed, call.indices, step.position, t.draws) if t.draws else [None] * n
+        for i in range(n):
+            ops, p = t.sample_ops(u[i], step.position, dims)
+            per_sample[i].extend(ops)
+            if p is not None:
+                call.params[i].append({"transform": type(t).__name__, "position": step.position, **p})
+    folded = [_fold_affines(ops) for ops in per_sample]
+    return np.ascontiguousarray(np.asarray(folded, np.float32).reshape(n, -1, 4))
 
-    def __init__(self, position: int, transform: Transform, plan: Any):
-        self.position, self.transform, self.plan = position, transform, plan
+
+def _run_resample(stage: ResampleStage, x: Any, call: _Call, out_dtype: str) -> Any:
+    n, dims = int(x.shape[0]), len(stage.in_shape)
+    matrices = np.broadcast_to(np.eye(dims + 1), (n, dims + 1, dims + 1)).copy()
+    u = None
+    for step in stage.geometry:
+        t = step.transform
+        u = draw_uniform(call.seed, call.indices, step.position, t.draws)
+        for i in range(n):
+            m, s_shape, _, p = t.plan(step.in_shape, step.in_spacing, u[i])
+            if tuple(s_shape) != step.out_shape:
+                raise ValueError(f"{type(t).__name__} gives different output shapes within one batch "
+                                 f"({step.out_shape} vs {tuple(s_shape)})")
+            matrices[i] = matrices[i] @ m
+            call.params[i].append({"transform": type(t).__name__, "position": step.position, **p})
+    field_host = None
+    elastic = stage.elastic
+    if elastic is not None:  # the last geometric step: ``u`` holds its draws
+        field_host = np.ascontiguousarray(
+            np.stack([elastic.transform.control_grid(stage.out_shape, u[i]) for i in range(n)]), dtype=np.float32)
+        for i in range(n):
+            call.params[i][-1]["max_control_displacement"] = float(np.abs(field_host[i]).max(initial=0.0))
+    pre_ops = _sample_ops(stage.pre, call, dims)
+    post_ops = _sample_ops(stage.post, call, dims)
+    out = _empty(x, tuple(x.shape[:2]) + stage.out_shape, out_dtype)
+    mats, samples, pre, post = (_like_device(a, x) for a in (np.ascontiguousarray(matrices[:, :dims, :]),
+                                                              call.indices.astype(np.int64), pre_ops, post_ops))
+    field_dev = None if field_host is None else _like_device(field_host, x)
+    _C.resample_intensity(view(x, "batch"), view(mats, "matrices"), view(samples, "sample_indices"),
+                          view(pre, "pre_ops"), view(post, "post_ops"), view(out, "output"),
+                          MODE_CODES[stage.mode], PADDING_CODES[stage.padding], call.seed, stream_of(x),
+                          field=None if field_dev is None else view(field_dev, "field"))
+    if call.labels is not None and stage.geometry:
+        call.labels.append(LabelRun(mats, field_dev, stage.out_shape, stage.padding))
+    return out
 
 
-def _separable_plan(t: Transform, shape: tuple, spacing) -> Any:
-    """The filter passes of ``t`` on this shape, or None when it does not run as a separable
-    stage (a Resize only does when it antialiases a shrinking axis)."""
-    ask = getattr(t, "separable_plan", None)
-    return None if ask is None else ask(shape, spacing)
+def _run_filter(stage: FilterStage, x: Any, call: _Call, out_dtype: str) -> Any:
+    """One _C.filter_axis per pass. The kernel reads float32 through any strides (the caller's
+    batch included, never written); intermediates ping-pong between two flat float32 buffers,
+    the last pass writes a fresh ``out_dtype`` array."""
+    t = stage.transform
+    n = int(x.shape[0])
+    plan, drawn = t.sample_plan(stage.plan, draw_uniform(call.seed, call.indices, stage.position, t.draws))
+    for p, d in zip(call.params, drawn):
+        p.append({"transform": type(t).__name__, "position": stage.position, **d})
+    if call.labels is not None and stage.label is not None:
+        mats = np.broadcast_to(stage.label.matrix, (n,) + stage.label.matrix.shape)
+        call.labels.append(LabelRun(_like_device(mats, x), None, plan.out_shape, stage.label.padding))
+    if _dtype_name(x) != "float32" or not plan.passes:
+        # raw integers -> float32 (or, with nothing to filter, the result itself) by an identity stage
+        x = _run_resample(ResampleStage.identity(stage.in_shape, stage.in_spacing), x, call,
+                          "float32" if plan.passes else out_dtype)
+        if not plan.passes:
+            return x
+    c = int(x.shape[1])
+    shapes, step = [], list(stage.in_shape)
+    for axis, taps, _ in plan.passes:
+        step[axis] = taps.shape[0]
+        shapes.append((n, c, *step))
+    sizes = [int(np.prod(s)) for s in shapes]
+    buffers = [_empty(x, (max(sizes[:-1]),), "float32") for _ in range(min(2, len(shapes) - 1))]
+    for p, (axis, taps, weights) in enumerate(plan.passes):
+        if p == len(shapes) - 1:
+            out = _empty(x, shapes[p], out_dtype)
+        else:
+            out = buffers[p % 2][:sizes[p]].reshape(shapes[p])
+        taps_dev = _like_device(taps, x)
+        weights_dev = _like_device(weights.astype(np.float32), x)
+        _C.filter_axis(view(x, "input"), view(taps_dev, "indices"), view(weights_dev, "weights"),
+                       view(out, "output"), axis, stream_of(x))
+        x = out
+    return x
 
 
+def _run_normalize(stage: NormalizeStage, x: Any, call: _Call, out_dtype: str) -> Any:
+    t = stage.transform
+    if x is call.batch and _dtype_name(x) == "float32" and _is_contiguous(x):
+        # the caller's float32 batch is read as it is and never written
+        out = _empty(x, x.shape, out_dtype)
+    else:
+        if _dtype_name(x) != "float32" or x is call.batch:
+            # statistics need contiguous float32 values of the image: an identity stage
+            x = _run_resample(ResampleStage.identity(stage.out_shape, stage.out_spacing), x, call, "float32")
+        # our own float32 intermediate is normalized in place (no second big allocation)
+        out = x if out_dtype == "float32" else _empty(x, x.shape, out_dtype)
+    m = None
+    if call.mask is not None:
+        m = _like_device(np.ascontiguousarray(to_numpy(call.mask)).astype(np.uint8), x)
+    # GPU scratch (partial statistics, percentile histograms) from the caller's allocator
+    source = view(x, "input")
+    ws_bytes = _C.normalize_workspace_bytes(list(x.shape), t.code, t.channel_wise,
+                                            int(source.device.startswith("cuda")))
+    ws = _empty(x, (ws_bytes,), "uint8") if ws_bytes else None
+    _C.normalize_intensity(source, None if m is None else view(m, "mask"), view(out, "output"), t.code,
+                           t.channel_wise, t.eps, lower=t.lower, upper=t.upper, rescale=t.rescale,
+                           workspace=None if ws is None else view(ws, "workspace"), stream=stream_of(x))
+    return out
+
+
+_RUN_STAGE = {ResampleStage: _run_resample, FilterStage: _run_filter, NormalizeStage: _run_normalize}
+
+
+def _resample_label(label: Any, x: Any, runs: list, seed: int, indices: np.ndarray) -> Any:
+    """The label (``x``: its float32 copy) through every geometry-changing stage of one call,
+    nearest neighbour, no intensity op; returned in the label's own dtype."""
+    n = x.shape[0]
+    no_ops = _like_device(np.zeros((n, 0, 4), np.float32), x)
+    samples = _like_device(indices.astype(np.int64), x)
+    for run in runs:
+        out = _empty(x, tuple(x.shape[:2]) + tuple(run.out_shape), "float32")
+        _C.resample_intensity(view(x, "label"), view(run.matrices, "matrices"), view(samples, "sample_indices"),
+                              view(no_ops, "pre_ops"), view(no_ops, "post_ops"), view(out, "output"),
+                              MODE_CODES["nearest"], PADDING_CODES[run.padding], seed, stream_of(x),
+                              field=None if run.field is None else view(run.field, "field"))
+        x = out
+    return _cast_like(x, label)
+
+
+def _prepare(batch: Any, spacing: Any, indices: Sequence[int] | None) -> tuple:
+    """Validated (batch, spacing float64 array or None, int64 sample indices); a
+    ``medkern.io.Volume`` brings its pixels as a batch of one and its spacing."""
+    if hasattr(batch, "pixels") and hasattr(batch, "spacing"):  # a medkern.io.Volume
+        spacing = batch.spacing if spacing is None else spacing
+        batch = batch.as_batch()
+    dims = check_batch(batch)
+    n = int(batch.shape[0])
+    sp = check_spacing(spacing, dims)
+    idx = np.arange(n, dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
+    if idx.shape[0] != n or np.any(idx < 0):
+        raise ValueError(f"argument 'indices' must hold {n} non-negative sample indices, got {idx.shape[0]}")
+    return batch, sp, idx
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= int(seed) < 2 ** 64:
+        raise ValueError(f"argument 'seed' must be an integer in [0, 2**64), got {seed!r}")
+    return int(seed)
+
+
+def run_transform(transform: Transform, batch: Any, spacing: Any = None, *, seed: int = 0,
+                  indices: Sequence[int] | None = None, stream: int = 0, mask: Any = None) -> Any:
+    """``transform(batch, ...)``: a one-transform pipeline whose step sits at position
+    ``stream``, run by the kernel on the batch's device; float32 in the batch's array kind."""
+    if isinstance(stream, bool) or not isinstance(stream, numbers.Integral) or not 0 <= int(stream) < 2 ** 31:
+        raise ValueError(f"argument 'stream' must be an integer in [0, 2**31), got {stream!r}")
+    seed = _check_seed(seed)
+    batch, sp, idx = _prepare(batch, spacing, indices)
+    plan = plan_transforms((transform,), tuple(batch.shape[2:]), sp, start=int(stream))
+    return execute(plan, batch, seed=seed, indices=idx, mask=mask)[0]
+
+
+# ---- the user-facing object ---------------------------------------------------------------------
 class Pipeline:
     """Pipeline(transforms, seed=0, out_dtype='float32', check_finite=False).
 
-    ``pipeline(batch, spacing=None, return_params=False, indices=None, mask=None)``: ``batch``
-    is (N, C, H, W) or (N, C, D, H, W) (or a ``medkern.io.Volume``, which brings its spacing), int16/uint8/uint16/float32, as a numpy array, torch tensor
-    (CPU or CUDA) or cupy array; the result has the same kind and device, dtype ``out_dtype``
-    (bfloat16 needs torch). ``indices`` are the samples' Philox keys (default 0..N-1): pass the
-    dataset indices and any batch split or worker count gives the same output. ``mask`` (same
-    spatial shape as the output) restricts the statistics of ZScore/MinMax/PercentileClip. NaN/Inf
-    propagate unless ``check_finite`` (then ValueError naming 'batch').
+    ``pipeline(batch, spacing=None, return_params=False, indices=None, mask=None, label=None)``:
+    ``batch`` is (N, C, H, W) or (N, C, D, H, W) (or a ``medkern.io.Volume``, which brings its
+    spacing), int16/uint8/uint16/float32, as a numpy array, torch tensor (CPU or CUDA) or cupy
+    array; the result has the same kind and device, dtype ``out_dtype`` (bfloat16 needs torch).
+    ``indices`` are the samples' Philox keys (default 0..N-1): pass the dataset indices and any
+    batch split or worker count gives the same output. ``mask`` (same spatial shape as the
+    output) restricts the statistics of ZScore/MinMax/PercentileClip. ``label`` (N, C_label,
+    *spatial) follows the geometry (nearest neighbour) and comes back in its own dtype: the
+    call then returns (image, label[, params]). NaN/Inf propagate unless ``check_finite`` (then
+    ValueError naming 'batch').
+
+    ``pipeline.plan(shape, spacing)`` is the plan for an input of that spatial shape (its
+    ``out_shape`` / ``out_spacing`` say what comes out); calls never change the Pipeline, so one
+    object may serve several threads. ``pipeline.reference(...)`` runs the unfused chain in
+    float64 numpy (the test reference).
     """
 
     def __init__(self, transforms: Sequence[Transform], seed: int = 0, out_dtype: str = "float32",
                  check_finite: bool = False):
-        self.transforms = list(transforms)
-        for i, t in enumerate(self.transforms):
+        self._transforms = tuple(transforms)
+        for i, t in enumerate(self._transforms):
             if not isinstance(t, Transform):
                 raise TypeError(f"argument 'transforms' item {i} is not a medkern transform: {t!r}")
-        if not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2 ** 64:
-            raise ValueError(f"argument 'seed' must be an integer in [0, 2**64), got {seed!r}")
+        self.seed = _check_seed(seed)
         if out_dtype not in OUT_DTYPES:
             raise ValueError(f"argument 'out_dtype' must be one of {OUT_DTYPES}, got {out_dtype!r}")
-        self.seed, self.out_dtype, self.check_finite = int(seed), out_dtype, bool(check_finite)
+        self.out_dtype, self.check_finite = out_dtype, bool(check_finite)
         self._plans: dict = {}
+        self._plans_lock = threading.Lock()
+
+    @property
+    def transforms(self) -> tuple:
+        """The chain (fixed at construction: the cached plans are made from it)."""
+        return self._transforms
 
     def __repr__(self) -> str:
-        return f"Pipeline({self.transforms!r}, seed={self.seed}, out_dtype={self.out_dtype!r})"
+        return f"Pipeline({list(self._transforms)!r}, seed={self.seed}, out_dtype={self.out_dtype!r})"
 
-    def _plan(self, shape: tuple, spacing) -> list:
-        """Stages for an input of this spatial shape/spacing (shapes decide whether a resize can
-        fuse with a neighbour of another padding mode; output shapes never depend on draws)."""
-        stages: list = []
-        stage = _Stage()
-        for position, t in enumerate(self.transforms):
-            separable = _separable_plan(t, shape, spacing)
-            if separable is not None:
-                if not stage.empty():
-                    stages.append(stage)
-                stages.append(_SeparableStage(position, t, separable))
-                stage = _Stage()
-                shape, spacing = separable.out_shape, separable.out_spacing
-                continue
-            if t.kind == "normalize":
-                if not stage.empty():
-                    stages.append(stage)
-                stages.append((position, t))
-                stage = _Stage()
-            elif t.kind == "geometry":
-                _, out_shape, spacing, _ = t.plan(shape, spacing, np.full(max(t.draws, 1), 0.5))
-                mode_free, padding_free = t.fusable_with_any(shape, tuple(out_shape))
-                mode = None if mode_free else t.mode
-                padding = None if padding_free else t.padding
-                clash = ((mode is not None and stage.mode not in (None, mode)) or
-                         (padding is not None and stage.padding not in (None, padding)))
-                if stage.post or clash or stage.elastic is not None:
-                    stages.append(stage)
-                    stage = _Stage()
-                stage.geometry.append((position, t))
-                if hasattr(t, "control_grid"):
-                    stage.elastic = (position, t)
-                stage.mode = stage.mode or mode
-                stage.padding = stage.padding or padding
-                shape = tuple(out_shape)
-            elif t.kind == "post" or stage.geometry or stage.post:
-                stage.post.append((position, t))
-            else:
-                stage.pre.append((position, t))
-        if not stage.empty():
-            stages.append(stage)
-        return stages
+    def __getstate__(self) -> dict:  # to worker processes: the lock and the cache stay behind
+        state = dict(self.__dict__)
+        del state["_plans_lock"]
+        state["_plans"] = {}
+        return state
 
-    # ---- execution ---------------------------------------------------------------------
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._plans_lock = threading.Lock()
+
+    def plan(self, shape: Sequence[int], spacing: Any = None) -> Plan:
+        """The plan for an input of this spatial shape / spacing, made once and cached."""
+        shape = tuple(int(s) for s in shape)
+        key = (shape, _as_spacing(check_spacing(spacing, len(shape))))
+        found = self._plans.get(key)
+        if found is None:
+            planned = plan_transforms(self._transforms, *key)  # outside the lock: pure
+            with self._plans_lock:
+                found = self._plans.setdefault(key, planned)
+                while len(self._plans) > PLAN_CACHE_SIZE:
+                    del self._plans[next(iter(self._plans))]
+        return found
+
     def __call__(self, batch: Any, spacing: Any = None, return_params: bool = False,
                  indices: Sequence[int] | None = None, mask: Any = None, label: Any = None):
-        if hasattr(batch, "pixels") and hasattr(batch, "spacing"):  # a medkern.io.Volume
-            spacing = batch.spacing if spacing is None else spacing
-            batch = batch.as_batch()
-        dims = check_batch(batch)
+        batch, sp, idx = _prepare(batch, spacing, indices)
+        seed, out_dtype = self.seed, self.out_dtype  # read once: a concurrent change never mixes into a call
         kind = array_kind(batch)
-        n = batch.shape[0]
-        sp = check_spacing(spacing, dims)
-        idx = np.arange(n, dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
-        if idx.shape[0] != n or np.any(idx < 0):
-            raise ValueError(f"argument 'indices' must hold {n} non-negative sample indices, got {idx.shape[0]}")
-        if self.out_dtype == "bfloat16" and kind != "torch":
+        if out_dtype == "bfloat16" and kind != "torch":
             raise TypeError("argument 'out_dtype' bfloat16 needs a torch tensor input (numpy/cupy lack bfloat16)")
-        if self.check_finite and str(batch.dtype).endswith("float32"):
+        if self.check_finite and _dtype_name(batch) == "float32":
             finite = bool(np.isfinite(to_numpy(batch)).all()) if kind != "torch" else bool(batch.isfinite().all())
             if not finite:
                 raise ValueError("argument 'batch' contains NaN or Inf (check_finite=True)")
         label_in = None if label is None else _check_label(label, batch)
-        key = (tuple(batch.shape[2:]), None if sp is None else tuple(sp))
-        if key not in self._plans:
-            self._plans[key] = self._plan(*key)
-        self.stages = self._plans[key]
-        params = [[] for _ in range(n)]
-        self._geometry_runs = []  # (matrices, field, out shape, padding) per resampling stage, for labels
-        current = batch
-        shape = tuple(batch.shape[2:])
-        for s, stage in enumerate(self.stages):
-            last = s == len(self.stages) - 1
-            if isinstance(stage, _SeparableStage):
-                current, shape, sp = self._run_separable(stage, current, shape, sp, idx,
-                                                         self.out_dtype if last else "float32", params)
-                continue
-            if isinstance(stage, tuple):
-                position, t = stage
-                out_dtype = self.out_dtype if last else "float32"
-                if current is batch and str(batch.dtype).endswith("float32") and _is_contiguous(batch):
-                    # the caller's float32 batch is read as it is and never written
-                    out = _empty(current, current.shape, out_dtype)
-                else:
-                    if str(current.dtype).rpartition(".")[2] != "float32" or current is batch:
-                        # statistics need contiguous float32 values of the image: an identity stage
-                        current = self._run_stage(_Stage(), current, shape, sp, idx, "float32", params)[0]
-                    # our own float32 intermediate is normalized in place (no second big allocation)
-                    out = current if out_dtype == "float32" else _empty(current, current.shape, out_dtype)
-                m = None
-                if mask is not None:
-                    m = _like_device(np.ascontiguousarray(to_numpy(mask)).astype(np.uint8), current)
-                # GPU scratch (partial statistics, percentile histograms) from the caller's allocator
-                source = view(current, "input")
-                ws_bytes = _C.normalize_workspace_bytes(list(current.shape), t.code, t.channel_wise,
-                                                        int(source.device.startswith("cuda")))
-                ws = _empty(current, (ws_bytes,), "uint8") if ws_bytes else None
-                _C.normalize_intensity(source, None if m is None else view(m, "mask"),
-                                       view(out, "output"), t.code, t.channel_wise, t.eps, lower=t.lower,
-                                       upper=t.upper, rescale=t.rescale,
-                                       workspace=None if ws is None else view(ws, "workspace"),
-                                       stream=stream_of(current))
-                current = out
-            else:
-                dtype = self.out_dtype if last else "float32"
-                current, shape, sp = self._run_stage(stage, current, shape, sp, idx, dtype, params)
-        if not self.stages:
-            current, shape, sp = self._run_stage(_Stage(), batch, shape, sp, idx, self.out_dtype, params)
-        result = current
+        plan = self.plan(tuple(batch.shape[2:]), sp)
+        out, params, runs = execute(plan, batch, seed=seed, indices=idx, out_dtype=out_dtype, mask=mask,
+                                    follow_labels=label_in is not None)
+        result = (out,)
         if label_in is not None:
-            result = (current, self._resample_label(label, label_in, idx))
+            result += (_resample_label(label, label_in, runs, seed, idx),)
         if return_params:
-            return (*result, params) if label_in is not None else (current, params)
-        return result
-
-    def _resample_label(self, label: Any, x: Any, idx: np.ndarray) -> Any:
-        """The label through every resampling stage's geometry, nearest neighbour, no intensity
-        op; returned in the label's own dtype."""
-        n = x.shape[0]
-        no_ops = _like_device(np.zeros((n, 0, 4), np.float32), x)
-        samples = _like_device(idx.astype(np.int64), x)
-        for mats, field, out_shape, padding in self._geometry_runs:
-            if isinstance(mats, np.ndarray) and array_kind(x) != "numpy":
-                mats = _like_device(mats, x)
-            out = _empty(x, tuple(x.shape[:2]) + tuple(out_shape), "float32")
-            _C.resample_intensity(view(x, "label"), view(mats, "matrices"), view(samples, "sample_indices"),
-                                  view(no_ops, "pre_ops"), view(no_ops, "post_ops"), view(out, "output"),
-                                  MODE_CODES["nearest"], PADDING_CODES[padding], self.seed, stream_of(x),
-                                  field=None if field is None else view(field, "field"))
-            x = out
-        return _cast_like(x, label)
-
-    def _run_stage(self, stage: _Stage, x: Any, shape: tuple, spacing, idx: np.ndarray, out_dtype: str,
-                   params: list):
-        n, dims = x.shape[0], x.ndim - 2
-        matrices = np.broadcast_to(np.eye(dims + 1), (n, dims + 1, dims + 1)).copy()
-        out_shape, out_spacing = None, spacing
-        for position, t in stage.geometry:
-            u = draw_uniform(self.seed, idx, position, t.draws)
-            step_shape = step_spacing = None
-            for i in range(n):
-                m, s_shape, s_spacing, p = t.plan(shape, spacing, u[i])
-                if step_shape is None:
-                    step_shape, step_spacing = tuple(s_shape), s_spacing
-                elif tuple(s_shape) != step_shape:
-                    raise ValueError(f"{type(t).__name__} gives different output shapes within one batch "
-                                     f"({step_shape} vs {tuple(s_shape)})")
-                matrices[i] = matrices[i] @ m
-                params[i].append({"transform": type(t).__name__, "position": position, **p})
-            shape, spacing = step_shape, step_spacing
-        out_shape, out_spacing = shape, spacing
-        field = None
-        if stage.elastic is not None:
-            position, t = stage.elastic
-            u = draw_uniform(self.seed, idx, position, t.draws)
-            field = np.ascontiguousarray(np.stack([t.control_grid(tuple(out_shape), u[i]) for i in range(n)]),
-                                         dtype=np.float32)
-            for i in range(n):
-                params[i][-1]["max_control_displacement"] = float(np.abs(field[i]).max(initial=0.0))
-        pre_arr = self._sample_ops(stage.pre, idx, dims, params)
-        post_arr = self._sample_ops(stage.post, idx, dims, params)
-        mats = np.ascontiguousarray(matrices[:, :dims, :])
-        out = _empty(x, tuple(x.shape[:2]) + tuple(out_shape), out_dtype)
-        dev = [_like_device(a, x) for a in (mats, idx.astype(np.int64), pre_arr, post_arr)]
-        field_dev = None if field is None else _like_device(field, x)
-        _C.resample_intensity(view(x, "batch"), view(dev[0], "matrices"), view(dev[1], "sample_indices"),
-                              view(dev[2], "pre_ops"), view(dev[3], "post_ops"), view(out, "output"),
-                              # no geometry: nearest copies each value exactly (linear would spread NaN/Inf
-                              # through its zero-weight taps)
-                              MODE_CODES[stage.mode or ("linear" if stage.geometry else "nearest")],
-                              PADDING_CODES[stage.padding or "zeros"],
-                              self.seed, stream_of(x), field=None if field_dev is None else view(field_dev, "field"))
-        if stage.geometry:
-            self._geometry_runs.append((dev[0], field_dev, tuple(out_shape), stage.padding or "zeros"))
-        return out, out_shape, out_spacing
-
-    def _sample_ops(self, steps: list, idx: np.ndarray, dims: int, params: list) -> np.ndarray:
-        """(N, ops, 4) float32: each sample's intensity ops of these (position, transform) steps,
-        affines folded; one shared list when no step is random."""
-        n = idx.shape[0]
-        if not any(t.draws for _, t in steps):
-            ops = _fold_affines([op for position, t in steps for op in t.sample_ops(None, position, dims)[0]])
-            return np.ascontiguousarray(np.broadcast_to(np.asarray(ops, np.float32).reshape(1, -1, 4),
-                                                        (n, len(ops), 4)))
-        per_sample = [[] for _ in range(n)]
-        for position, t in steps:
-            u = draw_uniform(self.seed, idx, position, t.draws) if t.draws else [None] * n
-            for i in range(n):
-                ops, p = t.sample_ops(u[i], position, dims)
-                per_sample[i].extend(ops)
-                if p is not None:
-                    params[i].append({"transform": type(t).__name__, "position": position, **p})
-        folded = [_fold_affines(ops) for ops in per_sample]
-        return np.ascontiguousarray(np.asarray(folded, np.float32).reshape(n, -1, 4))
-
-    def _run_separable(self, stage: _SeparableStage, x: Any, shape: tuple, spacing, idx: np.ndarray,
-                       out_dtype: str, params: list):
-        """One _C.filter_axis per pass. The kernel reads float32 through any strides (the
-        caller's batch included, never written); intermediates ping-pong between two flat
-        float32 buffers, the last pass writes a fresh ``out_dtype`` array."""
-        plan = stage.plan
-        if getattr(stage.transform, "draws", 0):  # a random filter: this batch's own weights
-            u = draw_uniform(self.seed, idx, stage.position, stage.transform.draws)
-            plan, drawn = stage.transform.sample_plan(tuple(shape), spacing, u)
-            for p, d in zip(params, drawn):
-                p.append({"transform": type(stage.transform).__name__, "position": stage.position, **d})
-        else:
-            for p in params:
-                p.append({"transform": type(stage.transform).__name__, "position": stage.position, **plan.params})
-        if hasattr(stage.transform, "plan"):  # a resize: labels follow it with its nearest-sampling matrix
-            dims = len(shape)
-            m = stage.transform.plan(tuple(shape), spacing, None)[0][:dims]
-            mats = np.ascontiguousarray(np.broadcast_to(m, (int(x.shape[0]), dims, dims + 1)))
-            self._geometry_runs.append((mats, None, tuple(plan.out_shape), stage.transform.padding))
-        if str(x.dtype).rpartition(".")[2] != "float32" or not plan.passes:
-            # raw integers -> float32 (or, with nothing to filter, the result itself) by an identity stage
-            dtype = "float32" if plan.passes else out_dtype
-            x = self._run_stage(_Stage(), x, shape, spacing, idx, dtype, [[] for _ in params])[0]
-            if not plan.passes:
-                return x, plan.out_shape, plan.out_spacing
-        n, c = int(x.shape[0]), int(x.shape[1])
-        shapes, step = [], list(shape)
-        for axis, taps, _ in plan.passes:
-            step[axis] = taps.shape[0]
-            shapes.append((n, c, *step))
-        sizes = [int(np.prod(s)) for s in shapes]
-        buffers = [_empty(x, (max(sizes[:-1]),), "float32") for _ in range(min(2, len(shapes) - 1))]
-        for p, (axis, taps, weights) in enumerate(plan.passes):
-            if p == len(shapes) - 1:
-                out = _empty(x, shapes[p], out_dtype)
-            else:
-                out = buffers[p % 2][:sizes[p]].reshape(shapes[p])
-            taps_dev = _like_device(taps, x)
-            weights_dev = _like_device(weights.astype(np.float32), x)
-            _C.filter_axis(view(x, "input"), view(taps_dev, "indices"), view(weights_dev, "weights"),
-                           view(out, "output"), axis, stream_of(x))
-            x = out
-        return x, plan.out_shape, plan.out_spacing
+            result += (params,)
+        return result[0] if len(result) == 1 else result
 
     # ---- the unfused reference -----------------------------------------------------------
     def reference(self, batch: Any, spacing: Any = None, indices: Sequence[int] | None = None,
                   mask: Any = None) -> np.ndarray:
         """The same chain run one transform at a time in float64 numpy (the test reference)."""
-        dims = check_batch(batch)
-        sp = check_spacing(spacing, dims)
+        batch, sp, idx = _prepare(batch, spacing, indices)
         x = to_numpy(batch).astype(np.float64)
-        idx = np.arange(x.shape[0]) if indices is None else np.asarray(indices, dtype=np.int64)
         m = None if mask is None else to_numpy(mask)
-        for position, t in enumerate(self.transforms):
+        for position, t in enumerate(self._transforms):
             x, sp = t.reference(x, sp, self.seed, idx, position, mask=m)
         return x
+
+
+# ---- array plumbing ----------------------------------------------------------------------------
+def _dtype_name(array: Any) -> str:
+    return str(array.dtype).rpartition(".")[2]
 
 
 def _is_contiguous(array: Any) -> bool:
@@ -372,6 +582,7 @@ def _empty(like: Any, shape: tuple, dtype: str) -> Any:
 
 
 _PINNED_IN_FLIGHT: list = []  # (cupy event, pinned host buffer) of copies not yet known complete
+_PINNED_LOCK = threading.Lock()
 
 
 def _like_device(array: np.ndarray, like: Any) -> Any:
@@ -393,7 +604,6 @@ def _like_device(array: np.ndarray, like: Any) -> Any:
         import cupyx
         if array.size == 0:
             return cupy.empty(array.shape, dtype=array.dtype)
-        _PINNED_IN_FLIGHT[:] = [(e, b) for e, b in _PINNED_IN_FLIGHT if not e.done]
         host = cupyx.empty_pinned(array.shape, dtype=array.dtype)
         host[...] = array
         out = cupy.empty(array.shape, dtype=array.dtype)
@@ -401,7 +611,9 @@ def _like_device(array: np.ndarray, like: Any) -> Any:
         out.set(host, stream=stream)
         event = cupy.cuda.Event()
         event.record(stream)
-        _PINNED_IN_FLIGHT.append((event, host))
+        with _PINNED_LOCK:  # several threads may copy at once: none may drop another's buffer
+            _PINNED_IN_FLIGHT[:] = [(e, b) for e, b in _PINNED_IN_FLIGHT if not e.done]
+            _PINNED_IN_FLIGHT.append((event, host))
         return out
     return np.ascontiguousarray(array)
 
@@ -423,7 +635,7 @@ def _check_label(label: Any, batch: Any) -> Any:
     if label.ndim != batch.ndim or label.shape[0] != batch.shape[0] or tuple(label.shape[2:]) != tuple(batch.shape[2:]):
         raise ValueError(f"argument 'label' must be (N, C_label, *spatial) matching 'batch' {tuple(batch.shape)} "
                          f"in N and spatial size, got {tuple(label.shape)}")
-    dtype = str(label.dtype).rpartition(".")[2]
+    dtype = _dtype_name(label)
     if dtype not in LABEL_DTYPES:
         raise TypeError(f"argument 'label' has dtype {dtype}; expected one of: {', '.join(LABEL_DTYPES)}")
     if kind == "torch":

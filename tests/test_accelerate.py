@@ -52,15 +52,15 @@ def test_accelerated_resnet_matches_outputs_and_gradients(train):
     x_ref = x.clone().requires_grad_()
     x_mk = x.clone().requires_grad_()
     out_ref, out_mk = reference(x_ref), model(x_mk)
-    assert_close(out_mk, out_ref)
+    assert_close(out_mk, out_ref, op="network")
     grad = torch.randn_like(out_ref)
     out_ref.backward(grad)
     out_mk.backward(grad)
-    assert_close(x_mk.grad, x_ref.grad)
+    assert_close(x_mk.grad, x_ref.grad, op="network")
     for (name, p_mk), (_, p_ref) in zip(model.named_parameters(), reference.named_parameters()):
-        assert_close(p_mk.grad, p_ref.grad, msg=name)
+        assert_close(p_mk.grad, p_ref.grad, name, op="network")
     for (name, b_mk), (_, b_ref) in zip(model.named_buffers(), reference.named_buffers()):
-        assert_close(b_mk.to(b_ref.dtype), b_ref, msg=name)
+        assert_close(b_mk.to(b_ref.dtype), b_ref, name, op="network")
 
 
 def test_accelerate_swaps_in_place_and_keeps_parameters():
@@ -97,7 +97,7 @@ def test_accelerated_conv_with_circular_padding_matches_torch():
     reference = torch.nn.Conv2d(2, 3, 3, padding=1, padding_mode="circular").double()
     model = medkern.accelerate(copy.deepcopy(reference))
     x = torch.randn(2, 2, 7, 6, dtype=torch.float64)
-    assert_close(model(x), reference(x))
+    assert_close(model(x), reference(x), op="conv2d")
     with pytest.raises(ValueError, match="strict"):
         medkern.accelerate(torch.nn.Sequential(torch.nn.Conv2d(1, 1, 3).half()), strict=True)
 

@@ -1,8 +1,6 @@
 """medkern linear against torch.nn.functional.linear: values and gradients over shapes (odd,
 size-1, >2-D inputs), non-contiguous operands, both dtypes and every SIMD level; float64
 gradcheck; opcheck; and one test per argument error."""
-import contextlib
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,19 +9,8 @@ import medkern
 from medkern import nn as mnn
 from medkern import ops
 from medkern._backend import _C
+from simd_levels import SIMD_LEVELS, simd_level
 from tolerances import assert_close
-
-
-@contextlib.contextmanager
-def simd(level):
-    before = _C.simd_level()
-    if _C.set_simd_level(level) != level:
-        _C.set_simd_level(before)
-        pytest.skip(f"CPU lacks {level}")
-    try:
-        yield
-    finally:
-        _C.set_simd_level(before)
 
 
 def check(x, w, b):
@@ -31,26 +18,26 @@ def check(x, w, b):
     ws = [w.clone().requires_grad_() for _ in range(2)]
     bs = [None if b is None else b.clone().requires_grad_() for _ in range(2)]
     out, ref = ops.linear(xs[0], ws[0], bs[0]), F.linear(xs[1], ws[1], bs[1])
-    assert_close(out, ref)
+    assert_close(out, ref, op="linear")
     g = torch.randn_like(ref) / max(1, ref.numel() // ref.shape[-1]) ** 0.5
     out.backward(g)
     ref.backward(g)
-    assert_close(xs[0].grad, xs[1].grad)
-    assert_close(ws[0].grad, ws[1].grad)
+    assert_close(xs[0].grad, xs[1].grad, op="linear")
+    assert_close(ws[0].grad, ws[1].grad, op="linear")
     if b is not None:
-        assert_close(bs[0].grad, bs[1].grad)
+        assert_close(bs[0].grad, bs[1].grad, op="linear")
 
 
 SHAPES = [((128, 512), 10), ((7, 33), 9), ((1, 1), 1), ((3, 5, 17), 50), ((300,), 4), ((64, 600), 130)]
 
 
-@pytest.mark.parametrize("level", ["scalar", "avx2", "avx512"])
+@pytest.mark.parametrize("level", SIMD_LEVELS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("bias", [True, False])
 def test_matches_torch(shape, dtype, level, bias):
     (in_shape, out_features) = shape
-    with simd(level):
+    with simd_level(level):
         x = torch.randn(*in_shape, dtype=dtype)
         w = torch.randn(out_features, in_shape[-1], dtype=dtype) / in_shape[-1] ** 0.5
         b = torch.randn(out_features, dtype=dtype) if bias else None
@@ -86,7 +73,7 @@ def test_nn_module():
     mine.load_state_dict(ref.state_dict())
     assert list(mine.state_dict()) == list(ref.state_dict())
     x = torch.randn(3, 12)
-    assert_close(mine(x), ref(x))
+    assert_close(mine(x), ref(x), op="linear")
 
 
 def test_error_wrong_dtype():

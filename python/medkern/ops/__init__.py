@@ -1,8 +1,12 @@
 """medkern's functional ops, registered as torch custom ops ``torch.ops.medkern.*``.
 
-Each wrapper has the signature and semantics of its ``torch.nn.functional`` namesake. Each
-op family lives in its own module: the op registration (``torch.library.custom_op``), its
-``register_fake`` and its ``register_autograd`` (backward itself an op).
+Each wrapper has the signature and semantics of its ``torch.nn.functional`` namesake, empty
+tensors included. Each op family lives in its own module, built the same way from
+``_registration``: implementations over ``_C`` registered as ops (``RegisteredOp``: custom_op +
+register_fake) taking their aten counterparts' arguments in aten's order, and a
+``DifferentiableOp`` whose backward calls backward ops, registered with register_autograd and run
+directly by an eager ``autograd.Function``; ``_eager`` decides per call between the
+implementation and the dispatcher, and between medkern's kernel and torch's.
 """
 from .activation import relu
 from .batch_norm import batch_norm

@@ -1,9 +1,10 @@
 """2-D convolution as the torch custom ops ``torch.ops.medkern.conv2d`` (+ private backward ops).
 
 The public ``conv2d`` / ``conv2d_relu`` take ``torch.nn.functional.conv2d``'s arguments (int or
-pair, ``padding='same'|'valid'``); the op itself takes normalised pairs and a ``fuse_relu`` flag
-that makes the kernel's epilogue apply max(., 0). Outputs are allocated here, shapes and all
-argument checks come from ``_C`` so they exist once, in C++.
+pair, ``padding='same'|'valid'``); the op itself takes aten::conv2d's arguments in aten's order
+as normalised pairs, then ``fuse_relu`` (default False) that makes the kernel's epilogue apply
+max(., 0). Outputs are allocated here, shapes and all argument checks come from ``_C`` so they
+exist once, in C++; an empty operand runs torch's kernel (see _eager.uses_torch_kernel).
 
 On CUDA, float32 with TF32 allowed (``torch.backends.cudnn.allow_tf32``, torch's default) takes
 the tensor-core path when ``_C.conv2d_workspace_bytes`` says it applies: its scratch (the operands
@@ -17,12 +18,12 @@ from typing import Optional, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from .. import _backend
-from .._backend import _C, needs_torch_fallback
-from ._eager import direct_call_ok
-from ._arguments import IntPair, pair as _pair
+from .._backend import _C
+from ._arguments import IntPair, check_devices, pair as _pair
+from ._eager import direct_backward_ok, uses_torch_kernel
+from ._registration import DifferentiableOp, RegisteredOp
 
 __all__ = ["conv2d", "conv2d_relu"]
 
@@ -38,6 +39,7 @@ def _tf32_workspace(op: str, ref: Tensor, input_shape, weight_shape, stride, pad
 
 
 def _output_shape(input: Tensor, weight: Tensor, stride, padding, dilation, groups) -> list:
+    """The fake kernel's output shape (the implementation, on real tensors, asks _C directly)."""
     shapes = list(input.shape) + list(weight.shape)
     if all(isinstance(s, int) for s in shapes):
         return _C.conv2d_output_shape(list(input.shape), list(weight.shape), stride, padding, dilation, groups)
@@ -50,14 +52,12 @@ def _output_shape(input: Tensor, weight: Tensor, stride, padding, dilation, grou
     return [n, k, p, q]
 
 
-
-
 def _conv2d_impl(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride: list[int], padding: list[int],
-                 dilation: list[int], groups: int, fuse_relu: bool) -> Tensor:
-    if needs_torch_fallback(input, "conv2d_forward"):
+                 dilation: list[int], groups: int, fuse_relu: bool = False) -> Tensor:
+    if uses_torch_kernel("conv2d_forward", input, weight):
         out = F.conv2d(input, weight, bias, stride, padding, dilation, groups)
         return F.relu(out) if fuse_relu else out
-    shape = _output_shape(input, weight, stride, padding, dilation, groups)
+    shape = _C.conv2d_output_shape(list(input.shape), list(weight.shape), stride, padding, dilation, groups)
     out = torch.empty(shape, dtype=input.dtype, device=input.device)
     ws = _tf32_workspace("forward", input, input.shape, weight.shape, stride, padding, dilation, groups)
     _C.conv2d_forward(_backend.view(input, "input"), _backend.view(weight, "weight"),
@@ -67,17 +67,9 @@ def _conv2d_impl(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride: 
     return out
 
 
-_conv2d_op = torch.library.custom_op("medkern::conv2d", mutates_args=())(_conv2d_impl)
-
-
-@_conv2d_op.register_fake
-def _(input, weight, bias, stride, padding, dilation, groups, fuse_relu):
-    return input.new_empty(_output_shape(input, weight, stride, padding, dilation, groups))
-
-
 def _conv2d_backward_input_impl(grad_output: Tensor, weight: Tensor, input_shape: list[int], stride: list[int],
                                 padding: list[int], dilation: list[int], groups: int) -> Tensor:
-    if needs_torch_fallback(grad_output, "conv2d_backward_input"):
+    if uses_torch_kernel("conv2d_backward_input", grad_output, weight):
         return torch.nn.grad.conv2d_input(input_shape, weight, grad_output, stride, padding, dilation, groups)
     grad_input = torch.empty(input_shape, dtype=grad_output.dtype, device=grad_output.device)
     ws = _tf32_workspace("backward_input", grad_output, input_shape, weight.shape, stride, padding, dilation, groups)
@@ -88,18 +80,9 @@ def _conv2d_backward_input_impl(grad_output: Tensor, weight: Tensor, input_shape
     return grad_input
 
 
-_conv2d_backward_input = torch.library.custom_op("medkern::conv2d_backward_input",
-                                                 mutates_args=())(_conv2d_backward_input_impl)
-
-
-@_conv2d_backward_input.register_fake
-def _(grad_output, weight, input_shape, stride, padding, dilation, groups):
-    return grad_output.new_empty(input_shape)
-
-
 def _conv2d_backward_weight_impl(grad_output: Tensor, input: Tensor, weight_shape: list[int], stride: list[int],
                                  padding: list[int], dilation: list[int], groups: int) -> Tensor:
-    if needs_torch_fallback(grad_output, "conv2d_backward_weight"):
+    if uses_torch_kernel("conv2d_backward_weight", grad_output, input):
         return torch.nn.grad.conv2d_weight(input, weight_shape, grad_output, stride, padding, dilation, groups)
     grad_weight = torch.empty(weight_shape, dtype=grad_output.dtype, device=grad_output.device)
     ws = _tf32_workspace("backward_weight", grad_output, input.shape, weight_shape, stride, padding, dilation, groups)
@@ -110,17 +93,8 @@ def _conv2d_backward_weight_impl(grad_output: Tensor, input: Tensor, weight_shap
     return grad_weight
 
 
-_conv2d_backward_weight = torch.library.custom_op("medkern::conv2d_backward_weight",
-                                                  mutates_args=())(_conv2d_backward_weight_impl)
-
-
-@_conv2d_backward_weight.register_fake
-def _(grad_output, input, weight_shape, stride, padding, dilation, groups):
-    return grad_output.new_empty(weight_shape)
-
-
 def _conv2d_backward_bias_impl(grad_output: Tensor) -> Tensor:
-    if needs_torch_fallback(grad_output, "conv2d_backward_bias"):
+    if uses_torch_kernel("conv2d_backward_bias", grad_output):
         return grad_output.sum(dim=(0, 2, 3))
     grad_bias = torch.empty(grad_output.shape[1], dtype=grad_output.dtype, device=grad_output.device)
     _C.conv2d_backward_bias(_backend.view(grad_output, "grad_output"), _backend.view(grad_bias, "grad_bias"),
@@ -128,16 +102,22 @@ def _conv2d_backward_bias_impl(grad_output: Tensor) -> Tensor:
     return grad_bias
 
 
-_conv2d_backward_bias = torch.library.custom_op("medkern::conv2d_backward_bias",
-                                                mutates_args=())(_conv2d_backward_bias_impl)
+def _conv2d_fake(input, weight, bias, stride, padding, dilation, groups, fuse_relu=False):
+    return input.new_empty(_output_shape(input, weight, stride, padding, dilation, groups))
 
 
-@_conv2d_backward_bias.register_fake
-def _(grad_output):
-    return grad_output.new_empty(grad_output.shape[1])
+_conv2d = RegisteredOp("conv2d", _conv2d_impl, _conv2d_fake)
+_conv2d_backward_input = RegisteredOp("conv2d_backward_input", _conv2d_backward_input_impl,
+                                      lambda grad_output, weight, input_shape, *params:
+                                      grad_output.new_empty(input_shape))
+_conv2d_backward_weight = RegisteredOp("conv2d_backward_weight", _conv2d_backward_weight_impl,
+                                       lambda grad_output, input, weight_shape, *params:
+                                       grad_output.new_empty(weight_shape))
+_conv2d_backward_bias = RegisteredOp("conv2d_backward_bias", _conv2d_backward_bias_impl,
+                                     lambda grad_output: grad_output.new_empty(grad_output.shape[1]))
 
 
-def _setup_context(ctx, inputs, output):
+def _conv2d_setup_context(ctx, inputs, output):
     input, weight, bias, stride, padding, dilation, groups, fuse_relu = inputs
     ctx.save_for_backward(input, weight, output if fuse_relu else None)
     ctx.params = (list(stride), list(padding), list(dilation), groups)
@@ -145,44 +125,23 @@ def _setup_context(ctx, inputs, output):
     ctx.has_bias = bias is not None
 
 
-def _backward(ctx, grad):
+def _conv2d_gradients(ctx, grad):
     input, weight, output = ctx.saved_tensors
-    stride, padding, dilation, groups = ctx.params
     if ctx.fuse_relu:
         grad = grad * (output > 0)
-    direct = direct_call_ok(grad, input, weight)
+    direct = direct_backward_ok(grad, input, weight)
+    params = ctx.params  # stride, padding, dilation, groups
     grad_input = grad_weight = grad_bias = None
     if ctx.needs_input_grad[0]:
-        op = _conv2d_backward_input_impl if direct else _conv2d_backward_input
-        grad_input = op(grad, weight, list(input.shape), stride, padding, dilation, groups)
+        grad_input = _conv2d_backward_input.route[direct](grad, weight, list(input.shape), *params)
     if ctx.needs_input_grad[1]:
-        op = _conv2d_backward_weight_impl if direct else _conv2d_backward_weight
-        grad_weight = op(grad, input, list(weight.shape), stride, padding, dilation, groups)
+        grad_weight = _conv2d_backward_weight.route[direct](grad, input, list(weight.shape), *params)
     if ctx.has_bias and ctx.needs_input_grad[2]:
-        grad_bias = (_conv2d_backward_bias_impl if direct else _conv2d_backward_bias)(grad)
+        grad_bias = _conv2d_backward_bias.route[direct](grad)
     return grad_input, grad_weight, grad_bias, None, None, None, None, None
 
 
-class _Conv2dFunction(torch.autograd.Function):
-    """The eager path of the public functions: the same forward and backward as the registered
-    op's autograd, calling the implementations directly where ``direct_call_ok`` allows (the
-    dispatcher costs more than a small layer's kernels); inside torch.compile the registered op
-    is traced instead (see ``_conv2d``)."""
-
-    @staticmethod
-    def forward(ctx, input, weight, bias, stride, padding, dilation, groups, fuse_relu):
-        op = _conv2d_impl if direct_call_ok(input, weight, bias) else _conv2d_op
-        output = op(input, weight, bias, stride, padding, dilation, groups, fuse_relu)
-        _setup_context(ctx, (input, weight, bias, stride, padding, dilation, groups, fuse_relu), output)
-        return output
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad):
-        return _backward(ctx, grad)
-
-
-_conv2d_op.register_autograd(_backward, setup_context=_setup_context)
+_conv2d_differentiable = DifferentiableOp(_conv2d, _conv2d_setup_context, _conv2d_gradients, tensor_count=3)
 
 
 def _resolve_padding(input: Tensor, weight: Tensor, padding, stride: list[int], dilation: list[int]):
@@ -205,32 +164,13 @@ def _resolve_padding(input: Tensor, weight: Tensor, padding, stride: list[int], 
     return input, pad
 
 
-def _check_devices(input: Tensor, weight: Tensor, bias: Optional[Tensor]) -> None:
-    if not isinstance(input, Tensor):
-        raise TypeError(f"argument 'input' must be a torch.Tensor, got {type(input).__name__}")
-    if weight.device != input.device:
-        raise ValueError(f"argument 'weight' is on {weight.device} but 'input' is on {input.device}; "
-                         f"they must be on the same device")
-    if bias is not None and bias.device != input.device:
-        raise ValueError(f"argument 'bias' is on {bias.device} but 'input' is on {input.device}; "
-                         f"they must be on the same device")
-
-
 def _conv2d(input, weight, bias, stride, padding, dilation, groups, fuse_relu):
-    _check_devices(input, weight, bias)
+    check_devices(input, weight, bias)
     stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
     input, padding = _resolve_padding(input, weight, padding, stride, dilation)
     unbatched = input.dim() == 3  # (C, H, W), as torch accepts
-    args = (input.unsqueeze(0) if unbatched else input, weight, bias, stride, padding, dilation, int(groups),
-            fuse_relu)
-    if torch.compiler.is_compiling():
-        out = _conv2d_op(*args)
-    elif torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (input, weight, bias)):
-        out = _Conv2dFunction.apply(*args)
-    elif direct_call_ok(input, weight, bias):
-        out = _conv2d_impl(*args)
-    else:
-        out = _conv2d_op(*args)
+    out = _conv2d_differentiable(input.unsqueeze(0) if unbatched else input, weight, bias, stride, padding,
+                                 dilation, int(groups), fuse_relu)
     return out[0] if unbatched else out
 
 

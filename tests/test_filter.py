@@ -337,7 +337,8 @@ def test_filter_axis_rejects_output_aliasing_input():
 
 
 def fake_cuda_view(t):
-    return _C.TensorView(t.data_ptr(), 0 if t.dtype == torch.float32 else 9, list(t.shape), list(t.stride()), 1, 0)
+    code = _C.DTYPE_CODES[str(t.dtype).rpartition(".")[2]]
+    return _C.TensorView(t.data_ptr(), code, list(t.shape), list(t.stride()), 1, 0)
 
 
 @pytest.mark.parametrize("name", ["indices", "weights", "output"])

@@ -36,6 +36,7 @@ enum class KernelOp : int {
   Conv2dForward, Conv2dBackwardInput, Conv2dBackwardWeight, Conv2dBackwardBias,
   LinearForward, LinearBackwardInput, LinearBackwardWeight, LinearBackwardBias,
   MaxPool2dForward, MaxPool2dBackward, AvgPool2dForward, AvgPool2dBackward,
+  MaxPool3dForward, MaxPool3dBackward, AvgPool3dForward, AvgPool3dBackward,
   BatchNormForward, BatchNormBackward, ReluForward, ReluBackward,
   ResampleIntensity, NormalizeIntensity, FilterAxis,
 };
@@ -55,6 +56,10 @@ constexpr const char* kernel_op_name(KernelOp op) {
     case KernelOp::MaxPool2dBackward: return "max_pool2d_backward";
     case KernelOp::AvgPool2dForward: return "avg_pool2d_forward";
     case KernelOp::AvgPool2dBackward: return "avg_pool2d_backward";
+    case KernelOp::MaxPool3dForward: return "max_pool3d_forward";
+    case KernelOp::MaxPool3dBackward: return "max_pool3d_backward";
+    case KernelOp::AvgPool3dForward: return "avg_pool3d_forward";
+    case KernelOp::AvgPool3dBackward: return "avg_pool3d_backward";
     case KernelOp::BatchNormForward: return "batch_norm_forward";
     case KernelOp::BatchNormBackward: return "batch_norm_backward";
     case KernelOp::ReluForward: return "relu_forward";

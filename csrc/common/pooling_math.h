@@ -1,8 +1,10 @@
 // common/pooling_math.h — pooling window math shared by the CPU and CUDA kernels, with torch's
 // rules: output size (incl. ceil_mode's "last window starts inside input or left padding"),
-// max- and average-pooling window bounds and the average-pooling divisor.
+// max- and average-pooling window bounds, the max-pool scan of one window (NaN rule, tap order,
+// flat index) and the average-pooling divisor. Written per axis, so 2-D and 3-D share it.
 #pragma once
 #include <cstdint>
+#include <limits>
 
 #include "common/conv2d_math.h"
 #include "common/macros.h"
@@ -22,11 +24,11 @@ MEDKERN_HD int64_t pool_output_size(int64_t in, int64_t kernel, int64_t stride, 
 // Max pooling's window bounds along one axis: the kernel taps [*first, *last) of the window that
 // starts at input coordinate `start` (o * stride - pad) whose input coordinate start + tap *
 // dilation lies inside [0, size); the others read padding and are skipped (empty when none is
-// inside).
-MEDKERN_HD void pool_valid_taps(int64_t start, int64_t kernel, int64_t dilation, int64_t size, int64_t* first,
-                                int64_t* last) {
-  const int64_t room = size - 1 - start;  // largest offset from start still inside
-  int64_t k0, k1;
+// inside). `I` is the index type (the GPU runs 32-bit when the tensors fit).
+template <class I>
+MEDKERN_HD void pool_valid_taps(I start, I kernel, I dilation, I size, I* first, I* last) {
+  const I room = size - 1 - start;  // largest offset from start still inside
+  I k0, k1;
   if (dilation == 1) {  // the common case, without the two divisions (they showed in profiles of small planes)
     k0 = start < 0 ? -start : 0;
     k1 = room < 0 ? 0 : room + 1;
@@ -38,6 +40,57 @@ MEDKERN_HD void pool_valid_taps(int64_t start, int64_t kernel, int64_t dilation,
   if (k0 > k1) k0 = k1;
   *first = k0;
   *last = k1;
+}
+
+// The taps of output `o`'s max-pooling window along one axis that read the input: tap k reads
+// coordinate coord(k) for k in [first, last). coord(first) is also torch's index coordinate of a
+// window with no tap inside (possible with dilation): the first tap at or past 0.
+template <class I> struct AxisTaps {
+  I start, first, last, dilation;
+  MEDKERN_HD I coord(I k) const { return start + k * dilation; }
+  MEDKERN_HD I count() const { return last - first; }
+};
+
+template <class I>
+MEDKERN_HD AxisTaps<I> max_pool_taps(I o, I kernel, I stride, I pad, I dilation, I size) {
+  AxisTaps<I> t;
+  t.start = o * stride - pad;
+  t.dilation = dilation;
+  pool_valid_taps(t.start, kernel, dilation, size, &t.first, &t.last);
+  return t;
+}
+
+// torch's max rule: a larger value or a NaN replaces the running maximum (so NaN propagates, the
+// first of equal maxima is kept and the last NaN's index wins).
+template <class T> MEDKERN_HD bool max_pool_replaces(T value, T best) { return value > best || value != value; }
+
+template <class Acc, class I> struct MaxPoolResult {
+  Acc value;
+  I index;  // flat (z * H + y) * W + x in the input volume
+};
+
+// The maximum of one window over its taps in torch's (depth, row, column) order; load(z, y, x)
+// reads the input. A window without a tap inside gives -inf at torch's index (AxisTaps::coord).
+template <class Acc, class I, class Load>
+MEDKERN_HD MaxPoolResult<Acc, I> max_pool_window(const AxisTaps<I>& tz, const AxisTaps<I>& ty, const AxisTaps<I>& tx,
+                                                 I H, I W, const Load& load) {
+  MaxPoolResult<Acc, I> r{-std::numeric_limits<Acc>::infinity(),
+                          (tz.coord(tz.first) * H + ty.coord(ty.first)) * W + tx.coord(tx.first)};
+  for (I kz = tz.first; kz < tz.last; ++kz) {
+    const I z = tz.coord(kz);
+    for (I ky = ty.first; ky < ty.last; ++ky) {
+      const I y = ty.coord(ky);
+      for (I kx = tx.first; kx < tx.last; ++kx) {
+        const I x = tx.coord(kx);
+        const Acc v = load(z, y, x);
+        if (max_pool_replaces(v, r.value)) {
+          r.value = v;
+          r.index = (z * H + y) * W + x;
+        }
+      }
+    }
+  }
+  return r;
 }
 
 // Outputs [*lo, *hi) whose whole max-pooling window lies inside [0, in): every tap of theirs
@@ -86,13 +139,16 @@ MEDKERN_HD OutputRange<I> pool_output_range(I in, I kernel, I pad, I out_size, c
   return {start, end < start ? start : end};
 }
 
+// The window of a unit axis (2-D pooling's depth): one element, no padding.
+MEDKERN_HD PoolWindow unit_pool_window() { return {0, 1, 1}; }
+
 // Divisor of one average-pooling output (torch: divisor_override, else the padded window
-// area when count_include_pad, else the number of input elements in the window).
-MEDKERN_HD int64_t avg_pool_divisor(const PoolWindow& h, const PoolWindow& w, bool count_include_pad,
-                                    int64_t divisor_override) {
+// volume when count_include_pad, else the number of input elements in the window).
+MEDKERN_HD int64_t avg_pool_divisor(const PoolWindow& d, const PoolWindow& h, const PoolWindow& w,
+                                    bool count_include_pad, int64_t divisor_override) {
   if (divisor_override > 0) return divisor_override;
-  if (count_include_pad) return h.padded_size * w.padded_size;
-  return (h.end - h.start) * (w.end - w.start);
+  if (count_include_pad) return d.padded_size * h.padded_size * w.padded_size;
+  return (d.end - d.start) * (h.end - h.start) * (w.end - w.start);
 }
 
 }  // namespace medkern

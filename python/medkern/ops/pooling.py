@@ -5,7 +5,7 @@ indices; ``max_pool2d_values`` is the no-autograd inference variant that skips t
 indices (they cost more memory traffic than the pooling). Each op takes its aten counterpart's
 arguments in aten's order (max_pool2d_with_indices, max_pool2d, avg_pool2d and their backward
 ops, which take the forward's input as aten's do; the kernels read only its shape). Shapes and
-argument checks come from ``_C.pool2d_output_shape`` so they live once, in C++; an empty
+argument checks come from ``_C.pool_output_shape`` so they live once, in C++; an empty
 operand runs torch's kernel (see _eager.uses_torch_kernel).
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ __all__ = ["max_pool2d", "avg_pool2d"]
 
 
 def _output_shape(input_shape, kernel_size, stride, padding, dilation, ceil_mode) -> list[int]:
-    return _C.pool2d_output_shape(list(input_shape), kernel_size, stride, padding, dilation, ceil_mode)
+    return _C.pool_output_shape(list(input_shape), kernel_size, stride, padding, dilation, ceil_mode)
 
 
 def _pool_arguments(kernel_size: IntPair, stride: Optional[IntPair], padding: IntPair) -> tuple:

@@ -30,6 +30,7 @@ CUDA_OPS = [
     "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_backward_bias",
     "linear_forward", "linear_backward_input", "linear_backward_weight", "linear_backward_bias",
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
+    "max_pool3d_forward", "max_pool3d_backward", "avg_pool3d_forward", "avg_pool3d_backward",
     "batch_norm_forward", "batch_norm_backward", "relu_forward", "relu_backward",
 ]
 

@@ -117,12 +117,23 @@ POOL_KWARGS = {
 }
 
 
-@pytest.mark.parametrize("op", sorted(POOL_KWARGS))
+# the same for 3-D pooling: (N, C, D, H, W) inputs and (C, D, H, W) unbatched ones
+POOL3D_SHAPES = [(0, 3, 6, 8, 8), (0, 2, 5, 9, 7), (2, 0, 6, 8, 8), (2, 3, 6, 0, 8), (0, 6, 8, 8), (0, 3, 1, 1, 1)]
+POOL3D_KWARGS = {
+    "max_pool3d": [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
+                   dict(kernel_size=(1, 2, 3), dilation=2), dict(kernel_size=2, return_indices=True)],
+    "avg_pool3d": [dict(kernel_size=2), dict(kernel_size=(1, 3, 3), stride=2, padding=(0, 1, 1), ceil_mode=True),
+                   dict(kernel_size=(1, 3, 2), padding=(0, 1, 1), count_include_pad=False, divisor_override=5)],
+}
+
+
+@pytest.mark.parametrize("op", sorted(POOL_KWARGS) + sorted(POOL3D_KWARGS))
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_pooling_like_torch(op, dtype):
     ours, theirs = getattr(ops, op), getattr(F, op)
-    for shape in POOL_SHAPES:
-        for kwargs in POOL_KWARGS[op]:
+    shapes, kwargs_list = (POOL_SHAPES, POOL_KWARGS) if op in POOL_KWARGS else (POOL3D_SHAPES, POOL3D_KWARGS)
+    for shape in shapes:
+        for kwargs in kwargs_list[op]:
             check_like_torch(lambda x: ours(x, **kwargs), lambda x: theirs(x, **kwargs),
                              (randn(*shape, dtype=dtype),), op)
 
@@ -207,6 +218,10 @@ def _empty_op_samples(family):
     pool = [[2, 2], [2, 2], [0, 0], [1, 1], False]
     avg = [[2, 2], [2, 2], [0, 0], False, True, None]
     no_indices = torch.zeros(0, 3, 4, 4, dtype=torch.int64)
+    x3 = randn(0, 3, 4, 8, 8)
+    no_indices3 = torch.zeros(0, 3, 2, 4, 4, dtype=torch.int64)
+    pool3 = [[2, 2, 2], [2, 2, 2], [0, 0, 0], [1, 1, 1], False]
+    avg3 = [[2, 2, 2], [2, 2, 2], [0, 0, 0], False, True, None]
     stats = [randn(3), torch.rand(3) + 0.5]
     samples = {
         "conv2d": [
@@ -222,6 +237,11 @@ def _empty_op_samples(family):
             (m.max_pool2d_backward, [randn(0, 3, 4, 4), x] + pool + [no_indices]),
             (m.avg_pool2d, leaves(x) + avg),
             (m.avg_pool2d_backward, leaves(randn(0, 3, 4, 4), x) + avg),
+            (m.max_pool3d, leaves(x3) + pool3),
+            (m.max_pool3d_values, [x3] + pool3),
+            (m.max_pool3d_backward, [randn(0, 3, 2, 4, 4), x3] + pool3 + [no_indices3]),
+            (m.avg_pool3d, leaves(x3) + avg3),
+            (m.avg_pool3d_backward, leaves(randn(0, 3, 2, 4, 4), x3) + avg3),
         ],
         "batch_norm": [  # mutates its running statistics: no autograd formula, no grads
             (m.batch_norm, [x, randn(3), randn(3)] + stats + [True, 0.1, 1e-5]),

@@ -16,6 +16,11 @@ ATEN_COUNTERPARTS = {
     "max_pool2d_backward": [("max_pool2d_with_indices_backward", 8)],
     "avg_pool2d": [("avg_pool2d", 7)],
     "avg_pool2d_backward": [("avg_pool2d_backward", 8)],
+    "max_pool3d": [("max_pool3d_with_indices", 6)],
+    "max_pool3d_values": [("max_pool3d", 6)],
+    "max_pool3d_backward": [("max_pool3d_with_indices_backward", 8)],
+    "avg_pool3d": [("avg_pool3d", 7)],
+    "avg_pool3d_backward": [("avg_pool3d_backward", 8)],
     "batch_norm": [("native_batch_norm", 8), ("batch_norm", 8)],
     "batch_norm_backward": [("native_batch_norm_backward", 9)],  # all but output_mask
     "linear": [("linear", 3)],

@@ -27,6 +27,9 @@ OP_TOLERANCES = {
     "batch_norm": TOLERANCES,  # per-channel mean and variance over N * H * W values
     "max_pool2d": EXACT,       # selects an input element
     "max_pool2d_backward": TOLERANCES,  # an input's gradient sums those of the windows that picked it
+    "avg_pool3d": TOLERANCES,  # as avg_pool2d, over a D x H x W window
+    "max_pool3d": EXACT,
+    "max_pool3d_backward": TOLERANCES,
     "relu": EXACT,             # keeps an input element or writes zero
     # float32 statistics of values near 1e4 against a float64 reference: a 1e4 offset leaves
     # 1e4 * eps32 ~ 1e-3 of the unit variance, the error a two-pass (or Welford) variance keeps;

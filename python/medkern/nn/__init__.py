@@ -5,6 +5,7 @@ from .activation import ReLU
 from .conv import Conv2d
 from .linear import Linear
 from .normalization import BatchNorm2d
-from .pooling import AvgPool2d, MaxPool2d
+from .pooling import AvgPool2d, AvgPool3d, MaxPool2d, MaxPool3d
 
-__all__ = ["Conv2d", "Linear", "MaxPool2d", "AvgPool2d", "BatchNorm2d", "ReLU", "accelerate"]
+__all__ = ["Conv2d", "Linear", "MaxPool2d", "AvgPool2d", "MaxPool3d", "AvgPool3d", "BatchNorm2d", "ReLU",
+           "accelerate"]

@@ -15,7 +15,7 @@ from .activation import ReLU
 from .conv import Conv2d
 from .linear import Linear
 from .normalization import BatchNorm2d
-from .pooling import AvgPool2d, MaxPool2d
+from .pooling import AvgPool2d, AvgPool3d, MaxPool2d, MaxPool3d
 
 # exact torch class -> medkern class (subclasses of torch's layers keep their own forward)
 _SWAPS = {
@@ -23,6 +23,8 @@ _SWAPS = {
     torch.nn.Linear: Linear,
     torch.nn.MaxPool2d: MaxPool2d,
     torch.nn.AvgPool2d: AvgPool2d,
+    torch.nn.MaxPool3d: MaxPool3d,
+    torch.nn.AvgPool3d: AvgPool3d,
     torch.nn.BatchNorm2d: BatchNorm2d,
     torch.nn.ReLU: ReLU,
 }

@@ -12,6 +12,7 @@ from .activation import relu
 from .batch_norm import batch_norm
 from .conv2d import conv2d, conv2d_relu
 from .linear import linear
-from .pooling import avg_pool2d, max_pool2d
+from .pooling import avg_pool2d, avg_pool3d, max_pool2d, max_pool3d
 
-__all__ = ["conv2d", "conv2d_relu", "linear", "max_pool2d", "avg_pool2d", "batch_norm", "relu"]
+__all__ = ["conv2d", "conv2d_relu", "linear", "max_pool2d", "avg_pool2d", "max_pool3d", "avg_pool3d", "batch_norm",
+           "relu"]

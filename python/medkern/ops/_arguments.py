@@ -1,6 +1,6 @@
 """Argument normalisation and checks shared by the op families: torch.nn.functional accepts an
-int or a pair for each spatial parameter, the custom ops take explicit (h, w) lists; operands
-must share the input's device before any shape rule reads them."""
+int or one value per axis for each spatial parameter, the custom ops take explicit (h, w) or
+(d, h, w) lists; operands must share the input's device before any shape rule reads them."""
 from __future__ import annotations
 
 from typing import Optional, Sequence, Union
@@ -8,18 +8,26 @@ from typing import Optional, Sequence, Union
 from torch import Size, Tensor
 
 IntPair = Union[int, Sequence[int]]
+IntTuple = Union[int, Sequence[int]]  # an int or one value per spatial axis
+_AXES = {2: "a pair (h, w)", 3: "a triple (d, h, w)"}
+
+
+def spatial(value: IntTuple, name: str, dims: int) -> list[int]:
+    """One value per spatial axis ((h, w) or (d, h, w)) from an int or a 1- or ``dims``-sequence;
+    ValueError naming ``name`` otherwise."""
+    if isinstance(value, int):
+        return [value] * dims
+    values = [int(v) for v in value]
+    if len(values) == 1:
+        return values * dims
+    if len(values) != dims:
+        raise ValueError(f"argument '{name}' must be an int or {_AXES[dims]}, got {value}")
+    return values
 
 
 def pair(value: IntPair, name: str) -> list[int]:
     """(h, w) from an int or a 1- or 2-sequence; ValueError naming ``name`` otherwise."""
-    if isinstance(value, int):
-        return [value, value]
-    values = [int(v) for v in value]
-    if len(values) == 1:
-        return values * 2
-    if len(values) != 2:
-        raise ValueError(f"argument '{name}' must be an int or a pair (h, w), got {value}")
-    return values
+    return spatial(value, name, 2)
 
 
 def check_devices(input: Tensor, weight: Tensor, bias: Optional[Tensor]) -> None:

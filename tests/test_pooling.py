@@ -9,6 +9,7 @@ import medkern.nn
 from medkern import _backend
 from medkern.ops import avg_pool2d, max_pool2d
 from simd_levels import SIMD_LEVELS, simd_level
+from pooling_inputs import distinct, gradcheck_avg, gradcheck_max, layouts
 from tolerances import assert_close
 
 DTYPES = [torch.float32, torch.float64]
@@ -38,23 +39,6 @@ AVG_CASES = [
     ((3, 2, 5, 6), (5, 1), (1, 2), (2, 0), True, False, None),
 ]
 
-
-def distinct(shape, dtype, requires_grad=False):
-    n = 1
-    for s in shape:
-        n *= s
-    x = (torch.randperm(n, dtype=torch.float64) + 0.5) / n - 0.5  # distinct and never zero
-    return x.reshape(shape).to(dtype).requires_grad_(requires_grad)
-
-
-def layouts(x):
-    """The same values as a dense tensor, a W-strided slice, a transposed view and channels_last."""
-    yield "dense", x
-    wide = torch.zeros(*x.shape[:3], 2 * x.shape[3], dtype=x.dtype)
-    wide[..., ::2] = x
-    yield "w_stride_2", wide[..., ::2]
-    yield "transposed", x.transpose(2, 3).contiguous().transpose(2, 3)
-    yield "channels_last", x.contiguous(memory_format=torch.channels_last)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -131,18 +115,12 @@ def test_unbatched_input_like_torch():
 
 @pytest.mark.parametrize("case", [MAX_CASES[3], MAX_CASES[5], MAX_CASES[6]])
 def test_max_pool2d_gradcheck_float64(case):
-    shape, k, s, p, d, ceil = case
-    x = distinct(shape, torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: max_pool2d(t, k, s, p, d, ceil), (x,))
+    gradcheck_max(max_pool2d, case)
 
 
 @pytest.mark.parametrize("case", [AVG_CASES[1], AVG_CASES[3], AVG_CASES[4]])
 def test_avg_pool2d_gradcheck_and_gradgradcheck_float64(case):
-    shape, k, s, p, ceil, cip, div = case
-    x = distinct(shape, torch.float64, requires_grad=True)
-    fn = lambda t: avg_pool2d(t, k, s, p, ceil, cip, div)  # noqa: E731
-    assert torch.autograd.gradcheck(fn, (x,))
-    assert torch.autograd.gradgradcheck(fn, (x,))
+    gradcheck_avg(avg_pool2d, case)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -15,6 +15,7 @@ import medkern
 import medkern.nn
 from medkern import _backend
 from medkern.ops import avg_pool3d, max_pool3d
+from pooling_inputs import distinct, gradcheck_avg, gradcheck_max, layouts
 from tolerances import assert_close
 
 DTYPES = [torch.float32, torch.float64]
@@ -43,23 +44,6 @@ AVG_CASES = [
     ((2, 2, 5, 6, 7), (5, 1, 2), (1, 2, 2), (2, 0, 1), True, False, None),
 ]
 
-
-def distinct(shape, dtype, requires_grad=False):
-    n = 1
-    for s in shape:
-        n *= s
-    x = (torch.randperm(n, dtype=torch.float64) + 0.5) / max(n, 1) - 0.5  # distinct and never zero
-    return x.reshape(shape).to(dtype).requires_grad_(requires_grad)
-
-
-def layouts(x):
-    """The same values as a dense tensor, a W-strided slice, a D/W-transposed view and channels_last_3d."""
-    yield "dense", x
-    wide = torch.zeros(*x.shape[:4], 2 * x.shape[4], dtype=x.dtype)
-    wide[..., ::2] = x
-    yield "w_stride_2", wide[..., ::2]
-    yield "transposed", x.transpose(2, 4).contiguous().transpose(2, 4)
-    yield "channels_last_3d", x.contiguous(memory_format=torch.channels_last_3d)
 
 
 def torch_accepts(fn, shape, *args):
@@ -235,18 +219,12 @@ def test_empty_batch_like_torch(dtype):
 
 @pytest.mark.parametrize("case", [MAX_CASES[2], MAX_CASES[4], MAX_CASES[6]])
 def test_max_pool3d_gradcheck_float64(case):
-    shape, k, s, p, d, ceil = case
-    x = distinct(shape, torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: max_pool3d(t, k, s, p, d, ceil), (x,))
+    gradcheck_max(max_pool3d, case)
 
 
 @pytest.mark.parametrize("case", [AVG_CASES[1], AVG_CASES[3], AVG_CASES[4]])
 def test_avg_pool3d_gradcheck_and_gradgradcheck_float64(case):
-    shape, k, s, p, ceil, cip, div = case
-    x = distinct(shape, torch.float64, requires_grad=True)
-    fn = lambda t: avg_pool3d(t, k, s, p, ceil, cip, div)  # noqa: E731
-    assert torch.autograd.gradcheck(fn, (x,))
-    assert torch.autograd.gradgradcheck(fn, (x,))
+    gradcheck_avg(avg_pool3d, case)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -1,7 +1,7 @@
 """Calls every medkern CUDA op once (forward and backward, each dtype family) on small shapes, for
 compute-sanitizer: `compute-sanitizer --tool memcheck python scripts/sanitizer_driver.py`.
 Shapes are chosen to hit each kernel variant: implicit-GEMM tiles with ragged edges, the split-K
-weight gradient, the TF32 pipeline's tile configurations and stride phases, the direct single-channel kernels, both batch-norm paths, both relu paths, and
+weight gradient, the TF32 pipeline's tile configurations and stride phases, the direct single-channel kernels, 2-D and 3-D pooling, both batch-norm paths, both relu paths, and
 the preprocessing kernels (resample with elastic/bias/noise/labels, statistics, filter).
 Exits nonzero if any op raised."""
 from __future__ import annotations
@@ -57,6 +57,11 @@ def pooling(dtype):
     grads(mops.max_pool2d(x, (2, 3), (1, 2), (1, 0), dilation=(2, 1)), [x])
     grads(mops.avg_pool2d(x, 3, 2, 1, count_include_pad=False), [x])
     grads(mops.avg_pool2d(x, 2, 2, ceil_mode=True, divisor_override=3), [x])
+    v = req(2, 3, 7, 9, 6, dtype=dtype)
+    grads(mops.max_pool3d(v, 2, 2, ceil_mode=True), [v])
+    grads(mops.max_pool3d(v, (3, 2, 2), (2, 1, 2), (1, 0, 1), dilation=(1, 2, 1)), [v])
+    grads(mops.avg_pool3d(v, 3, 2, 1, count_include_pad=False), [v])
+    grads(mops.avg_pool3d(v, 2, 2, ceil_mode=True, divisor_override=3), [v])
 
 
 def batch_norm(dtype):

@@ -8,7 +8,6 @@ z spacing is the median step; uneven steps and missing slices are reported in
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import warnings
 from collections import defaultdict
@@ -17,48 +16,13 @@ from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 
+from .volume import ImageFileError, Volume
+
 __all__ = ["Volume", "DicomError", "SeriesKey", "read_dicom", "read_dicom_series", "scan_series"]
 
 
-class DicomError(ValueError):
+class DicomError(ImageFileError):
     """A file that cannot be read as DICOM image data; the message names the file and why."""
-
-    def __init__(self, path, reason: str):
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
-
-
-@dataclasses.dataclass
-class Volume:
-    """pixels: (H, W) for one frame, (D, H, W) for a series or multi-frame file, stored dtype.
-    spacing/origin/direction use array axis order for spacing ((dz,) dy, dx in mm) and patient
-    coordinates (x, y, z) for origin; direction is 3x3 with columns = patient directions of the
-    array's x (row), y (column) and slice axes."""
-
-    pixels: np.ndarray
-    spacing: tuple
-    origin: tuple
-    direction: np.ndarray
-    slope: float = 1.0
-    intercept: float = 0.0
-    modality: str = ""
-    windows: list = dataclasses.field(default_factory=list)  # [(level, width), ...] from the header
-    files: list = dataclasses.field(default_factory=list)
-    series_uid: str = ""
-    warnings: list = dataclasses.field(default_factory=list)
-
-    @property
-    def shape(self) -> tuple:
-        return tuple(self.pixels.shape)
-
-    def rescaled(self) -> np.ndarray:
-        """float32 pixels * slope + intercept (HU for CT)."""
-        return (self.pixels.astype(np.float32) * np.float32(self.slope) + np.float32(self.intercept))
-
-    def as_batch(self) -> np.ndarray:
-        """(1, 1, *shape) view for a Pipeline, with ``spacing`` passed alongside."""
-        return self.pixels[None, None]
 
 
 def _read_dataset(path, stop_before_pixels: bool = False):

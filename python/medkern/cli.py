@@ -1,5 +1,6 @@
-"""The ``medkern`` command: train / evaluate / predict on MedMNIST-format data, download datasets,
-and report what this build provides (info). Exit codes: 0 ok, 2 usage errors (argparse's
+"""The ``medkern`` command: train / evaluate / predict on MedMNIST-format data (classification) or
+on NIfTI / image-mask folders (segmentation), download datasets, and report what this build
+provides (info). Exit codes: 0 ok, 2 usage errors (argparse's
 convention, also for missing input files), 1 runtime errors; expected errors print one line on
 stderr, never a traceback."""
 from __future__ import annotations
@@ -12,7 +13,8 @@ import sys
 
 __all__ = ["main", "build_parser"]
 
-MODEL_CHOICES = ("seedcnn", "resnet18")
+MODEL_CHOICES = ("seedcnn", "resnet18", "unet2d", "unet3d")
+CLASSIFICATION_DEFAULTS = {"model": "seedcnn", "epochs": 5, "batch_size": 128, "lr": 1e-3}
 
 
 class UsageError(Exception):
@@ -49,8 +51,9 @@ _positive_float = _checked_number(float, "a number", lambda n: n > 0 and not mat
 def _add_data_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
     from .data import DATASETS
     group = parser.add_mutually_exclusive_group(required=required)
-    group.add_argument("--data", metavar="PATH.npz",
-                       help="MedMNIST-format npz (train/val/test _images and _labels arrays)")
+    group.add_argument("--data", metavar="PATH",
+                       help="MedMNIST-format npz (train/val/test _images and _labels arrays); for segmentation "
+                            "a decathlon task folder (dataset.json) or an image/mask folder with labels.csv")
     group.add_argument("--dataset", metavar="NAME", type=str.lower, choices=sorted(DATASETS),
                        help="a MedMNIST 2D dataset, taken from $MEDKERN_DATA (trusted as is) or the cache "
                             "($MEDKERN_CACHE or ~/.cache/medkern), downloaded and md5-checked if missing; "
@@ -66,14 +69,36 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("train", help="train a network on a MedMNIST-format dataset",
-                       description="Train seedcnn or resnet18 (MedMNIST's 28x28 ResNet-18) and write best.pt "
-                                   "(best validation AUC), metrics.json and curves.png into --out.")
+    p = sub.add_parser("train", help="train a classifier (MedMNIST npz) or a segmentation U-Net (folder)",
+                       description="Classification: train seedcnn or resnet18 (MedMNIST's 28x28 ResNet-18) and "
+                                   "write best.pt (best validation AUC), metrics.json and curves.png into --out. "
+                                   "Segmentation (--task segmentation): train unet3d/unet2d on patches of a "
+                                   "decathlon task or image/mask folder and write best.pt (best validation "
+                                   "Dice), metrics.json, curves.png and preview.png.")
+    p.add_argument("--task", choices=("classification", "segmentation"), default="classification",
+                   help="what to train (default: classification)")
     _add_data_args(p)
-    p.add_argument("--model", choices=MODEL_CHOICES, default="seedcnn", help="network (default: seedcnn)")
-    p.add_argument("--epochs", type=_positive_int, default=5, help="training epochs (default: 5)")
-    p.add_argument("--batch-size", type=_positive_int, default=128, help="batch size (default: 128)")
-    p.add_argument("--lr", type=_positive_float, default=1e-3, help="peak learning rate (default: 1e-3)")
+    p.add_argument("--model", choices=MODEL_CHOICES, default=None,
+                   help="network (default: seedcnn; segmentation: unet3d or unet2d from the data)")
+    p.add_argument("--epochs", type=_positive_int, default=None,
+                   help="training epochs (default: 5; segmentation: see medkern.segmentation)")
+    p.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="batch size (default: 128; segmentation: 2)")
+    p.add_argument("--lr", type=_positive_float, default=None, help="peak learning rate (default: 1e-3; "
+                                                                    "segmentation: 3e-3)")
+    seg = p.add_argument_group("segmentation")
+    seg.add_argument("--patch", type=_patch_arg, default=None, metavar="DxHxW",
+                     help="patch size, e.g. 40x56x40 (default: the median case shape rounded up to the "
+                          "network's size divisor)")
+    seg.add_argument("--val-fraction", type=float, default=0.2,
+                     help="fraction of cases (whole subjects) held out for validation (default: 0.2)")
+    seg.add_argument("--features", type=_features_arg, default=None, metavar="F1,F2,...",
+                     help="U-Net channels per level (default: 16,32,64,128 on the CPU, 32,64,128,256 on a GPU)")
+    seg.add_argument("--iterations", type=_positive_int, default=None,
+                     help="steps per epoch (default: training cases / batch size)")
+    seg.add_argument("--augment", choices=("default", "none"), default="default",
+                     help="fused augmentation on the training device (default: default)")
+    seg.add_argument("--max-cases", type=_positive_int, default=None, help="read only the first N cases")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
                    help="adam, or sgd with momentum 0.9 (default: adam)")
     p.add_argument("--weight-decay", type=float, default=0.0, help="weight decay (default: 0)")
@@ -89,21 +114,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.set_defaults(handler=_cmd_train)
 
-    p = sub.add_parser("evaluate", help="AUC and accuracy of a checkpoint on one split (JSON)",
-                       description="Print {\"auc\", \"acc\", \"split\", \"n\"} as JSON.")
-    p.add_argument("--checkpoint", required=True, metavar="PATH.pt", help="a best.pt/last.pt from medkern train")
-    _add_data_args(p)
+    p = sub.add_parser("evaluate", help="metrics of a checkpoint (AUC/accuracy, or Dice/HD95) or of label maps (JSON)",
+                       description="Classification: print {\"auc\", \"acc\", \"split\", \"n\"} as JSON. "
+                                   "Segmentation: Dice and HD95 (mm) per class and case and their means, of a "
+                                   "checkpoint run on --data DIR, or of label maps in --pred PRED against --ref DIR.")
+    p.add_argument("--checkpoint", metavar="PATH.pt", help="a best.pt/last.pt from medkern train")
+    _add_data_args(p, required=False)
+    p.add_argument("--pred", metavar="DIR", help="label maps (NAME.nii.gz / NAME.png) to score against --ref")
+    p.add_argument("--ref", metavar="DIR", help="reference folder (decathlon task or image/mask folder)")
     p.add_argument("--split", choices=("test", "val", "train"), default="test", help="split (default: test)")
     p.add_argument("--device", type=_device_arg, default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.set_defaults(handler=_cmd_evaluate)
 
-    p = sub.add_parser("predict", help="class probabilities for images or an npz split",
-                       description="Print class probabilities per image: from --data/--dataset (one split) or "
-                                   "from image files (PNG/JPEG; converted to grayscale or RGB to match the "
-                                   "model, resized to 28x28 when needed).")
+    p = sub.add_parser("predict", help="class probabilities, or label maps from a segmentation checkpoint",
+                       description="Classification: print class probabilities per image: from --data/--dataset "
+                                   "(one split) or from image files (PNG/JPEG; converted to grayscale or RGB to "
+                                   "match the model, resized to 28x28 when needed). Segmentation checkpoints: "
+                                   "write one label map per INPUT (files or folders of .nii, .nii.gz, .png) into "
+                                   "--output-dir, by Gaussian-weighted sliding windows (overlap 0.5).")
     p.add_argument("--checkpoint", required=True, metavar="PATH.pt", help="a best.pt/last.pt from medkern train")
     _add_data_args(p, required=False)
-    p.add_argument("images", nargs="*", metavar="IMAGE", help="image files (PNG/JPEG)")
+    p.add_argument("images", nargs="*", metavar="INPUT", help="image files (PNG/JPEG); for segmentation also "
+                                                              "NIfTI files and folders")
+    p.add_argument("--output-dir", metavar="DIR", help="segmentation: where the label maps go")
+    p.add_argument("--tta", action="store_true", help="segmentation: average over mirrored inputs")
     p.add_argument("--split", choices=("test", "val", "train"), default="test",
                    help="split of --data/--dataset (default: test)")
     p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="output format (default: jsonl)")
@@ -128,6 +162,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _patch_arg(value: str) -> tuple:
+    try:
+        sizes = tuple(int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be sizes joined by x (e.g. 40x56x40), got '{value}'") from None
+    if len(sizes) not in (2, 3) or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"must be 2 or 3 positive sizes, got '{value}'")
+    return sizes
+
+
+def _features_arg(value: str) -> tuple:
+    try:
+        features = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be channel counts joined by commas, got '{value}'") from None
+    if len(features) < 2 or min(features) < 1:
+        raise argparse.ArgumentTypeError(f"must be at least two positive channel counts, got '{value}'")
+    return features
+
+
 def _require_file(path: str | None, argument: str) -> None:
     if path is not None and not pathlib.Path(path).is_file():
         raise UsageError(f"argument {argument}: file not found: {path}")
@@ -140,6 +194,14 @@ def _format_metric(value) -> str:
 def _cmd_train(args) -> int:
     from .train import TrainConfig, train
 
+    if args.task == "segmentation":
+        from .segmentation.cli import train_command
+        return train_command(args)
+    if args.model in ("unet2d", "unet3d"):
+        raise UsageError(f"argument --model: {args.model} is a segmentation network (add --task segmentation)")
+    for key, value in CLASSIFICATION_DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     _require_file(args.data, "--data")
     config = TrainConfig(data=args.data, dataset=args.dataset, model=args.model, epochs=args.epochs,
                          batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
@@ -164,7 +226,17 @@ def _cmd_evaluate(args) -> int:
     from .train import evaluate_checkpoint
     from .train.trainer import json_safe
 
+    if args.pred is not None or args.ref is not None:
+        from .segmentation.cli import evaluate_label_maps_command
+        return evaluate_label_maps_command(args)
+    if args.checkpoint is None:
+        raise UsageError("give --checkpoint (with --data/--dataset), or --pred and --ref")
     _require_file(args.checkpoint, "--checkpoint")
+    if _checkpoint_task(args.checkpoint) == "segmentation":
+        from .segmentation.cli import evaluate_checkpoint_command
+        return evaluate_checkpoint_command(args)
+    if args.data is None and args.dataset is None:
+        raise UsageError("give --data or --dataset")
     _require_file(args.data, "--data")
     result = evaluate_checkpoint(args.checkpoint, args.data, args.dataset, args.split, args.device)
     print(json.dumps(json_safe(result)))
@@ -217,6 +289,9 @@ def _cmd_predict(args) -> int:
     from .train.trainer import resolve_device
 
     _require_file(args.checkpoint, "--checkpoint")
+    if _checkpoint_task(args.checkpoint) == "segmentation":
+        from .segmentation.cli import predict_command
+        return predict_command(args)
     has_data = args.data is not None or args.dataset is not None
     if has_data == bool(args.images):
         raise UsageError("give either --data/--dataset or IMAGE files (one of them)")
@@ -246,6 +321,16 @@ def _cmd_predict(args) -> int:
             lines.append(json.dumps({"image": name, "probabilities": row, "predicted": predicted}))
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
+
+
+def _checkpoint_task(path: str) -> str | None:
+    """The ``task`` recorded in a checkpoint (None when unreadable: load_checkpoint then says why)."""
+    import torch
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - reported by load_checkpoint with its own message
+        return None
+    return payload.get("task") if isinstance(payload, dict) else None
 
 
 def _cmd_download(args) -> int:

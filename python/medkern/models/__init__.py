@@ -1,5 +1,5 @@
-"""Reference networks for 28x28 medical images, built from medkern.nn layers (or torch.nn for
-their plain-torch twins): the seed CNN and MedMNIST's ResNet-18."""
+"""Reference networks built from medkern.nn layers (or torch.nn for their plain-torch twins): the
+seed CNN and MedMNIST's ResNet-18 for 28x28 images, and nnU-Net's plain U-Net (2-D and 3-D)."""
 from __future__ import annotations
 
 from types import ModuleType
@@ -8,16 +8,25 @@ import torch
 
 from .resnet import BasicBlock, ResNet28, resnet18_28
 from .seed_cnn import SeedCNN, layer_namespace
+from .unet import UNet
 
-MODELS = {"seedcnn": SeedCNN, "resnet18": resnet18_28}
+def _unet(spatial_dims: int):
+    def build(in_channels: int, num_classes: int, layers=None, **options) -> UNet:
+        return UNet(spatial_dims, in_channels, num_classes, layers=layers, **options)
+    return build
+
+
+MODELS = {"seedcnn": SeedCNN, "resnet18": resnet18_28, "unet2d": _unet(2), "unet3d": _unet(3)}
+SEGMENTATION_MODELS = ("unet2d", "unet3d")
 
 
 def build_model(name: str, in_channels: int = 1, num_classes: int = 2,
-                layers: ModuleType | str | None = None) -> torch.nn.Module:
-    """A model by its CLI name ('seedcnn' or 'resnet18')."""
+                layers: ModuleType | str | None = None, **options) -> torch.nn.Module:
+    """A model by its CLI name ('seedcnn', 'resnet18', 'unet2d' or 'unet3d'); ``options`` go to
+    the constructor (the U-Nets' features, norm, deep_supervision, ...)."""
     if name not in MODELS:
         raise ValueError(f"argument 'model': unknown model '{name}'; choose one of {', '.join(MODELS)}")
-    return MODELS[name](in_channels=in_channels, num_classes=num_classes, layers=layers)
+    return MODELS[name](in_channels=in_channels, num_classes=num_classes, layers=layers, **options)
 
 
-__all__ = ["SeedCNN", "ResNet28", "BasicBlock", "resnet18_28", "build_model", "MODELS", "layer_namespace"]
+__all__ = ["UNet", "SeedCNN", "ResNet28", "BasicBlock", "resnet18_28", "build_model", "MODELS", "SEGMENTATION_MODELS", "layer_namespace"]

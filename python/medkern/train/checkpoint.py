@@ -30,7 +30,8 @@ def _plain(value):
 
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, *, model_name: str, in_channels: int,
                     num_classes: int, task: str, args: dict | None = None, epoch: int | None = None,
-                    metrics: dict | None = None, normalization: dict | None = None) -> pathlib.Path:
+                    metrics: dict | None = None, normalization: dict | None = None,
+                    model_options: dict | None = None) -> pathlib.Path:
     from ..data import MEAN, STD
 
     path = pathlib.Path(path)
@@ -39,7 +40,7 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, *, model_na
         "format": "medkern-checkpoint", "format_version": FORMAT_VERSION,
         "model": model_name, "in_channels": int(in_channels), "num_classes": int(num_classes), "task": task,
         "normalization": _plain(normalization or {"mean": MEAN, "std": STD, "scale": 1.0 / 255.0}),
-        "args": _plain(args or {}), "epoch": epoch, "metrics": _plain(metrics or {}),
+        "model_options": _plain(model_options or {}), "args": _plain(args or {}), "epoch": epoch, "metrics": _plain(metrics or {}),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
     tmp = path.with_name(f".{path.name}.tmp")
@@ -62,7 +63,8 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
         raise CheckpointError(f"argument 'checkpoint': {path} is not a readable checkpoint ({err})") from None
     if not isinstance(payload, dict) or payload.get("format") != "medkern-checkpoint":
         raise CheckpointError(f"argument 'checkpoint': {path} was not written by medkern train")
-    model = build_model(payload["model"], payload["in_channels"], payload["num_classes"], layers=layers)
+    options = payload.get("model_options") or {}
+    model = build_model(payload["model"], payload["in_channels"], payload["num_classes"], layers=layers, **options)
     model.load_state_dict(payload["state_dict"])
     model.to(device).eval()
     meta = {k: v for k, v in payload.items() if k != "state_dict"}

@@ -8,15 +8,23 @@
 
 namespace medkern {
 
+// Each formula selects before it multiplies, so no arithmetic sits under a branch: compilers
+// keep FP arithmetic out of speculation (it may trap), and a branch would keep the loop scalar.
+
 // NaN propagates (as torch's relu does): NaN > 0 is false, so return x itself for NaN.
-template <class T> MEDKERN_HD T relu(T x) { return x > T(0) ? x : (x != x ? x : T(0)); }
+template <class T> MEDKERN_HD T relu(T x) {
+  const T clipped = x > T(0) ? x : T(0);
+  return x != x ? x : clipped;
+}
 // Gradient through relu from its output: positive output <=> positive input.
 template <class T> MEDKERN_HD T relu_grad_from_output(T grad, T out) { return out > T(0) ? grad : T(0); }
 
 // torch's leaky_relu: x > 0 ? x : x * slope (NaN * slope stays NaN).
-template <class T> MEDKERN_HD T leaky_relu(T x, T slope) { return x > T(0) ? x : x * slope; }
+template <class T> MEDKERN_HD T leaky_relu(T x, T slope) { return x * (x > T(0) ? T(1) : slope); }
 // torch's leaky_relu_backward: `self` is the input, or the output when slope >= 0.
-template <class T> MEDKERN_HD T leaky_relu_grad(T grad, T self, T slope) { return self > T(0) ? grad : grad * slope; }
+template <class T> MEDKERN_HD T leaky_relu_grad(T grad, T self, T slope) {
+  return grad * (self > T(0) ? T(1) : slope);
+}
 
 // The activation of a pre-activation value z (A known at compile time: the CPU's vector loops).
 template <Activation A, class T> MEDKERN_HD T activate(T z, T slope) {

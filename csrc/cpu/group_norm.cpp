@@ -1,6 +1,6 @@
 // cpu/group_norm.cpp — group normalization (instance norm = one channel per group), optionally
 // with ReLU / LeakyReLU, on the CPU. Work is split by (sample, group): its channels are contiguous
-// runs, so one thread computes the statistics (row_mean_m2) and then normalizes + activates the
+// runs, so one thread computes the statistics (statistics_row) and then normalizes + activates the
 // same rows while they are still in L2 — one pass over memory forward. Backward, per (sample,
 // group): one sweep for the sums of dz and dz * (x - mean) (dz = the pre-activation's gradient,
 // recomputed from x), then the input gradient over the same rows; the per-(n, c) sums go to the
@@ -16,6 +16,13 @@
 
 namespace medkern::cpu {
 namespace {
+
+template <class T>
+MeanM2 run_statistics_row(SimdLevel level, const T* x, int64_t S, int64_t stride) {
+  if (level == SimdLevel::AVX512) return simd_avx512::statistics_row(x, S, stride);
+  if (level == SimdLevel::AVX2) return simd_avx2::statistics_row(x, S, stride);
+  return simd_scalar::statistics_row(x, S, stride);
+}
 
 template <class T>
 void run_normalize_row(SimdLevel level, const NormRow<T>& r) {
@@ -60,7 +67,7 @@ void group_norm_forward_typed(const TensorView& input, const TensorView* weight,
       const int64_t n = unit / G, c0 = (unit % G) * Cg;
       MeanM2 acc;
       for (int64_t c = c0; c < c0 + Cg; ++c)
-        acc = mean_m2_combine(acc, row_mean_m2(in + n * x.stride_n + c * x.stride_c, S, x.stride_s));
+        acc = mean_m2_combine(acc, run_statistics_row(level, in + n * x.stride_n + c * x.stride_c, S, x.stride_s));
       const double mu = acc.mean, is = batch_norm_invstd(acc.m2 / acc.count, p.eps);
       mean_out[unit] = static_cast<T>(mu);
       invstd_out[unit] = static_cast<T>(is);

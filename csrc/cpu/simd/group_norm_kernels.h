@@ -1,5 +1,6 @@
-// cpu/simd/group_norm_kernels.h — the element-wise row passes of group norm (and of batch norm's
-// fused activation): normalize + activate, the gradient sums of a row, and the input gradient,
+// cpu/simd/group_norm_kernels.h — the row passes of group norm (and of batch norm's fused
+// activation): the (count, mean, M2) statistics of a row, normalize + activate, the gradient sums
+// of a row, and the input gradient,
 // written once as templates on the activation and compiled per instruction set
 // (group_norm_avx512/avx2/scalar.cpp). A row is one (n, c) run of S elements.
 #pragma once
@@ -27,6 +28,8 @@ struct NormRow {
 
 #define MEDKERN_DECLARE_GROUP_NORM_KERNELS(ns)                                         \
   namespace ns {                                                                       \
+  MeanM2 statistics_row(const float* x, int64_t S, int64_t stride);                    \
+  MeanM2 statistics_row(const double* x, int64_t S, int64_t stride);                   \
   void normalize_row(const NormRow<float>& r);                                         \
   void normalize_row(const NormRow<double>& r);                                        \
   void grad_sums_row(const NormRow<float>& r, double* sum_dz, double* sum_dz_xmu);     \
@@ -44,6 +47,46 @@ MEDKERN_DECLARE_GROUP_NORM_KERNELS(simd_scalar)
 #ifdef MEDKERN_SIMD_NS
 namespace medkern::cpu::MEDKERN_SIMD_NS {
 namespace {
+
+// Two sweeps per chunk while it sits in L1 (mean, then squared deviations: no sum-of-squares
+// cancellation), each lane of a 64-byte block summing on its own; chunks merge with
+// mean_m2_combine.
+template <class T>
+MeanM2 statistics_row_impl(const T* x, int64_t S, int64_t stride) {
+  constexpr int64_t kChunk = 2048;
+  constexpr int kLanes = 64 / sizeof(T);
+  MeanM2 acc;
+  for (int64_t s0 = 0; s0 < S; s0 += kChunk) {
+    const int64_t len = std::min(kChunk, S - s0);
+    const T* __restrict p = x + s0 * stride;
+    T sum = 0, m2 = 0;
+    if (stride == 1) {
+      T lanes[kLanes] = {};
+      int64_t s = 0;
+      for (; s + kLanes <= len; s += kLanes) {
+#pragma omp simd
+        for (int k = 0; k < kLanes; ++k) lanes[k] += p[s + k];
+      }
+      for (; s < len; ++s) sum += p[s];
+      for (int k = 0; k < kLanes; ++k) sum += lanes[k];
+      const T mean = sum / static_cast<T>(len);
+      T lanes2[kLanes] = {};
+      for (s = 0; s + kLanes <= len; s += kLanes) {
+#pragma omp simd
+        for (int k = 0; k < kLanes; ++k) lanes2[k] += (p[s + k] - mean) * (p[s + k] - mean);
+      }
+      for (; s < len; ++s) m2 += (p[s] - mean) * (p[s] - mean);
+      for (int k = 0; k < kLanes; ++k) m2 += lanes2[k];
+    } else {
+      for (int64_t s = 0; s < len; ++s) sum += p[s * stride];
+      const T mean = sum / static_cast<T>(len);
+      for (int64_t s = 0; s < len; ++s) m2 += (p[s * stride] - mean) * (p[s * stride] - mean);
+    }
+    acc = mean_m2_combine(acc, MeanM2{static_cast<double>(len), static_cast<double>(sum) / len,
+                                      static_cast<double>(m2)});
+  }
+  return acc;
+}
 
 template <Activation A, class T>
 void normalize_row_impl(const NormRow<T>& r) {
@@ -156,6 +199,8 @@ void input_grad_row_any(const NormRow<T>& r) {
 
 }  // namespace
 
+MeanM2 statistics_row(const float* x, int64_t S, int64_t stride) { return statistics_row_impl(x, S, stride); }
+MeanM2 statistics_row(const double* x, int64_t S, int64_t stride) { return statistics_row_impl(x, S, stride); }
 void normalize_row(const NormRow<float>& r) { normalize_row_any(r); }
 void normalize_row(const NormRow<double>& r) { normalize_row_any(r); }
 void grad_sums_row(const NormRow<float>& r, double* a, double* b) { grad_sums_row_any(r, a, b); }

@@ -50,7 +50,8 @@ namespace {
 
 // Two sweeps per chunk while it sits in L1 (mean, then squared deviations: no sum-of-squares
 // cancellation), each lane of a 64-byte block summing on its own; chunks merge with
-// mean_m2_combine.
+// mean_m2_combine. The first sweep sums offsets from the chunk's first value, so a large common
+// offset (CT intensities) does not cost the mean its precision.
 template <class T>
 MeanM2 statistics_row_impl(const T* x, int64_t S, int64_t stride) {
   constexpr int64_t kChunk = 2048;
@@ -59,17 +60,18 @@ MeanM2 statistics_row_impl(const T* x, int64_t S, int64_t stride) {
   for (int64_t s0 = 0; s0 < S; s0 += kChunk) {
     const int64_t len = std::min(kChunk, S - s0);
     const T* __restrict p = x + s0 * stride;
-    T sum = 0, m2 = 0;
+    const T pivot = p[0];
+    T sum = 0, m2 = 0;  // sum of (x - pivot)
     if (stride == 1) {
       T lanes[kLanes] = {};
       int64_t s = 0;
       for (; s + kLanes <= len; s += kLanes) {
 #pragma omp simd
-        for (int k = 0; k < kLanes; ++k) lanes[k] += p[s + k];
+        for (int k = 0; k < kLanes; ++k) lanes[k] += p[s + k] - pivot;
       }
-      for (; s < len; ++s) sum += p[s];
+      for (; s < len; ++s) sum += p[s] - pivot;
       for (int k = 0; k < kLanes; ++k) sum += lanes[k];
-      const T mean = sum / static_cast<T>(len);
+      const T mean = pivot + sum / static_cast<T>(len);
       T lanes2[kLanes] = {};
       for (s = 0; s + kLanes <= len; s += kLanes) {
 #pragma omp simd
@@ -78,11 +80,11 @@ MeanM2 statistics_row_impl(const T* x, int64_t S, int64_t stride) {
       for (; s < len; ++s) m2 += (p[s] - mean) * (p[s] - mean);
       for (int k = 0; k < kLanes; ++k) m2 += lanes2[k];
     } else {
-      for (int64_t s = 0; s < len; ++s) sum += p[s * stride];
-      const T mean = sum / static_cast<T>(len);
+      for (int64_t s = 0; s < len; ++s) sum += p[s * stride] - pivot;
+      const T mean = pivot + sum / static_cast<T>(len);
       for (int64_t s = 0; s < len; ++s) m2 += (p[s * stride] - mean) * (p[s * stride] - mean);
     }
-    acc = mean_m2_combine(acc, MeanM2{static_cast<double>(len), static_cast<double>(sum) / len,
+    acc = mean_m2_combine(acc, MeanM2{static_cast<double>(len), pivot + static_cast<double>(sum) / len,
                                       static_cast<double>(m2)});
   }
   return acc;

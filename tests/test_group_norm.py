@@ -260,3 +260,39 @@ def test_fake_tensors_use_the_registered_op():
         x = torch.empty(4, 6, 5, 5).transpose(2, 3)
         ours, theirs = group_norm(x, 3), F.group_norm(x, 3)
         assert (ours.shape, ours.dtype, ours.device) == (theirs.shape, theirs.dtype, theirs.device)
+
+
+# ---- empty batches: torch's results and gradients --------------------------------------------
+
+
+@pytest.mark.parametrize("activation", [None, "relu", "leaky_relu"])
+def test_empty_batch_like_torch(activation):
+    act = {None: lambda z: z, "relu": F.relu, "leaky_relu": F.leaky_relu}[activation]
+    # torch's instance_norm raises IndexError on an empty batch with an affine (its weight repeat);
+    # medkern's is group norm with C groups, which torch defines: an empty result, zero gradients
+    cases = [(lambda x, w, b: group_norm(x, 2, w, b, activation=activation),
+              lambda x, w, b: act(F.group_norm(x, 2, w, b))),
+             (lambda x, w, b: instance_norm(x, None, None, w, b, activation=activation),
+              lambda x, w, b: act(F.group_norm(x, x.shape[1], w, b)))]
+    with pytest.raises(IndexError):
+        F.instance_norm(torch.randn(0, 4, 3, 5), weight=torch.ones(4), bias=torch.zeros(4))
+    for shape in [(0, 4, 3, 5), (0, 4, 2, 3, 4), (0, 4)]:
+        for ours, theirs in cases[: 1 if len(shape) == 2 else 2]:
+            x, w, b = make(shape, torch.float64)
+            mine = [t.clone().requires_grad_() for t in (x, w, b)]
+            ref = [t.clone().requires_grad_() for t in (x, w, b)]
+            out, expected = ours(*mine), theirs(*ref)
+            assert (out.shape, out.dtype) == (expected.shape, expected.dtype)
+            out.sum().backward(), expected.sum().backward()
+            for a, e in zip(mine, ref):
+                assert_close(a.grad, e.grad, op="group_norm")
+
+
+def test_opcheck_on_empty_inputs():
+    m = torch.ops.medkern
+    x, w, b = (t.requires_grad_() for t in make((0, 4, 3, 5), torch.float32))
+    torch.library.opcheck(m.group_norm.default, (x, w, b, 0, 4, 15, 2, 1e-5, 2, 0.1))
+    torch.library.opcheck(m.group_norm_backward.default,
+                          (torch.randn(0, 4, 3, 5), x.detach(), torch.zeros(0, 2), torch.ones(0, 2), w.detach(), 0,
+                           4, 15, 2, b.detach(), 1, 0.01))
+    torch.library.opcheck(m.leaky_relu.default, (torch.randn(2, 0, 3, requires_grad=True), 0.1))

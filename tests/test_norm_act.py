@@ -31,8 +31,8 @@ def norms(kind, c, dtype, training):
     rm, rv = torch.randn(c, dtype=dtype), torch.rand(c, dtype=dtype) + 0.5
     stats = [(rm.clone(), rv.clone()) for _ in range(3)]
     if kind == "batch":
-        return [lambda x, w, b, s=s, k=k: f(x, s[0], s[1], w, b, training, 0.2, 1e-4, **k)
-                for s, f, k in zip(stats, (batch_norm, F.batch_norm, batch_norm), ({"activation": None}, {}, {}))], stats
+        return [lambda x, w, b, s=s, f=f: f(x, s[0], s[1], w, b, training, 0.2, 1e-4)
+                for s, f in zip(stats, (batch_norm, F.batch_norm, batch_norm))], stats
     if kind == "instance":
         return [lambda x, w, b, s=s, f=f: f(x, s[0], s[1], w, b, training, 0.2, 1e-4)
                 for s, f in zip(stats, (instance_norm, F.instance_norm, instance_norm))], stats

@@ -49,7 +49,9 @@ T param_or(const TensorView* v, int64_t c, T fallback) {
 }
 
 // Units of (sample, group) per thread chunk: enough elements to be worth a thread.
-int64_t unit_grain(int64_t elements_per_unit) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, elements_per_unit)); }
+int64_t unit_grain(int64_t elements_per_unit) {
+  return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, elements_per_unit));
+}
 
 template <class T>
 void group_norm_forward_typed(const TensorView& input, const TensorView* weight, const TensorView* bias,

@@ -250,7 +250,8 @@ __global__ void batch_norm_backward_fused_kernel(const T* dy, ChannelLayout ldy,
                                                  ChannelLayout ldx, BnDims d, FastDivmod by_hw, BackwardArgs a) {
   __shared__ double sums[2];
   const int64_t c = blockIdx.x;
-  const GradSums g = block_grad_sums(dy, ldy, x, lx, c, by_hw, 0, d.count, a.save_mean.load(c), a.save_invstd.load(c), a);
+  const GradSums g =
+      block_grad_sums(dy, ldy, x, lx, c, by_hw, 0, d.count, a.save_mean.load(c), a.save_invstd.load(c), a);
   if (threadIdx.x == 0) {
     sums[0] = g.dy;
     sums[1] = g.dy_xhat;
@@ -266,7 +267,8 @@ __global__ void batch_norm_grad_partial_kernel(const T* dy, ChannelLayout ldy, c
                                                FastDivmod by_hw, int64_t chunk, BackwardArgs a, GradSums* partials) {
   const int64_t c = blockIdx.y, slice = blockIdx.x;
   const int64_t begin = slice * chunk, end = std::min(d.count, begin + chunk);
-  const GradSums g = block_grad_sums(dy, ldy, x, lx, c, by_hw, begin, end, a.save_mean.load(c), a.save_invstd.load(c), a);
+  const GradSums g =
+      block_grad_sums(dy, ldy, x, lx, c, by_hw, begin, end, a.save_mean.load(c), a.save_invstd.load(c), a);
   if (threadIdx.x == 0) partials[c * gridDim.x + slice] = g;
 }
 
@@ -378,7 +380,8 @@ void batch_norm_forward(const TensorView& input, const TensorView* weight, const
 }
 
 void batch_norm_backward(const TensorView& grad_output, const TensorView& input, const TensorView* weight,
-                         const TensorView* bias, const TensorView& save_mean, const TensorView& save_invstd, const TensorView* grad_input,
+                         const TensorView* bias, const TensorView& save_mean, const TensorView& save_invstd,
+                         const TensorView* grad_input,
                          const TensorView* grad_weight, const TensorView* grad_bias, const BatchNormParams& p,
                          Stream stream) {
   const BnDims d = bn_dims(input);

@@ -1,8 +1,8 @@
 """GPU benchmark cases: medkern's CUDA kernels against torch (cuDNN for convolution, with torch's
 defaults: TF32 allowed for convolutions) at batch 128. Convolutions are the layers of the seed
 CNN and of ResNet-18 at 28x28 (MedMNIST variant: 3x3 stem, no max-pool) and 224x224 (the
-standard layer shapes); pooling, batch norm and relu carry the bytes they must move so the
-driver can report achieved bandwidth."""
+standard layer shapes); pooling, batch norm, relu and the 3-D U-Net's instance / group norm +
+activation carry the bytes they must move so the driver can report achieved bandwidth."""
 from __future__ import annotations
 
 import dataclasses
@@ -172,6 +172,29 @@ def _memory_cases(device: str, batch: int) -> list[CudaBenchCase]:
             lambda tg=tg, wg=wg, bg=bg, rm=rm, rv=rv, gb=gb: torch.autograd.grad(
                 F.batch_norm(tg, rm, rv, wg, bg, True), (tg, wg, bg), gb),
             "torch", device, bytes_moved=8 * nbytes))
+    # instance norm + LeakyReLU of a 3-D U-Net on Hippocampus patches (batch 2, 40x56x40): the
+    # fused layer reads x once forward (writes y) and dy, x twice backward (writes dx); torch's
+    # two modules move about twice that
+    import copy
+
+    import medkern.nn
+    for c, spatial in ((32, (40, 56, 40)), (128, (10, 14, 10))):
+        shape = (2, c, *spatial)
+        norm = torch.nn.InstanceNorm3d(c, affine=True).to(device)
+        peer = torch.nn.Sequential(norm, torch.nn.LeakyReLU(0.01, inplace=True))
+        fused = medkern.nn.fuse_norm_act(copy.deepcopy(norm), torch.nn.LeakyReLU(0.01))
+        t = torch.randn(*shape, device=device, requires_grad=True)
+        gy = torch.randn(*shape, device=device)
+        nbytes = t.numel() * 4
+        text = "N2 C{} {}x{}x{}".format(c, *spatial)
+        cases.append(CudaBenchCase("instance_norm3d+leaky fwd+bwd", f"unet3d.c{c}", text,
+                                   lambda t=t, f=fused, g=gy: torch.autograd.grad(f(t), (t, *f.parameters()), g),
+                                   lambda t=t, p=peer, g=gy: torch.autograd.grad(p(t), (t, *p.parameters()), g),
+                                   "torch", device, bytes_moved=7 * nbytes))
+        cases.append(CudaBenchCase("group_norm(8)+relu fwd", f"unet3d.c{c}", text,
+                                   lambda t=t, c=c: mops.group_norm(t.detach(), 8, activation="relu"),
+                                   lambda t=t: F.relu(F.group_norm(t.detach(), 8)), "torch", device,
+                                   bytes_moved=3 * nbytes))
     cases.append(CudaBenchCase("relu fwd", "resnet18@224.relu", "N128 C64 112x112", lambda: mops.relu(x),
                                lambda: F.relu(x), "torch", device, bytes_moved=2 * size))
     return cases

@@ -71,7 +71,10 @@ def test_accelerate_swaps_in_place_and_keeps_parameters():
     assert returned is model
     assert [id(p) for p in model.parameters()] == params_before
     assert list(model.state_dict()) == keys_before
-    assert type(model[0]) is medkern.nn.Conv2d and type(model[1]) is medkern.nn.BatchNorm2d
+    # the BatchNorm2d + ReLU pair of the Sequential became one fused layer and an Identity
+    assert type(model[0]) is medkern.nn.Conv2d and type(model[1]) is medkern.nn.BatchNormAct2d
+    assert type(model[2]) is torch.nn.Identity and model[1].activation == "relu"
+    assert model.medkern_report["fused"] == ["1 + 2 (BatchNorm2d + ReLU)"]
     assert type(model[4].conv1) is medkern.nn.Conv2d and type(model[-1]) is medkern.nn.Linear
     assert model.medkern_report["kept"] == {}
     assert "5.down.0" in model.medkern_report["accelerated"]

@@ -26,6 +26,7 @@ CODE_TABLES = {
     "PADDING_CODES": ("zeros", "border", "reflect"),
     "INTENSITY_OP_CODES": ("affine", "clamp", "power", "noise", "bias_term", "bias_apply"),
     "NORMALIZE_KIND_CODES": ("zscore", "minmax", "percentile"),
+    "ACTIVATION_CODES": ("identity", "relu", "leaky_relu"),
 }
 
 

@@ -23,10 +23,14 @@ ATEN_COUNTERPARTS = {
     "avg_pool3d_backward": [("avg_pool3d_backward", 8)],
     "batch_norm": [("native_batch_norm", 8), ("batch_norm", 8)],
     "batch_norm_backward": [("native_batch_norm_backward", 9)],  # all but output_mask
+    "group_norm": [("native_group_norm", 8)],
+    "group_norm_backward": [("native_group_norm_backward", 9)],  # all but output_mask
     "linear": [("linear", 3)],
     "relu": [("relu", 1)],
     "relu_": [("relu_", 1)],
-    "relu_backward": [("threshold_backward", 2)],  # aten's relu derivative: threshold_backward(grad, result, 0)
+    "relu_backward": [("threshold_backward", 2)],
+    "leaky_relu": [("leaky_relu", 2)],
+    "leaky_relu_backward": [("leaky_relu_backward", 4)],  # aten's relu derivative: threshold_backward(grad, result, 0)
 }
 
 NO_ATEN_COUNTERPART = {

@@ -31,6 +31,13 @@ OP_TOLERANCES = {
     "max_pool3d": EXACT,
     "max_pool3d_backward": TOLERANCES,
     "relu": EXACT,             # keeps an input element or writes zero
+    "leaky_relu": EXACT,       # x or x * slope: one rounding, the same as torch's
+    "group_norm": TOLERANCES,  # per-(sample, group) mean and variance over C / G * spatial values
+    "instance_norm": TOLERANCES,
+    # a fused norm + activation against the norm then the activation (medkern's or torch's): the
+    # same sums; where the pre-activation is within rounding of 0 the masks may differ, which random
+    # data does not hit
+    "norm_act": TOLERANCES,
     # float32 statistics of values near 1e4 against a float64 reference: a 1e4 offset leaves
     # 1e4 * eps32 ~ 1e-3 of the unit variance, the error a two-pass (or Welford) variance keeps;
     # a one-pass sum-of-squares would lose the variance entirely (error ~1)

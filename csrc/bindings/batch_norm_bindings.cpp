@@ -1,8 +1,10 @@
-// bindings/batch_norm_bindings.cpp — _C.batch_norm_forward / batch_norm_backward. Checks every
-// tensor against the input's channel count, dtype and device (weight, bias and running stats are
-// optional; running stats are required in eval mode) before the GIL is released.
+// bindings/batch_norm_bindings.cpp — _C.batch_norm_forward / batch_norm_backward, optionally with
+// a fused activation. Checks every tensor against the input's channel count, dtype and device
+// (weight, bias and running stats are optional; running stats are required in eval mode) and the
+// activation code before the GIL is released.
 #include "bindings/bindings.h"
 #include "medkern/batch_norm.h"
+#include "medkern/enum_names.h"
 
 namespace medkern::bindings {
 namespace {
@@ -14,14 +16,6 @@ int64_t check_bn_input(const TensorView& input, const char* name) {
   MEDKERN_CHECK_VALUE(input.size(0) > 0, "argument '", name, "' has an empty batch (shape ", input.shape_string(), ")");
   check_not_empty(input, name);
   return input.size(1);
-}
-
-// Per-channel tensors share the input's dtype, except that float16/bfloat16 activations on CUDA
-// may come with float32 parameters and statistics (torch's mixed-precision batch norm).
-void check_param_dtype(const TensorView& input, const TensorView& v, const char* name) {
-  const bool low_precision = input.dtype == DType::Float16 || input.dtype == DType::BFloat16;
-  if (input.is_cuda() && low_precision && v.dtype == DType::Float32) return;
-  check_same_dtype(input, "input", v, name);
 }
 
 void check_channel_vector(const OptionalView& v, const char* name, const TensorView& input, int64_t channels) {
@@ -49,7 +43,7 @@ void register_batch_norm(py::module_& m) {
         [](const TensorView& input, const OptionalView& weight, const OptionalView& bias,
            const OptionalView& running_mean, const OptionalView& running_var, const TensorView& output,
            const TensorView& save_mean, const TensorView& save_invstd, bool training, double momentum, double eps,
-           std::uintptr_t stream) {
+           std::uintptr_t stream, int activation, double negative_slope) {
           const int64_t C = check_bn_input(input, "input");
           check_channel_vector(weight, "weight", input, C);
           check_channel_vector(bias, "bias", input, C);
@@ -69,6 +63,9 @@ void register_batch_norm(py::module_& m) {
           p.training = training;
           p.momentum = momentum;
           p.eps = eps;
+          check_enum_code(activation, "activation", activation_name);
+          p.activation = static_cast<Activation>(activation);
+          p.negative_slope = negative_slope;
           if (input.is_cuda()) {
 #ifdef MEDKERN_WITH_CUDA
             cuda::batch_norm_forward(input, get(weight), get(bias), get(running_mean), get(running_var), output,
@@ -83,18 +80,20 @@ void register_batch_norm(py::module_& m) {
         },
         py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("running_mean"), py::arg("running_var"),
         py::arg("output"), py::arg("save_mean"), py::arg("save_invstd"), py::arg("training"), py::arg("momentum"),
-        py::arg("eps"), py::arg("stream") = 0, py::call_guard<py::gil_scoped_release>());
+        py::arg("eps"), py::arg("stream") = 0, py::arg("activation") = 0, py::arg("negative_slope") = 0.01,
+        py::call_guard<py::gil_scoped_release>());
 
   m.def(kernel_op_name(KernelOp::BatchNormBackward),
         [](const TensorView& grad_output, const TensorView& input, const OptionalView& weight,
            const TensorView& save_mean, const TensorView& save_invstd, const OptionalView& grad_input,
            const OptionalView& grad_weight, const OptionalView& grad_bias, bool training, double eps,
-           std::uintptr_t stream) {
+           std::uintptr_t stream, const OptionalView& bias, int activation, double negative_slope) {
           const int64_t C = check_bn_input(input, "input");
           check_same_dtype(input, "input", grad_output, "grad_output");
           check_same_device(input, "input", grad_output, "grad_output");
           check_shape(grad_output, "grad_output", shape_of(input));
           check_channel_vector(weight, "weight", input, C);
+          check_channel_vector(bias, "bias", input, C);
           check_channel_vector(save_mean, "save_mean", input, C);
           check_channel_vector(save_invstd, "save_invstd", input, C);
           if (grad_input) check_output(*grad_input, "grad_input", input, shape_of(input));
@@ -103,21 +102,25 @@ void register_batch_norm(py::module_& m) {
           BatchNormParams p;
           p.training = training;
           p.eps = eps;
+          check_enum_code(activation, "activation", activation_name);
+          p.activation = static_cast<Activation>(activation);
+          p.negative_slope = negative_slope;
           if (input.is_cuda()) {
 #ifdef MEDKERN_WITH_CUDA
-            cuda::batch_norm_backward(grad_output, input, get(weight), save_mean, save_invstd, get(grad_input),
+            cuda::batch_norm_backward(grad_output, input, get(weight), get(bias), save_mean, save_invstd, get(grad_input),
                                       get(grad_weight), get(grad_bias), p, to_stream(stream));
 #else
             no_cuda_kernel(KernelOp::BatchNormBackward);
 #endif
           } else {
-            cpu::batch_norm_backward(grad_output, input, get(weight), save_mean, save_invstd, get(grad_input),
+            cpu::batch_norm_backward(grad_output, input, get(weight), get(bias), save_mean, save_invstd, get(grad_input),
                                      get(grad_weight), get(grad_bias), p);
           }
         },
         py::arg("grad_output"), py::arg("input"), py::arg("weight"), py::arg("save_mean"), py::arg("save_invstd"),
         py::arg("grad_input"), py::arg("grad_weight"), py::arg("grad_bias"), py::arg("training"), py::arg("eps"),
-        py::arg("stream") = 0, py::call_guard<py::gil_scoped_release>());
+        py::arg("stream") = 0, py::arg("bias") = py::none(), py::arg("activation") = 0,
+        py::arg("negative_slope") = 0.01, py::call_guard<py::gil_scoped_release>());
 }
 
 }  // namespace medkern::bindings

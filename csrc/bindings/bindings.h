@@ -22,6 +22,7 @@ void register_core(py::module_& m);
 void register_conv2d(py::module_& m);
 void register_pooling(py::module_& m);
 void register_batch_norm(py::module_& m);
+void register_group_norm(py::module_& m);
 void register_activation(py::module_& m);
 void register_linear(py::module_& m);
 void register_preprocess(py::module_& m);
@@ -38,6 +39,7 @@ enum class KernelOp : int {
   MaxPool2dForward, MaxPool2dBackward, AvgPool2dForward, AvgPool2dBackward,
   MaxPool3dForward, MaxPool3dBackward, AvgPool3dForward, AvgPool3dBackward,
   BatchNormForward, BatchNormBackward, ReluForward, ReluBackward,
+  LeakyReluForward, LeakyReluBackward, GroupNormForward, GroupNormBackward,
   ResampleIntensity, NormalizeIntensity, FilterAxis,
 };
 
@@ -64,6 +66,10 @@ constexpr const char* kernel_op_name(KernelOp op) {
     case KernelOp::BatchNormBackward: return "batch_norm_backward";
     case KernelOp::ReluForward: return "relu_forward";
     case KernelOp::ReluBackward: return "relu_backward";
+    case KernelOp::LeakyReluForward: return "leaky_relu_forward";
+    case KernelOp::LeakyReluBackward: return "leaky_relu_backward";
+    case KernelOp::GroupNormForward: return "group_norm_forward";
+    case KernelOp::GroupNormBackward: return "group_norm_backward";
     case KernelOp::ResampleIntensity: return "resample_intensity";
     case KernelOp::NormalizeIntensity: return "normalize_intensity";
     case KernelOp::FilterAxis: return "filter_axis";
@@ -97,6 +103,14 @@ inline void check_kernel_dtype(const TensorView& v, const char* name) {
     check_dtype(v, name, {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16});
   else
     check_floating(v, name);
+}
+
+// Per-channel tensors of a normalization share the input's dtype, except that float16/bfloat16
+// activations on CUDA may come with float32 parameters and statistics (torch's mixed precision).
+inline void check_param_dtype(const TensorView& input, const TensorView& v, const char* name) {
+  const bool low_precision = input.dtype == DType::Float16 || input.dtype == DType::BFloat16;
+  if (input.is_cuda() && low_precision && v.dtype == DType::Float32) return;
+  check_same_dtype(input, "input", v, name);
 }
 
 // A non-negative pair such as stride or padding, checked and named.

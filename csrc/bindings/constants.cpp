@@ -1,9 +1,11 @@
 // bindings/constants.cpp — the facts C++ and Python share, exported as _C attributes so Python
 // reads them instead of typing them again: the code tables of the enums (read from each enum's
-// name function, medkern/enum_names.h), the bias field's term packing and the kernel op names.
+// name function, medkern/enum_names.h: dtypes, modes, intensity ops, the activation a
+// normalization applies), the bias field's term packing and the kernel op names.
 #include "bindings/bindings.h"
 #include "common/geometry_math.h"
 #include "common/intensity_math.h"
+#include "medkern/activation.h"
 #include "medkern/enum_names.h"
 #include "medkern/preprocess.h"
 
@@ -26,6 +28,7 @@ void register_constants(py::module_& m) {
   m.attr("PADDING_CODES") = code_table(padding_name);
   m.attr("INTENSITY_OP_CODES") = code_table(intensity_op_name);
   m.attr("NORMALIZE_KIND_CODES") = code_table(normalize_kind_name);
+  m.attr("ACTIVATION_CODES") = code_table(activation_name);
 
   // BiasTerm ops carry their exponents (ez, ey, ex) as sum(weight * exponent), degree <= max order
   m.attr("BIAS_FIELD_MAX_ORDER") = kBiasFieldMaxOrder;

@@ -143,6 +143,7 @@ PYBIND11_MODULE(_C, m) {
   register_conv2d(m);
   register_pooling(m);
   register_batch_norm(m);
+  register_group_norm(m);
   register_activation(m);
   register_linear(m);
   register_preprocess(m);

@@ -1,4 +1,4 @@
-// cpu/activation.cpp — relu and its backward on the CPU. Point-wise and memory bound, so the
+// cpu/activation.cpp — relu and leaky_relu and their backward passes on the CPU. Point-wise and memory bound, so the
 // goal is one streaming pass: dense tensors run as one flat, threaded, vectorizable loop;
 // strided inputs run row by row over the last axis (outputs are always dense).
 #include <algorithm>
@@ -71,6 +71,33 @@ void relu_backward_typed(const TensorView& grad_output, const TensorView& output
                   });
 }
 
+template <class T>
+void leaky_relu_forward_typed(const TensorView& input, const TensorView& output, T slope) {
+  for_each_row<T>(input, nullptr, output.ptr<T>(),
+                  [slope](const T* x, int64_t sx, const T*, int64_t, T* y, int64_t len) {
+                    if (sx == 1) {
+#pragma omp simd
+                      for (int64_t i = 0; i < len; ++i) y[i] = leaky_relu(x[i], slope);
+                    } else {
+                      for (int64_t i = 0; i < len; ++i) y[i] = leaky_relu(x[i * sx], slope);
+                    }
+                  });
+}
+
+template <class T>
+void leaky_relu_backward_typed(const TensorView& grad_output, const TensorView& self, const TensorView& grad_input,
+                               T slope) {
+  for_each_row<T>(grad_output, &self, grad_input.ptr<T>(),
+                  [slope](const T* g, int64_t sg, const T* o, int64_t so, T* gi, int64_t len) {
+                    if (sg == 1 && so == 1) {
+#pragma omp simd
+                      for (int64_t i = 0; i < len; ++i) gi[i] = leaky_relu_grad(g[i], o[i], slope);
+                    } else {
+                      for (int64_t i = 0; i < len; ++i) gi[i] = leaky_relu_grad(g[i * sg], o[i * so], slope);
+                    }
+                  });
+}
+
 }  // namespace
 
 void relu_forward(const TensorView& input, const TensorView& output) {
@@ -81,6 +108,19 @@ void relu_forward(const TensorView& input, const TensorView& output) {
 void relu_backward(const TensorView& grad_output, const TensorView& output, const TensorView& grad_input) {
   if (grad_output.dtype == DType::Float64) relu_backward_typed<double>(grad_output, output, grad_input);
   else relu_backward_typed<float>(grad_output, output, grad_input);
+}
+
+void leaky_relu_forward(const TensorView& input, const TensorView& output, double negative_slope) {
+  if (input.dtype == DType::Float64) leaky_relu_forward_typed<double>(input, output, negative_slope);
+  else leaky_relu_forward_typed<float>(input, output, static_cast<float>(negative_slope));
+}
+
+void leaky_relu_backward(const TensorView& grad_output, const TensorView& self, const TensorView& grad_input,
+                         double negative_slope) {
+  if (grad_output.dtype == DType::Float64)
+    leaky_relu_backward_typed<double>(grad_output, self, grad_input, negative_slope);
+  else
+    leaky_relu_backward_typed<float>(grad_output, self, grad_input, static_cast<float>(negative_slope));
 }
 
 }  // namespace medkern::cpu

@@ -3,12 +3,16 @@
 // L1 and merged with mean_m2_combine (stable, one streaming pass over memory); then one
 // read+write pass normalizes. Backward: one reduction pass (sum dy, sum dy*(x-mean)) and one
 // pass for grad_input; those two element-wise passes live in simd/batch_norm_kernels.h.
-// Rows are (n, c) runs of the collapsed spatial axes, read through strides.
+// Rows are (n, c) runs of the collapsed spatial axes, read through strides. With a fused
+// activation the element-wise passes are group norm's row passes (simd/group_norm_kernels.h):
+// the same per-element formulas, with per-channel coefficients.
 #include <algorithm>
 #include <vector>
 
 #include "common/batch_norm_math.h"
+#include "cpu/row_statistics.h"
 #include "cpu/simd/batch_norm_kernels.h"
+#include "cpu/simd/group_norm_kernels.h"
 #include "medkern/batch_norm.h"
 #include "medkern/checks.h"
 #include "medkern/parallel.h"
@@ -16,29 +20,6 @@
 
 namespace medkern::cpu {
 namespace {
-
-// (N, C, S) view of an (N, C, *) tensor; the spatial axes must collapse to one strided axis.
-struct RowLayout {
-  int64_t N, C, S, stride_n, stride_c, stride_s;
-};
-
-RowLayout row_layout(const TensorView& v, const char* name) {
-  RowLayout r{v.size(0), v.size(1), 1, v.stride(0), v.stride(1), 1};
-  if (v.ndim > 2) {
-    r.stride_s = v.stride(v.ndim - 1);
-    int64_t expected = v.stride(v.ndim - 1);
-    for (int d = v.ndim - 1; d >= 2; --d) {
-      if (v.size(d) != 1)
-        MEDKERN_CHECK_VALUE(v.stride(d) == expected, "argument '", name,
-                            "': its spatial axes must be collapsible to one strided axis (shape ", v.shape_string(),
-                            "); make it contiguous first");
-      expected *= v.size(d);
-      r.S *= v.size(d);
-    }
-    if (r.S == 1) r.stride_s = 1;
-  }
-  return r;
-}
 
 // Reductions are split into units of (block of n) x (segment of the spatial run), walked in
 // memory order (n, c, s) so reads stream; each unit keeps per-channel partials, merged per
@@ -79,6 +60,27 @@ void run_normalize_rows(const BatchNormRows<T>& a, int64_t rows) {
 }
 
 template <class T>
+void run_normalize_row(SimdLevel level, const NormRow<T>& r) {
+  if (level == SimdLevel::AVX512) simd_avx512::normalize_row(r);
+  else if (level == SimdLevel::AVX2) simd_avx2::normalize_row(r);
+  else simd_scalar::normalize_row(r);
+}
+
+template <class T>
+void run_grad_sums_row(SimdLevel level, const NormRow<T>& r, double* a, double* b) {
+  if (level == SimdLevel::AVX512) simd_avx512::grad_sums_row(r, a, b);
+  else if (level == SimdLevel::AVX2) simd_avx2::grad_sums_row(r, a, b);
+  else simd_scalar::grad_sums_row(r, a, b);
+}
+
+template <class T>
+void run_input_grad_row(SimdLevel level, const NormRow<T>& r) {
+  if (level == SimdLevel::AVX512) simd_avx512::input_grad_row(r);
+  else if (level == SimdLevel::AVX2) simd_avx2::input_grad_row(r);
+  else simd_scalar::input_grad_row(r);
+}
+
+template <class T>
 void run_input_grad_rows(const BatchNormRows<T>& a, int64_t rows) {
   const SimdLevel level = simd_level();
   parallel_for(0, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(a.S, 1)), [&](int64_t b, int64_t e) {
@@ -86,33 +88,6 @@ void run_input_grad_rows(const BatchNormRows<T>& a, int64_t rows) {
     else if (level == SimdLevel::AVX2) simd_avx2::input_grad_rows(a, b, e);
     else simd_scalar::input_grad_rows(a, b, e);
   });
-}
-
-template <class T>
-MeanM2 row_mean_m2(const T* x, int64_t S, int64_t stride) {
-  constexpr int64_t kChunk = 2048;  // stays in L1 between the two sweeps
-  MeanM2 acc;
-  for (int64_t s0 = 0; s0 < S; s0 += kChunk) {
-    const int64_t len = std::min(kChunk, S - s0);
-    const T* p = x + s0 * stride;
-    T sum = 0;
-    if (stride == 1) {
-#pragma omp simd reduction(+ : sum)
-      for (int64_t i = 0; i < len; ++i) sum += p[i];
-    } else {
-      for (int64_t i = 0; i < len; ++i) sum += p[i * stride];
-    }
-    const T mean = sum / static_cast<T>(len);
-    T m2 = 0;
-    if (stride == 1) {
-#pragma omp simd reduction(+ : m2)
-      for (int64_t i = 0; i < len; ++i) m2 += (p[i] - mean) * (p[i] - mean);
-    } else {
-      for (int64_t i = 0; i < len; ++i) m2 += (p[i * stride] - mean) * (p[i * stride] - mean);
-    }
-    acc = mean_m2_combine(acc, MeanM2{static_cast<double>(len), static_cast<double>(mean), static_cast<double>(m2)});
-  }
-  return acc;
 }
 
 template <class T>
@@ -167,14 +142,96 @@ void batch_norm_forward_typed(const TensorView& input, const TensorView* weight,
     scale[c] = param(weight, c, T(1)) * sinvstd[c * save_invstd.stride(0)];
     shift[c] = param(bias, c, T(0)) - smean[c * save_mean.stride(0)] * scale[c];
   }
+  if (p.activation != Activation::Identity) {
+    const SimdLevel level = simd_level();
+    parallel_for(0, N * C, std::max<int64_t>(1, 16384 / std::max<int64_t>(S, 1)), [&](int64_t b, int64_t e) {
+      for (int64_t row = b; row < e; ++row) {
+        const int64_t n = row / C, c = row % C;
+        NormRow<T> r{};
+        r.x = in + n * x.stride_n + c * x.stride_c;
+        r.x_stride = x.stride_s;
+        r.out = out + row * S;
+        r.S = S;
+        r.scale = scale[c];
+        r.shift = shift[c];
+        r.activation = p.activation;
+        r.slope = static_cast<T>(p.negative_slope);
+        run_normalize_row(level, r);
+      }
+    });
+    return;
+  }
   BatchNormRows<T> rows{C, S, in, x.stride_n, x.stride_c, x.stride_s, nullptr, 0, 0, 0, out,
                         scale.data(), shift.data(), nullptr, nullptr, nullptr, nullptr, nullptr, p.training};
   run_normalize_rows(rows, N * C);
 }
 
+// Backward with a fused activation: per (n, c) row the sums of dz and dz * (x - mean) (dz
+// recomputed from x: the pre-activation x * scale + shift through the activation's gradient),
+// reduced over n per channel in a fixed order, then the input gradient of every row.
+//   training: dx = w invstd (dz - mean(dz) - xhat mean(dz xhat))
+//             = a dz + beta (x - mean) + gamma,  a = w invstd, beta = -a invstd mean(dz xhat),
+//               gamma = -a mean(dz)   (group_norm_input_grad with per-channel coefficients)
+//   eval:     dx = a dz
+template <class T>
+void batch_norm_act_backward(const RowLayout& x, const RowLayout& g, const T* in, const T* go,
+                             const std::vector<T>& mean, const std::vector<T>& invstd, const std::vector<T>& w,
+                             const TensorView* bias, const TensorView* grad_input, const TensorView* grad_weight,
+                             const TensorView* grad_bias, const BatchNormParams& p) {
+  const int64_t N = x.N, C = x.C, S = x.S;
+  const SimdLevel level = simd_level();
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(S, 1));
+  auto row = [&](int64_t n, int64_t c) {
+    const double b = bias ? bias->ptr<const T>()[c * bias->stride(0)] : 0.0;
+    const NormScaleShift ss = norm_scale_shift(mean[c], invstd[c], w[c], b);
+    NormRow<T> r{};
+    r.x = in + n * x.stride_n + c * x.stride_c;
+    r.x_stride = x.stride_s;
+    r.g = go + n * g.stride_n + c * g.stride_c;
+    r.g_stride = g.stride_s;
+    r.S = S;
+    r.scale = static_cast<T>(ss.scale);
+    r.shift = static_cast<T>(ss.shift);
+    r.mean = mean[c];
+    r.a = w[c] * invstd[c];
+    r.activation = p.activation;
+    r.slope = static_cast<T>(p.negative_slope);
+    return r;
+  };
+  std::vector<double> row_dz(N * C), row_dz_xmu(N * C);
+  parallel_for(0, N * C, grain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) run_grad_sums_row(level, row(i / C, i % C), &row_dz[i], &row_dz_xmu[i]);
+  });
+  std::vector<double> sum_dz(C, 0.0), sum_dz_xmu(C, 0.0);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c) {
+      sum_dz[c] += row_dz[n * C + c];
+      sum_dz_xmu[c] += row_dz_xmu[n * C + c];
+    }
+  for (int64_t c = 0; c < C; ++c) {
+    if (grad_weight) grad_weight->ptr<T>()[c] = static_cast<T>(sum_dz_xmu[c] * invstd[c]);
+    if (grad_bias) grad_bias->ptr<T>()[c] = static_cast<T>(sum_dz[c]);
+  }
+  if (!grad_input) return;
+  const double count = static_cast<double>(N) * S;
+  parallel_for(0, N * C, grain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const int64_t c = i % C;
+      NormRow<T> r = row(i / C, c);
+      r.out = grad_input->ptr<T>() + i * S;
+      if (p.training) {
+        const double a = static_cast<double>(w[c]) * invstd[c];
+        r.beta = static_cast<T>(-a * invstd[c] * sum_dz_xmu[c] * invstd[c] / count);
+        r.gamma = static_cast<T>(-a * sum_dz[c] / count);
+      }
+      run_input_grad_row(level, r);
+    }
+  });
+}
+
 template <class T>
 void batch_norm_backward_typed(const TensorView& grad_output, const TensorView& input, const TensorView* weight,
-                               const TensorView& save_mean, const TensorView& save_invstd,
+                               const TensorView* bias, const TensorView& save_mean, const TensorView& save_invstd,
                                const TensorView* grad_input, const TensorView* grad_weight,
                                const TensorView* grad_bias, const BatchNormParams& p) {
   const RowLayout x = row_layout(input, "input");
@@ -187,6 +244,10 @@ void batch_norm_backward_typed(const TensorView& grad_output, const TensorView& 
     mean[c] = save_mean.ptr<const T>()[c * save_mean.stride(0)];
     invstd[c] = save_invstd.ptr<const T>()[c * save_invstd.stride(0)];
     w[c] = weight ? weight->ptr<const T>()[c * weight->stride(0)] : T(1);
+  }
+  if (p.activation != Activation::Identity) {
+    batch_norm_act_backward(x, g, in, go, mean, invstd, w, bias, grad_input, grad_weight, grad_bias, p);
+    return;
   }
 
   // Reduction pass: sum(dy) and sum(dy * (x - mean)) per channel, partials per block of n.
@@ -257,13 +318,13 @@ void batch_norm_forward(const TensorView& input, const TensorView* weight, const
 }
 
 void batch_norm_backward(const TensorView& grad_output, const TensorView& input, const TensorView* weight,
-                         const TensorView& save_mean, const TensorView& save_invstd, const TensorView* grad_input,
+                         const TensorView* bias, const TensorView& save_mean, const TensorView& save_invstd, const TensorView* grad_input,
                          const TensorView* grad_weight, const TensorView* grad_bias, const BatchNormParams& p) {
   if (input.dtype == DType::Float64)
-    batch_norm_backward_typed<double>(grad_output, input, weight, save_mean, save_invstd, grad_input, grad_weight,
+    batch_norm_backward_typed<double>(grad_output, input, weight, bias, save_mean, save_invstd, grad_input, grad_weight,
                                       grad_bias, p);
   else
-    batch_norm_backward_typed<float>(grad_output, input, weight, save_mean, save_invstd, grad_input, grad_weight,
+    batch_norm_backward_typed<float>(grad_output, input, weight, bias, save_mean, save_invstd, grad_input, grad_weight,
                                      grad_bias, p);
 }
 

@@ -1,4 +1,4 @@
-// cuda/activation.cu — relu forward / backward. Dense tensors take a vectorized path (4 elements
+// cuda/activation.cu — relu and leaky_relu forward / backward. Dense tensors take a vectorized path (4 elements
 // per thread and per load), anything else an N-d strided path; both are grid-stride loops over
 // a memory-bound map, so the only goal is full-width loads.
 #include <cstdint>
@@ -40,6 +40,15 @@ struct ReluOp {
 };
 struct ReluGradOp {
   template <class A> __device__ A operator()(A grad, A out) const { return relu_grad_from_output(grad, out); }
+};
+
+struct LeakyReluOp {
+  double slope;
+  template <class A> __device__ A operator()(A x, A /*unused*/) const { return leaky_relu(x, A(slope)); }
+};
+struct LeakyReluGradOp {
+  double slope;
+  template <class A> __device__ A operator()(A grad, A self) const { return leaky_relu_grad(grad, self, A(slope)); }
 };
 
 // y = op(a, b) over dense tensors, one 16-byte pack per thread and load when every pointer is
@@ -120,6 +129,16 @@ void relu_forward(const TensorView& input, const TensorView& output, Stream stre
 void relu_backward(const TensorView& grad_output, const TensorView& output, const TensorView& grad_input,
                    Stream stream) {
   launch_map(grad_output, &output, grad_input, ReluGradOp{}, stream, "relu_backward", "grad_output");
+}
+
+void leaky_relu_forward(const TensorView& input, const TensorView& output, double negative_slope, Stream stream) {
+  launch_map(input, nullptr, output, LeakyReluOp{negative_slope}, stream, "leaky_relu_forward", "input");
+}
+
+void leaky_relu_backward(const TensorView& grad_output, const TensorView& self, const TensorView& grad_input,
+                         double negative_slope, Stream stream) {
+  launch_map(grad_output, &self, grad_input, LeakyReluGradOp{negative_slope}, stream, "leaky_relu_backward",
+             "grad_output");
 }
 
 }  // namespace medkern::cuda

@@ -4,12 +4,15 @@
 // second kernel combines the blocks' partials. The partials live in the output buffer before it
 // is written (the op allocates nothing, so CUDA-graph capture works); where that scratch is not
 // available (small, aliased or strided outputs) one block per channel does everything instead.
+// A fused ReLU / LeakyReLU is applied by the normalizing pass; the backward recomputes the
+// pre-activation from the input and takes the activation's gradient first (common/activation_math.h).
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 
+#include "common/activation_math.h"
 #include "common/batch_norm_math.h"
 #include "cuda/block_reduce.cuh"
 #include "cuda/cuda_check.cuh"
@@ -51,29 +54,6 @@ BnDims bn_dims(const TensorView& x) {
   for (int i = 2; i < x.ndim; ++i) d.HW *= x.shape[i];
   d.count = d.N * d.HW;
   return d;
-}
-
-__device__ __forceinline__ MeanM2 shfl_down(const MeanM2& v, int offset) {
-  return {__shfl_down_sync(0xffffffffu, v.count, offset), __shfl_down_sync(0xffffffffu, v.mean, offset),
-          __shfl_down_sync(0xffffffffu, v.m2, offset)};
-}
-
-// Combines every thread's (count, mean, M2); the result is valid in thread 0.
-__device__ MeanM2 block_mean_m2(MeanM2 v) {
-  __shared__ MeanM2 warp_totals[32];
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
-#pragma unroll
-  for (int offset = 16; offset > 0; offset /= 2) v = mean_m2_combine(v, shfl_down(v, offset));
-  if (lane == 0) warp_totals[warp] = v;
-  __syncthreads();
-  MeanM2 total{};
-  if (warp == 0) {
-    total = lane < warps ? warp_totals[lane] : MeanM2{};
-#pragma unroll
-    for (int offset = 16; offset > 0; offset /= 2) total = mean_m2_combine(total, shfl_down(total, offset));
-  }
-  __syncthreads();
-  return total;
 }
 
 // Welford over elements [begin, end) of channel c (flat index i = n * HW + s).
@@ -120,6 +100,8 @@ __device__ void finalize_channel(int64_t c, const MeanM2& total, const StatsOut&
 
 struct Affine {
   ParamRef weight, bias;
+  Activation act;
+  double slope;
 };
 
 // y = (x - mean) * invstd * weight + bias over elements [begin, end) of channel c.
@@ -135,7 +117,8 @@ __device__ void normalize_range(const T* x, ChannelLayout lx, T* y, ChannelLayou
   for (int64_t i = begin; i < end; i += step) {
     uint32_t n, s;
     by_hw.divmod(static_cast<uint32_t>(i), n, s);
-    yb[n * ly.n + s * ly.s] = from_acc<T>(to_acc<Acc>(xb[n * lx.n + s * lx.s]) * scale + shift);
+    yb[n * ly.n + s * ly.s] =
+        from_acc<T>(activate(to_acc<Acc>(xb[n * lx.n + s * lx.s]) * scale + shift, af.act, Acc(af.slope)));
   }
 }
 
@@ -196,17 +179,42 @@ struct GradSums {
   double dy, dy_xhat;
 };
 
+struct BackwardArgs {
+  ParamRef weight, save_mean, save_invstd, grad_weight, grad_bias, bias;
+  bool training;
+  Activation act;
+  double slope;
+};
+
+// The gradient of the normalized value: dy itself, or through the fused activation at the
+// recomputed pre-activation (x - mean) * invstd * weight + bias.
+template <class Acc>
+struct PreactivationGrad {
+  Acc scale, shift, slope;
+  Activation act;
+  __device__ PreactivationGrad(const BackwardArgs& a, int64_t c) : slope(Acc(a.slope)), act(a.act) {
+    const double w = a.weight.valid() ? a.weight.load(c) : 1.0, b = a.bias.valid() ? a.bias.load(c) : 0.0;
+    const double sc = w * a.save_invstd.load(c);
+    scale = Acc(sc);
+    shift = Acc(b - a.save_mean.load(c) * sc);
+  }
+  __device__ Acc operator()(Acc g, Acc x) const { return activation_grad(g, x * scale + shift, act, slope); }
+};
+
 template <class T>
 __device__ GradSums block_grad_sums(const T* dy, ChannelLayout ldy, const T* x, ChannelLayout lx, int64_t c,
-                                    FastDivmod by_hw, int64_t begin, int64_t end, double mean, double invstd) {
+                                    FastDivmod by_hw, int64_t begin, int64_t end, double mean, double invstd,
+                                    const BackwardArgs& a) {
   using Acc = acc_t<T>;
   __shared__ double scratch[32];
   Acc s_dy = 0, s_dy_xhat = 0;
   const Acc m = Acc(mean), is = Acc(invstd);
+  const PreactivationGrad<Acc> dz(a, c);
   for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
     uint32_t n, s;
     by_hw.divmod(static_cast<uint32_t>(i), n, s);
-    const Acc g = to_acc<Acc>(dy[n * ldy.n + c * ldy.c + s * ldy.s]);
+    const Acc g =
+        dz(to_acc<Acc>(dy[n * ldy.n + c * ldy.c + s * ldy.s]), to_acc<Acc>(x[n * lx.n + c * lx.c + s * lx.s]));
     const Acc v = to_acc<Acc>(x[n * lx.n + c * lx.c + s * lx.s]);
     s_dy += g;
     s_dy_xhat += g * (v - m) * is;
@@ -217,11 +225,6 @@ __device__ GradSums block_grad_sums(const T* dy, ChannelLayout ldy, const T* x, 
   return r;
 }
 
-struct BackwardArgs {
-  ParamRef weight, save_mean, save_invstd, grad_weight, grad_bias;
-  bool training;
-};
-
 template <class T>
 __device__ void input_grad_range(const T* dy, ChannelLayout ldy, const T* x, ChannelLayout lx, T* dx,
                                  ChannelLayout ldx, int64_t c, FastDivmod by_hw, int64_t begin, int64_t end,
@@ -231,11 +234,12 @@ __device__ void input_grad_range(const T* dy, ChannelLayout ldy, const T* x, Cha
   const Acc mean = Acc(a.save_mean.load(c)), invstd = Acc(a.save_invstd.load(c));
   const Acc w = Acc(a.weight.valid() ? a.weight.load(c) : 1.0);
   const Acc mean_dy = Acc(sum_dy / double(count)), mean_dy_xhat = Acc(sum_dy_xhat / double(count));
+  const PreactivationGrad<Acc> dz(a, c);
   for (int64_t i = begin; i < end; i += step) {
     uint32_t n, s;
     by_hw.divmod(static_cast<uint32_t>(i), n, s);
-    const Acc g = to_acc<Acc>(dy[n * ldy.n + c * ldy.c + s * ldy.s]);
     const Acc v = to_acc<Acc>(x[n * lx.n + c * lx.c + s * lx.s]);
+    const Acc g = dz(to_acc<Acc>(dy[n * ldy.n + c * ldy.c + s * ldy.s]), v);
     dx[n * ldx.n + c * ldx.c + s * ldx.s] =
         from_acc<T>(batch_norm_input_grad(g, v, mean, invstd, w, mean_dy, mean_dy_xhat, a.training));
   }
@@ -246,7 +250,8 @@ __global__ void batch_norm_backward_fused_kernel(const T* dy, ChannelLayout ldy,
                                                  ChannelLayout ldx, BnDims d, FastDivmod by_hw, BackwardArgs a) {
   __shared__ double sums[2];
   const int64_t c = blockIdx.x;
-  const GradSums g = block_grad_sums(dy, ldy, x, lx, c, by_hw, 0, d.count, a.save_mean.load(c), a.save_invstd.load(c));
+  const GradSums g =
+      block_grad_sums(dy, ldy, x, lx, c, by_hw, 0, d.count, a.save_mean.load(c), a.save_invstd.load(c), a);
   if (threadIdx.x == 0) {
     sums[0] = g.dy;
     sums[1] = g.dy_xhat;
@@ -262,7 +267,8 @@ __global__ void batch_norm_grad_partial_kernel(const T* dy, ChannelLayout ldy, c
                                                FastDivmod by_hw, int64_t chunk, BackwardArgs a, GradSums* partials) {
   const int64_t c = blockIdx.y, slice = blockIdx.x;
   const int64_t begin = slice * chunk, end = std::min(d.count, begin + chunk);
-  const GradSums g = block_grad_sums(dy, ldy, x, lx, c, by_hw, begin, end, a.save_mean.load(c), a.save_invstd.load(c));
+  const GradSums g =
+      block_grad_sums(dy, ldy, x, lx, c, by_hw, begin, end, a.save_mean.load(c), a.save_invstd.load(c), a);
   if (threadIdx.x == 0) partials[c * gridDim.x + slice] = g;
 }
 
@@ -338,7 +344,7 @@ void batch_norm_forward(const TensorView& input, const TensorView* weight, const
   const bool batch_stats = p.training || running_mean == nullptr || running_var == nullptr;
   StatsOut o{param_ref(&save_mean), param_ref(&save_invstd), param_ref(running_mean), param_ref(running_var),
              p.eps, p.momentum, p.training && running_mean != nullptr && running_var != nullptr};
-  const Affine af{param_ref(weight), param_ref(bias)};
+  const Affine af{param_ref(weight), param_ref(bias), p.activation, p.negative_slope};
   dispatch_floating(input.dtype, "input", [&](auto tag) {
     using T = typename decltype(tag)::type;
     if (!batch_stats) {
@@ -374,7 +380,8 @@ void batch_norm_forward(const TensorView& input, const TensorView* weight, const
 }
 
 void batch_norm_backward(const TensorView& grad_output, const TensorView& input, const TensorView* weight,
-                         const TensorView& save_mean, const TensorView& save_invstd, const TensorView* grad_input,
+                         const TensorView* bias, const TensorView& save_mean, const TensorView& save_invstd,
+                         const TensorView* grad_input,
                          const TensorView* grad_weight, const TensorView* grad_bias, const BatchNormParams& p,
                          Stream stream) {
   const BnDims d = bn_dims(input);
@@ -386,7 +393,7 @@ void batch_norm_backward(const TensorView& grad_output, const TensorView& input,
   const ChannelLayout ldx = grad_input ? channel_layout(*grad_input, "grad_input") : ChannelLayout{};
   const FastDivmod by_hw(std::max<int64_t>(d.HW, 1));
   const BackwardArgs a{param_ref(weight), param_ref(&save_mean), param_ref(&save_invstd), param_ref(grad_weight),
-                       param_ref(grad_bias), p.training};
+                       param_ref(grad_bias), param_ref(bias), p.training, p.activation, p.negative_slope};
   auto wide = [](const TensorView* v) {
     return v && (v->dtype == DType::Float32 || v->dtype == DType::Float64);
   };

@@ -1,9 +1,12 @@
-// cuda/block_reduce.cuh — warp- and block-level sums and the atomic add used by split
-// reductions. Shuffle trees inside a warp, one shared-memory slot per warp across warps:
-// the standard shape, kept in one place so every reduction kernel sums the same way.
+// cuda/block_reduce.cuh — warp- and block-level sums, the block-level (count, mean, M2) combine
+// of the normalization statistics, and the atomic add used by split reductions. Shuffle trees
+// inside a warp, one shared-memory slot per warp across warps: the standard shape, kept in one
+// place so every reduction kernel sums the same way.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+
+#include "common/batch_norm_math.h"
 
 namespace medkern::cuda {
 
@@ -24,6 +27,29 @@ template <class A> __device__ __forceinline__ A block_sum(A v, A* scratch) {
   if (warp == 0) {
     total = lane < warps ? scratch[lane] : A(0);
     total = warp_sum(total);
+  }
+  __syncthreads();
+  return total;
+}
+
+__device__ __forceinline__ MeanM2 shfl_down(const MeanM2& v, int offset) {
+  return {__shfl_down_sync(0xffffffffu, v.count, offset), __shfl_down_sync(0xffffffffu, v.mean, offset),
+          __shfl_down_sync(0xffffffffu, v.m2, offset)};
+}
+
+// Combines every thread's (count, mean, M2); the result is valid in thread 0.
+__device__ __forceinline__ MeanM2 block_mean_m2(MeanM2 v) {
+  __shared__ MeanM2 warp_totals[32];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) v = mean_m2_combine(v, shfl_down(v, offset));
+  if (lane == 0) warp_totals[warp] = v;
+  __syncthreads();
+  MeanM2 total{};
+  if (warp == 0) {
+    total = lane < warps ? warp_totals[lane] : MeanM2{};
+#pragma unroll
+    for (int offset = 16; offset > 0; offset /= 2) total = mean_m2_combine(total, shfl_down(total, offset));
   }
   __syncthreads();
   return total;

@@ -8,11 +8,12 @@ register_fake) taking their aten counterparts' arguments in aten's order, and a
 directly by an eager ``autograd.Function``; ``_eager`` decides per call between the
 implementation and the dispatcher, and between medkern's kernel and torch's.
 """
-from .activation import relu
+from .activation import leaky_relu, relu
 from .batch_norm import batch_norm
 from .conv2d import conv2d, conv2d_relu
+from .group_norm import group_norm, instance_norm
 from .linear import linear
 from .pooling import avg_pool2d, avg_pool3d, max_pool2d, max_pool3d
 
 __all__ = ["conv2d", "conv2d_relu", "linear", "max_pool2d", "avg_pool2d", "max_pool3d", "avg_pool3d", "batch_norm",
-           "relu"]
+           "group_norm", "instance_norm", "relu", "leaky_relu"]

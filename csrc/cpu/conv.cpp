@@ -1,17 +1,18 @@
-// cpu/conv2d.cpp — 2-D convolution on the CPU (its shape checks are in core/conv2d.cpp): forward
-// and backward passes as GEMMs over im2col columns of several samples at once (so small feature
-// maps still fill the register tile), 1x1 stride-1 convs without im2col, and a direct kernel for
-// few input channels.
+// cpu/conv.cpp — 2-D and 3-D convolution on the CPU (shape checks in core/conv.cpp), every tensor
+// seen as (N, C, D, H, W) with 2-D as the depth-1 case: forward and backward passes as GEMMs over
+// im2col columns (rows (c, t, r, s), columns (sample, od, p, q)) of several samples at once (so
+// small feature maps still fill the register tile), 1x1x1 stride-1 convs without im2col, a direct
+// kernel for few input channels, and Winograd F(2x2, 3x3) for wide 2-D 3x3 layers.
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
 #include <vector>
 
-#include "common/conv2d_math.h"
-#include "cpu/conv2d_direct.h"
+#include "common/conv_math.h"
+#include "cpu/conv_direct.h"
 #include "cpu/conv2d_winograd.h"
 #include "cpu/gemm_driver.h"
-#include "medkern/conv2d.h"
+#include "medkern/conv.h"
 #include "medkern/parallel.h"
 #include "medkern/workspace.h"
 
@@ -23,28 +24,30 @@ constexpr int kSlotColumns = 0, kSlotWeight = 2, kSlotPartial = 3, kSlotOutput =
 // Weights packed once per call for all sample chunks; gemm_blocked leaves its packed-A slot
 // alone when handed a pre-packed A.
 constexpr int kSlotPackedWeights = 6;
-constexpr int64_t kDenseOutputBelow = 256;  // pixels per sample
+constexpr int64_t kDenseOutputBelow = 256;  // output voxels per sample
 
+// One convolution's sizes. PQ counts an output sample's voxels (OD * P * Q), CRS a filter's taps
+// (C/groups * T * R * S): the GEMM sees only these two. The output-side sizes come from the view
+// (see medkern/conv.h: a transposed convolution may hand in fewer than conv_output_size).
 struct Geometry {
-  int64_t N, C, H, W, K, Cg, Kg, G, R, S, P, Q, PQ, CRS;
-  Conv2dParams p;
-  int64_t xs[4];  // input (or grad_input) strides
+  int64_t N, C, D, H, W, K, Cg, Kg, G, T, R, S, OD, P, Q, PQ, CRS;
+  ConvParams p;
+  int64_t xs[5];  // input (or grad_input) strides
 };
 
-Geometry make_geometry(const TensorView& x, const TensorView& w, const Conv2dParams& p) {
+Geometry make_geometry(const TensorView& x, const TensorView& w, const TensorView& y, const ConvParams& p) {
   Geometry g;
-  g.N = x.size(0); g.C = x.size(1); g.H = x.size(2); g.W = x.size(3);
-  g.K = w.size(0); g.Cg = w.size(1); g.R = w.size(2); g.S = w.size(3);
+  g.N = x.size(0); g.C = x.size(1); g.D = x.size(2); g.H = x.size(3); g.W = x.size(4);
+  g.K = w.size(0); g.Cg = w.size(1); g.T = w.size(2); g.R = w.size(3); g.S = w.size(4);
   g.G = p.groups; g.Kg = g.K / g.G;
-  g.P = conv_output_size(g.H, g.R, p.stride_h, p.pad_h, p.dilation_h);
-  g.Q = conv_output_size(g.W, g.S, p.stride_w, p.pad_w, p.dilation_w);
-  g.PQ = g.P * g.Q; g.CRS = g.Cg * g.R * g.S;
+  g.OD = y.size(2); g.P = y.size(3); g.Q = y.size(4);
+  g.PQ = g.OD * g.P * g.Q; g.CRS = g.Cg * g.T * g.R * g.S;
   g.p = p;
-  for (int i = 0; i < 4; ++i) g.xs[i] = x.stride(i);
+  for (int i = 0; i < 5; ++i) g.xs[i] = x.stride(i);
   return g;
 }
 
-// The weight as a dense (K, C/groups*R*S) matrix: a view when it already is, else a copy.
+// The weight as a dense (K, C/groups*T*R*S) matrix: a view when it already is, else a copy.
 template <class T>
 const T* dense_weight(const TensorView& w, int slot) {
   if (w.is_contiguous()) return w.ptr<const T>();
@@ -53,10 +56,21 @@ const T* dense_weight(const TensorView& w, int slot) {
   int64_t i = 0;
   for (int64_t a = 0; a < w.size(0); ++a)
     for (int64_t b = 0; b < w.size(1); ++b)
-      for (int64_t c = 0; c < w.size(2); ++c)
-        for (int64_t e = 0; e < w.size(3); ++e)
-          d[i++] = s[a * w.stride(0) + b * w.stride(1) + c * w.stride(2) + e * w.stride(3)];
+      for (int64_t t = 0; t < w.size(2); ++t)
+        for (int64_t c = 0; c < w.size(3); ++c)
+          for (int64_t e = 0; e < w.size(4); ++e)
+            d[i++] = s[a * w.stride(0) + b * w.stride(1) + t * w.stride(2) + c * w.stride(3) + e * w.stride(4)];
   return d;
+}
+
+// A dense copy of a 1-D view (the epilogue reads bias values contiguously), or null.
+template <class T>
+const T* dense_vector(const TensorView* v, std::vector<T>& storage) {
+  if (!v) return nullptr;
+  if (v->stride(0) == 1) return v->ptr<const T>();
+  storage.resize(static_cast<size_t>(v->size(0)));
+  for (int64_t k = 0; k < v->size(0); ++k) storage[static_cast<size_t>(k)] = v->ptr<const T>()[k * v->stride(0)];
+  return storage.data();
 }
 
 // How samples are grouped: `per_chunk` samples share one im2col matrix (wide enough for the
@@ -84,29 +98,35 @@ ChunkPlan plan_chunks(const Geometry& g, int64_t column_rows) {
 // Whether a copy/scatter pass over `elements` is worth splitting over threads.
 bool worth_threads(int64_t elements) { return elements >= (int64_t(1) << 16); }
 
-// im2col for samples [n0, n0+nb) and input channels [c0, c0+Cg): column matrix rows (c, r, s),
-// columns (sample, p, q), row length `cols`. Reads the input through its strides.
+// im2col for samples [n0, n0+nb) and input channels [c0, c0+Cg): column matrix rows (c, t, r, s),
+// columns (sample, od, p, q), row length `cols`. Reads the input through its strides.
 template <class T>
 void im2col(const T* x, const Geometry& g, int64_t n0, int64_t nb, int64_t c0, T* buf, bool threaded) {
   const int64_t cols = nb * g.PQ;
   auto rows = [&](int64_t b, int64_t e) {
     for (int64_t row = b; row < e; ++row) {
-      const int64_t c = row / (g.R * g.S), r = (row / g.S) % g.R, s = row % g.S;
+      const int64_t s = row % g.S, r = (row / g.S) % g.R, t = (row / (g.R * g.S)) % g.T, c = row / (g.T * g.R * g.S);
       int64_t q_lo, q_hi;
       conv_valid_output_range(g.W, g.Q, s, g.p.stride_w, g.p.pad_w, g.p.dilation_w, &q_lo, &q_hi);
       const int64_t iw0 = q_lo * g.p.stride_w - g.p.pad_w + s * g.p.dilation_w;
+      const int64_t step = g.p.stride_w * g.xs[4];
       T* drow = buf + row * cols;
       for (int64_t n = 0; n < nb; ++n) {
-        for (int64_t pp = 0; pp < g.P; ++pp) {
-          T* d = drow + n * g.PQ + pp * g.Q;
-          const int64_t ih = conv_input_coord(pp, r, g.p.stride_h, g.p.pad_h, g.p.dilation_h);
-          if (ih < 0 || ih >= g.H) { std::fill(d, d + g.Q, T(0)); continue; }
-          const T* src = x + (n0 + n) * g.xs[0] + (c0 + c) * g.xs[1] + ih * g.xs[2] + iw0 * g.xs[3];
-          std::fill(d, d + q_lo, T(0));
-          const int64_t step = g.p.stride_w * g.xs[3];
-          if (step == 1) std::memcpy(d + q_lo, src, sizeof(T) * (q_hi - q_lo));
-          else for (int64_t q = q_lo; q < q_hi; ++q) d[q] = src[(q - q_lo) * step];
-          std::fill(d + q_hi, d + g.Q, T(0));
+        for (int64_t od = 0; od < g.OD; ++od) {
+          T* dplane = drow + n * g.PQ + od * g.P * g.Q;
+          const int64_t id = conv_input_coord(od, t, g.p.stride_d, g.p.pad_d, g.p.dilation_d);
+          if (id < 0 || id >= g.D) { std::fill(dplane, dplane + g.P * g.Q, T(0)); continue; }
+          const T* plane = x + (n0 + n) * g.xs[0] + (c0 + c) * g.xs[1] + id * g.xs[2];
+          for (int64_t pp = 0; pp < g.P; ++pp) {
+            T* d = dplane + pp * g.Q;
+            const int64_t ih = conv_input_coord(pp, r, g.p.stride_h, g.p.pad_h, g.p.dilation_h);
+            if (ih < 0 || ih >= g.H) { std::fill(d, d + g.Q, T(0)); continue; }
+            const T* src = plane + ih * g.xs[3] + iw0 * g.xs[4];
+            std::fill(d, d + q_lo, T(0));
+            if (step == 1) std::memcpy(d + q_lo, src, sizeof(T) * (q_hi - q_lo));
+            else for (int64_t q = q_lo; q < q_hi; ++q) d[q] = src[(q - q_lo) * step];
+            std::fill(d + q_hi, d + g.Q, T(0));
+          }
         }
       }
     }
@@ -119,25 +139,31 @@ void im2col(const T* x, const Geometry& g, int64_t n0, int64_t nb, int64_t c0, T
 template <class T>
 void col2im(const T* buf, const Geometry& g, int64_t n0, int64_t nb, int64_t c0, T* dx, bool threaded) {
   const int64_t cols = nb * g.PQ;
-  const int64_t HW = g.H * g.W;
+  const int64_t HW = g.H * g.W, DHW = g.D * HW;
   auto channels = [&](int64_t b, int64_t e) {
     for (int64_t c = b; c < e; ++c)
-      for (int64_t r = 0; r < g.R; ++r)
-        for (int64_t s = 0; s < g.S; ++s) {
-          const T* drow = buf + ((c * g.R + r) * g.S + s) * cols;
-          int64_t q_lo, q_hi;
-          conv_valid_output_range(g.W, g.Q, s, g.p.stride_w, g.p.pad_w, g.p.dilation_w, &q_lo, &q_hi);
-          const int64_t iw0 = q_lo * g.p.stride_w - g.p.pad_w + s * g.p.dilation_w;
-          for (int64_t n = 0; n < nb; ++n)
-            for (int64_t pp = 0; pp < g.P; ++pp) {
-              const int64_t ih = conv_input_coord(pp, r, g.p.stride_h, g.p.pad_h, g.p.dilation_h);
-              if (ih < 0 || ih >= g.H) continue;
-              const T* d = drow + n * g.PQ + pp * g.Q;
-              T* dst = dx + ((n0 + n) * g.C + c0 + c) * HW + ih * g.W + iw0;
-              const int64_t step = g.p.stride_w;
-              for (int64_t q = q_lo; q < q_hi; ++q) dst[(q - q_lo) * step] += d[q];
-            }
-        }
+      for (int64_t t = 0; t < g.T; ++t)
+        for (int64_t r = 0; r < g.R; ++r)
+          for (int64_t s = 0; s < g.S; ++s) {
+            const T* drow = buf + (((c * g.T + t) * g.R + r) * g.S + s) * cols;
+            int64_t q_lo, q_hi;
+            conv_valid_output_range(g.W, g.Q, s, g.p.stride_w, g.p.pad_w, g.p.dilation_w, &q_lo, &q_hi);
+            const int64_t iw0 = q_lo * g.p.stride_w - g.p.pad_w + s * g.p.dilation_w;
+            const int64_t step = g.p.stride_w;
+            for (int64_t n = 0; n < nb; ++n)
+              for (int64_t od = 0; od < g.OD; ++od) {
+                const int64_t id = conv_input_coord(od, t, g.p.stride_d, g.p.pad_d, g.p.dilation_d);
+                if (id < 0 || id >= g.D) continue;
+                T* plane = dx + ((n0 + n) * g.C + c0 + c) * DHW + id * HW;
+                for (int64_t pp = 0; pp < g.P; ++pp) {
+                  const int64_t ih = conv_input_coord(pp, r, g.p.stride_h, g.p.pad_h, g.p.dilation_h);
+                  if (ih < 0 || ih >= g.H) continue;
+                  const T* d = drow + n * g.PQ + (od * g.P + pp) * g.Q;
+                  T* dst = plane + ih * g.W + iw0;
+                  for (int64_t q = q_lo; q < q_hi; ++q) dst[(q - q_lo) * step] += d[q];
+                }
+              }
+          }
   };
   if (threaded && worth_threads(g.CRS * cols)) parallel_for(0, g.Cg, 1, channels);
   else channels(0, g.Cg);
@@ -150,23 +176,30 @@ struct ActivationRef { const T* data; int64_t sample_stride, channel_stride; };
 
 template <class T>
 ActivationRef<T> dense_pixels(const TensorView& v) {
-  const int64_t N = v.size(0), C = v.size(1), H = v.size(2), W = v.size(3);
-  if ((v.stride(3) == 1 || W == 1) && (v.stride(2) == W || H == 1)) return {v.ptr<const T>(), v.stride(0), v.stride(1)};
+  const int64_t N = v.size(0), C = v.size(1), D = v.size(2), H = v.size(3), W = v.size(4);
+  if ((v.stride(4) == 1 || W == 1) && (v.stride(3) == W || H == 1) && (v.stride(2) == H * W || D == 1))
+    return {v.ptr<const T>(), v.stride(0), v.stride(1)};
   T* d = thread_workspace_as<T>(static_cast<size_t>(v.numel()), 5);
   const T* s = v.ptr<const T>();
-  parallel_for(0, N * C, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, H * W)), [&](int64_t b, int64_t e) {
+  const int64_t vox = D * H * W;
+  parallel_for(0, N * C, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, vox)), [&](int64_t b, int64_t e) {
     for (int64_t nc = b; nc < e; ++nc) {
       const T* src = s + (nc / C) * v.stride(0) + (nc % C) * v.stride(1);
-      T* dst = d + nc * H * W;
-      for (int64_t h = 0; h < H; ++h)
-        for (int64_t w = 0; w < W; ++w) dst[h * W + w] = src[h * v.stride(2) + w * v.stride(3)];
+      T* dst = d + nc * vox;
+      for (int64_t z = 0; z < D; ++z)
+        for (int64_t h = 0; h < H; ++h)
+          for (int64_t w = 0; w < W; ++w)
+            dst[(z * H + h) * W + w] = src[z * v.stride(2) + h * v.stride(3) + w * v.stride(4)];
     }
   });
-  return {d, C * H * W, H * W};
+  return {d, C * vox, vox};
 }
 
+// A 1x1x1 stride-1 unpadded convolution whose output voxels are the input's: a plain GEMM over
+// channels (a transposed convolution's output_padding can make the sizes differ: not pointwise).
 bool is_pointwise(const Geometry& g) {
-  return g.R == 1 && g.S == 1 && g.p.stride_h == 1 && g.p.stride_w == 1 && g.p.pad_h == 0 && g.p.pad_w == 0;
+  return g.T == 1 && g.R == 1 && g.S == 1 && g.p.stride_d == 1 && g.p.stride_h == 1 && g.p.stride_w == 1 &&
+         g.p.pad_d == 0 && g.p.pad_h == 0 && g.p.pad_w == 0 && g.OD == g.D && g.P == g.H && g.Q == g.W;
 }
 
 // An NCHW activation tensor as a (channels, samples*pixels) matrix starting at sample n0,
@@ -188,17 +221,11 @@ void forward_gemm(const TensorView& input, const TensorView& weight, const Tenso
                   const TensorView& output, const Geometry& g) {
   const T* x = input.ptr<const T>();
   const T* w = dense_weight<T>(weight, kSlotWeight);
-  const T* b = bias ? bias->ptr<const T>() : nullptr;
+  std::vector<T> bias_dense;
+  const T* b = dense_vector<T>(bias, bias_dense);
   T* y = output.ptr<T>();
   const bool relu = g.p.fuse_relu;
-  // bias may be strided: the epilogue wants it dense
-  std::vector<T> bias_dense;
-  if (b && bias->stride(0) != 1) {
-    bias_dense.resize(g.K);
-    for (int64_t k = 0; k < g.K; ++k) bias_dense[k] = b[k * bias->stride(0)];
-    b = bias_dense.data();
-  }
-  const bool direct_input = is_pointwise(g) && g.xs[3] == 1 && g.xs[2] == g.W;
+  const bool direct_input = is_pointwise(g) && g.xs[4] == 1 && g.xs[3] == g.W && (g.xs[2] == g.H * g.W || g.D == 1);
   const ChunkPlan plan = plan_chunks(g, direct_input ? 0 : g.CRS);
   const int64_t packed_size = packed_a_size<T>(g.Kg, g.CRS);
   T* packed = thread_workspace_as<T>(static_cast<size_t>(packed_size * g.G), kSlotPackedWeights);
@@ -241,10 +268,14 @@ void forward_gemm(const TensorView& input, const TensorView& weight, const Tenso
     for (int64_t c = 0; c < plan.chunks; ++c) run_chunk(c, true);
 }
 
+// grad_input (+ bias per channel, for the transposed convolution's forward).
 template <class T>
-void backward_input_gemm(const TensorView& grad_output, const TensorView& weight, const TensorView& grad_input,
-                         const Geometry& g) {
+void backward_input_gemm(const TensorView& grad_output, const TensorView& weight, const TensorView* bias,
+                         const TensorView& grad_input, const Geometry& g) {
   const T* w = dense_weight<T>(weight, kSlotWeight);
+  std::vector<T> bias_dense;
+  const T* b = dense_vector<T>(bias, bias_dense);
+  const int64_t DHW = g.D * g.H * g.W;
   T* dx = grad_input.ptr<T>();
   const ActivationRef<T> dy_ref = dense_pixels<T>(grad_output);
   const T* dy = dy_ref.data;
@@ -260,13 +291,17 @@ void backward_input_gemm(const TensorView& grad_output, const TensorView& weight
                                packed + grp * packed_size, true);
   auto run_chunk = [&](int64_t chunk, bool threaded) {
     const int64_t n0 = chunk * plan.per_chunk, nb = std::min(plan.per_chunk, g.N - n0);
-    if (!pointwise) std::fill(dx + n0 * g.C * g.H * g.W, dx + (n0 + nb) * g.C * g.H * g.W, T(0));
+    if (!pointwise) {
+      for (int64_t n = n0; n < n0 + nb; ++n)
+        for (int64_t c = 0; c < g.C; ++c)
+          std::fill(dx + (n * g.C + c) * DHW, dx + (n * g.C + c + 1) * DHW, b ? b[c] : T(0));
+    }
     for (int64_t grp = 0; grp < g.G; ++grp) {
       const PackedA<T>& A = weights_t[grp];
       MatrixRef<const T> B = activation_matrix<const T>(dy, n0, grp * g.Kg, g.PQ, dy_channel, dy_sample);
       if (pointwise) {
         MatrixRef<T> Cm = activation_matrix<T>(dx, n0, grp * g.Cg, g.PQ, g.PQ, g.C * g.PQ);
-        gemm_blocked<T>(nb * g.PQ, A, B, Cm, false, nullptr, nullptr, false, threaded);
+        gemm_blocked<T>(nb * g.PQ, A, B, Cm, false, b ? b + grp * g.Cg : nullptr, nullptr, false, threaded);
       } else {
         T* cols = thread_workspace_as<T>(static_cast<size_t>(g.CRS * nb * g.PQ), kSlotColumns);
         gemm_blocked<T>(nb * g.PQ, A, B, dense_matrix<T>(cols, nb * g.PQ), false, nullptr, nullptr, false, threaded);
@@ -330,19 +365,27 @@ void backward_weight_gemm(const TensorView& grad_output, const TensorView& input
   });
 }
 
+// Any rank >= 3 (N, K, ..., W): the axes between K and the last are walked as rows.
 template <class T>
 void backward_bias_impl(const TensorView& dy, const TensorView& db) {
-  const int64_t N = dy.size(0), K = dy.size(1), H = dy.size(2), W = dy.size(3);
+  const int64_t N = dy.size(0), K = dy.size(1), W = dy.size(-1), sw = dy.stride(-1);
+  int64_t rows = 1;
+  for (int i = 2; i + 1 < dy.ndim; ++i) rows *= dy.size(i);
   const T* d = dy.ptr<const T>();
   T* out = db.ptr<T>();
-  parallel_for(0, K, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, N * H * W)), [&](int64_t b, int64_t e) {
+  parallel_for(0, K, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, N * rows * W)), [&](int64_t b, int64_t e) {
     for (int64_t k = b; k < e; ++k) {
-      double sum = 0;  // double accumulation: the batch x pixels sum is long
+      double sum = 0;  // double accumulation: the batch x voxels sum is long
       for (int64_t n = 0; n < N; ++n)
-        for (int64_t h = 0; h < H; ++h) {
-          const T* row = d + n * dy.stride(0) + k * dy.stride(1) + h * dy.stride(2);
+        for (int64_t row = 0; row < rows; ++row) {
+          int64_t off = n * dy.stride(0) + k * dy.stride(1), rest = row;
+          for (int i = dy.ndim - 2; i >= 2; --i) {
+            off += (rest % dy.size(i)) * dy.stride(i);
+            rest /= dy.size(i);
+          }
+          const T* line = d + off;
           T s = 0;
-          for (int64_t w = 0; w < W; ++w) s += row[w * dy.stride(3)];
+          for (int64_t w = 0; w < W; ++w) s += line[w * sw];
           sum += s;
         }
       out[k * db.stride(0)] = static_cast<T>(sum);
@@ -350,34 +393,33 @@ void backward_bias_impl(const TensorView& dy, const TensorView& db) {
   });
 }
 
+DirectShape direct_shape(const Geometry& g) {
+  DirectShape sh{g.N, g.C, g.D, g.H, g.W, g.K, g.T, g.R, g.S, g.OD, g.P, g.Q, {}};
+  for (int i = 0; i < 5; ++i) sh.xs[i] = g.xs[i];
+  return sh;
+}
+
+// A depth-1 convolution (2-D, or 3-D with a unit depth everywhere) that Winograd F(2x2, 3x3) takes.
+bool planar(const Geometry& g) { return g.D == 1 && g.T == 1 && g.OD == 1 && g.p.pad_d == 0; }
+
 template <class T>
 void forward_impl(const TensorView& input, const TensorView& weight, const TensorView* bias,
-                  const TensorView& output, const Conv2dParams& p) {
-  const Geometry g = make_geometry(input, weight, p);
-  if (conv2d_direct_applies(g.Cg, g.Kg, g.Q)) {
+                  const TensorView& output, const Geometry& g) {
+  const ConvParams& p = g.p;
+  if (conv_direct_applies(g.Cg * g.T, g.Kg, g.Q) && output.is_contiguous()) {
     const T* w = dense_weight<T>(weight, kSlotWeight);
     std::vector<T> bias_dense;
-    const T* b = nullptr;
-    if (bias) {
-      bias_dense.resize(g.K);
-      for (int64_t k = 0; k < g.K; ++k) bias_dense[k] = bias->ptr<const T>()[k * bias->stride(0)];
-      b = bias_dense.data();
-    }
-    const int64_t xs[4] = {g.xs[0], g.xs[1], g.xs[2], g.xs[3]};
-    const int64_t shape[4] = {g.N, g.C, g.H, g.W};
-    conv2d_direct_forward<T>(input.ptr<const T>(), shape, xs, w, g.K, g.R, g.S, b, output.ptr<T>(), g.P, g.Q, p);
+    conv_direct_forward<T>(input.ptr<const T>(), direct_shape(g), w, dense_vector<T>(bias, bias_dense),
+                           output.ptr<T>(), p);
     return;
   }
   if constexpr (std::is_same_v<T, float>) {
-    if (conv2d_winograd_applies(g.C, g.K, g.P, g.Q, g.R, g.S, p) && output.is_contiguous()) {
+    if (planar(g) && conv2d_winograd_applies(g.C, g.K, g.P, g.Q, g.R, g.S, p) && output.is_contiguous()) {
       const float* w = dense_weight<float>(weight, kSlotWeight);
       std::vector<float> bias_dense;
-      if (bias) {
-        bias_dense.resize(g.K);
-        for (int64_t k = 0; k < g.K; ++k) bias_dense[k] = bias->ptr<const float>()[k * bias->stride(0)];
-      }
       const int64_t shape[4] = {g.N, g.C, g.H, g.W};
-      conv2d_winograd_forward(input.ptr<const float>(), shape, g.xs, w, g.K, false, bias ? bias_dense.data() : nullptr,
+      const int64_t xs[4] = {g.xs[0], g.xs[1], g.xs[3], g.xs[4]};
+      conv2d_winograd_forward(input.ptr<const float>(), shape, xs, w, g.K, false, dense_vector<float>(bias, bias_dense),
                               output.ptr<float>(), g.P, g.Q, p.pad_h, p.pad_w, p.fuse_relu);
       return;
     }
@@ -385,17 +427,18 @@ void forward_impl(const TensorView& input, const TensorView& weight, const Tenso
   forward_gemm<T>(input, weight, bias, output, g);
 }
 
-// Backward-input of a 3x3 stride-1 layer as the forward Winograd convolution of grad_output with
-// the flipped, transposed weight and padding 2 - pad (float32); false when it does not apply.
-bool backward_input_winograd(const TensorView& grad_output, const TensorView& weight, const TensorView& grad_input,
-                             const Geometry& g) {
-  const Conv2dParams& p = g.p;
-  if (grad_input.dtype != DType::Float32 || !conv2d_winograd_applies(g.K, g.C, g.H, g.W, g.R, g.S, p) ||
-      !grad_input.is_contiguous() || p.pad_h > 2 || p.pad_w > 2)
+// Backward-input of a 3x3 stride-1 planar layer as the forward Winograd convolution of grad_output
+// with the flipped, transposed weight and padding 2 - pad (float32); false when it does not apply.
+bool backward_input_winograd(const TensorView& grad_output, const TensorView& weight, const TensorView* bias,
+                             const TensorView& grad_input, const Geometry& g) {
+  const ConvParams& p = g.p;
+  if (grad_input.dtype != DType::Float32 || bias || !planar(g) ||
+      !conv2d_winograd_applies(g.K, g.C, g.H, g.W, g.R, g.S, p) || !grad_input.is_contiguous() || p.pad_h > 2 ||
+      p.pad_w > 2 || conv_output_size(g.H, g.R, 1, p.pad_h, 1) != g.P || conv_output_size(g.W, g.S, 1, p.pad_w, 1) != g.Q)
     return false;
   const float* w = dense_weight<float>(weight, kSlotWeight);
   const int64_t shape[4] = {g.N, g.K, g.P, g.Q};
-  const int64_t dys[4] = {grad_output.stride(0), grad_output.stride(1), grad_output.stride(2), grad_output.stride(3)};
+  const int64_t dys[4] = {grad_output.stride(0), grad_output.stride(1), grad_output.stride(3), grad_output.stride(4)};
   conv2d_winograd_forward(grad_output.ptr<const float>(), shape, dys, w, g.C, true, nullptr, grad_input.ptr<float>(),
                           g.H, g.W, 2 - p.pad_h, 2 - p.pad_w, false);
   return true;
@@ -403,30 +446,30 @@ bool backward_input_winograd(const TensorView& grad_output, const TensorView& we
 
 }  // namespace
 
-void conv2d_forward(const TensorView& input, const TensorView& weight, const TensorView* bias,
-                    const TensorView& output, const Conv2dParams& p) {
-  if (input.dtype == DType::Float64) forward_impl<double>(input, weight, bias, output, p);
-  else forward_impl<float>(input, weight, bias, output, p);
+void conv_forward(const TensorView& input, const TensorView& weight, const TensorView* bias,
+                  const TensorView& output, const ConvParams& p) {
+  const Geometry g = make_geometry(input, weight, output, p);
+  if (input.dtype == DType::Float64) forward_impl<double>(input, weight, bias, output, g);
+  else forward_impl<float>(input, weight, bias, output, g);
 }
 
-void conv2d_backward_input(const TensorView& grad_output, const TensorView& weight, const TensorView& grad_input,
-                           const Conv2dParams& p) {
-  const Geometry g = make_geometry(grad_input, weight, p);
-  if (grad_input.dtype == DType::Float64) backward_input_gemm<double>(grad_output, weight, grad_input, g);
-  else if (!backward_input_winograd(grad_output, weight, grad_input, g))
-    backward_input_gemm<float>(grad_output, weight, grad_input, g);
+void conv_backward_input(const TensorView& grad_output, const TensorView& weight, const TensorView* bias,
+                         const TensorView& grad_input, const ConvParams& p) {
+  const Geometry g = make_geometry(grad_input, weight, grad_output, p);
+  if (grad_input.dtype == DType::Float64) backward_input_gemm<double>(grad_output, weight, bias, grad_input, g);
+  else if (!backward_input_winograd(grad_output, weight, bias, grad_input, g))
+    backward_input_gemm<float>(grad_output, weight, bias, grad_input, g);
 }
 
-void conv2d_backward_weight(const TensorView& grad_output, const TensorView& input, const TensorView& grad_weight,
-                            const Conv2dParams& p) {
-  const Geometry g = make_geometry(input, grad_weight, p);
-  if (conv2d_direct_weight_grad_applies(g.CRS, p.stride_w) && grad_weight.is_contiguous()) {
-    const int64_t shape[4] = {g.N, g.C, g.H, g.W};
+void conv_backward_weight(const TensorView& grad_output, const TensorView& input, const TensorView& grad_weight,
+                          const ConvParams& p) {
+  const Geometry g = make_geometry(input, grad_weight, grad_output, p);
+  if (conv_direct_weight_grad_applies(g.CRS, p.stride_w) && grad_weight.is_contiguous()) {
     auto direct = [&](auto tag) {
       using T = decltype(tag);
       const ActivationRef<T> dy = dense_pixels<T>(grad_output);
-      conv2d_direct_backward_weight<T>(input.ptr<const T>(), shape, g.xs, dy.data, dy.sample_stride,
-                                       dy.channel_stride, grad_weight.ptr<T>(), g.K, g.R, g.S, g.P, g.Q, p);
+      conv_direct_backward_weight<T>(input.ptr<const T>(), direct_shape(g), dy.data, dy.sample_stride,
+                                     dy.channel_stride, grad_weight.ptr<T>(), p);
     };
     if (input.dtype == DType::Float64) direct(double{});
     else direct(float{});
@@ -436,7 +479,7 @@ void conv2d_backward_weight(const TensorView& grad_output, const TensorView& inp
   else backward_weight_gemm<float>(grad_output, input, grad_weight, g);
 }
 
-void conv2d_backward_bias(const TensorView& grad_output, const TensorView& grad_bias) {
+void conv_backward_bias(const TensorView& grad_output, const TensorView& grad_bias) {
   if (grad_output.dtype == DType::Float64) backward_bias_impl<double>(grad_output, grad_bias);
   else backward_bias_impl<float>(grad_output, grad_bias);
 }

@@ -91,6 +91,14 @@ def test_larger_batch_runs_sample_chunks_in_parallel():
     check_against_torch(ops.conv3d, F.conv3d, x, w, b, dict(padding=1), "conv3d")
 
 
+@pytest.mark.parametrize("cin,cout,size,stride", [(16, 16, (20, 28, 20), 1), (32, 8, (12, 30, 17), 2)])
+def test_large_volume_runs_in_row_blocks(cin, cout, size, stride):
+    """A sample's column matrix above the buffer budget is cut into blocks of output rows; the
+    input gradient's blocks add into overlapping input rows."""
+    x, w, b = operands((3, cin, *size), (cout, cin, 3, 3, 3), cout)
+    check_against_torch(ops.conv3d, F.conv3d, x, w, b, dict(stride=stride, padding=1), "conv3d")
+
+
 def test_non_contiguous_operands():
     x = torch.randn(4, 10, 7, 8, 12, dtype=torch.float64)[::2, 1:9, :, :, ::2]  # strided batch, channels, width
     w = (torch.randn(6, 8, 3, 3, 2, dtype=torch.float64) / 12).transpose(2, 4)   # transposed filter taps

@@ -73,36 +73,68 @@ const T* dense_vector(const TensorView* v, std::vector<T>& storage) {
   return storage.data();
 }
 
-// How samples are grouped: `per_chunk` samples share one im2col matrix (wide enough for the
-// register tile); chunks run in parallel when there are enough of them, else the GEMM inside
-// each chunk is threaded (small batches).
-struct ChunkPlan { int64_t per_chunk, chunks; bool parallel_chunks; };
+// The columns of one im2col matrix: samples [n0, n0 + nb), and of each sample the output rows
+// [r0, r1) (a row is one (od, p) line of Q outputs). Small feature maps put several whole samples
+// in a block; a large volume (3-D) is cut into blocks of rows so the column matrix stays in cache.
+struct Block {
+  int64_t n0, nb, r0, r1;
+  int64_t rows() const { return r1 - r0; }
+};
+
+// How the columns are grouped into blocks: `per_chunk` samples share one im2col matrix (wide
+// enough for the register tile), or, when one sample's matrix would exceed the buffer budget,
+// each sample is cut into `blocks_per_sample` blocks of `rows_per_block` output rows. Chunks run
+// in parallel when there are enough of them, else the GEMM inside each chunk is threaded.
+struct ChunkPlan {
+  int64_t per_chunk, chunks;
+  bool parallel_chunks;
+  int64_t rows_per_block, blocks_per_sample;  // blocks_per_sample 1: whole samples
+
+  Block block(int64_t chunk, const Geometry& g) const {
+    if (blocks_per_sample > 1) {
+      const int64_t n = chunk / blocks_per_sample, r0 = (chunk % blocks_per_sample) * rows_per_block;
+      return {n, 1, r0, std::min(r0 + rows_per_block, g.OD * g.P)};
+    }
+    const int64_t n0 = chunk * per_chunk;
+    return {n0, std::min(per_chunk, g.N - n0), 0, g.OD * g.P};
+  }
+};
 
 ChunkPlan plan_chunks(const Geometry& g, int64_t column_rows) {
   const int threads = num_threads();
   const int64_t target_cols = 512, max_buffer = int64_t(1) << 20;
+  const bool enough_work = g.N * g.K * g.PQ * g.CRS >= (int64_t(1) << 21);
+  const int64_t rows_total = g.OD * g.P;
+  if (column_rows * g.PQ > max_buffer && rows_total > 1) {
+    // about a quarter of the budget per block (an L2-sized column matrix), at least target_cols wide
+    const int64_t cols = std::max<int64_t>(target_cols, (max_buffer / 4) / column_rows);
+    int64_t rows = std::clamp<int64_t>((cols + g.Q - 1) / g.Q, 1, rows_total);
+    const int64_t per_sample = (rows_total + rows - 1) / rows;
+    rows = (rows_total + per_sample - 1) / per_sample;  // balanced blocks
+    const int64_t chunks = g.N * per_sample;
+    return {1, chunks, threads > 1 && chunks >= 2 * threads && enough_work, rows, per_sample};
+  }
   int64_t nb = std::max<int64_t>(1, (target_cols + g.PQ - 1) / g.PQ);
   nb = std::min(nb, std::max<int64_t>(1, max_buffer / std::max<int64_t>(1, column_rows * g.PQ)));
   nb = std::min(nb, g.N);
   int64_t chunks = (g.N + nb - 1) / nb;
-  const bool enough_work = g.N * g.K * g.PQ * g.CRS >= (int64_t(1) << 21);
   if (threads > 1 && chunks >= 2 * threads && enough_work) {
     chunks = (chunks + threads - 1) / threads * threads;  // whole rounds, so no thread idles at the end
     nb = (g.N + chunks - 1) / chunks;
     chunks = (g.N + nb - 1) / nb;
-    return {nb, chunks, true};
+    return {nb, chunks, true, rows_total, 1};
   }
-  return {nb, chunks, false};
+  return {nb, chunks, false, rows_total, 1};
 }
 
 // Whether a copy/scatter pass over `elements` is worth splitting over threads.
 bool worth_threads(int64_t elements) { return elements >= (int64_t(1) << 16); }
 
-// im2col for samples [n0, n0+nb) and input channels [c0, c0+Cg): column matrix rows (c, t, r, s),
-// columns (sample, od, p, q), row length `cols`. Reads the input through its strides.
+// im2col for block `blk` and input channels [c0, c0+Cg): column matrix rows (c, t, r, s), columns
+// (sample, output row (od, p), q), row length `cols`. Reads the input through its strides.
 template <class T>
-void im2col(const T* x, const Geometry& g, int64_t n0, int64_t nb, int64_t c0, T* buf, bool threaded) {
-  const int64_t cols = nb * g.PQ;
+void im2col(const T* x, const Geometry& g, const Block& blk, int64_t c0, T* buf, bool threaded) {
+  const int64_t n0 = blk.n0, nb = blk.nb, per_sample = blk.rows() * g.Q, cols = nb * per_sample;
   auto rows = [&](int64_t b, int64_t e) {
     for (int64_t row = b; row < e; ++row) {
       const int64_t s = row % g.S, r = (row / g.S) % g.R, t = (row / (g.R * g.S)) % g.T, c = row / (g.T * g.R * g.S);
@@ -112,21 +144,18 @@ void im2col(const T* x, const Geometry& g, int64_t n0, int64_t nb, int64_t c0, T
       const int64_t step = g.p.stride_w * g.xs[4];
       T* drow = buf + row * cols;
       for (int64_t n = 0; n < nb; ++n) {
-        for (int64_t od = 0; od < g.OD; ++od) {
-          T* dplane = drow + n * g.PQ + od * g.P * g.Q;
+        const T* sample = x + (n0 + n) * g.xs[0] + (c0 + c) * g.xs[1];
+        for (int64_t row_out = blk.r0; row_out < blk.r1; ++row_out) {
+          const int64_t od = row_out / g.P, pp = row_out - od * g.P;
+          T* d = drow + n * per_sample + (row_out - blk.r0) * g.Q;
           const int64_t id = conv_input_coord(od, t, g.p.stride_d, g.p.pad_d, g.p.dilation_d);
-          if (id < 0 || id >= g.D) { std::fill(dplane, dplane + g.P * g.Q, T(0)); continue; }
-          const T* plane = x + (n0 + n) * g.xs[0] + (c0 + c) * g.xs[1] + id * g.xs[2];
-          for (int64_t pp = 0; pp < g.P; ++pp) {
-            T* d = dplane + pp * g.Q;
-            const int64_t ih = conv_input_coord(pp, r, g.p.stride_h, g.p.pad_h, g.p.dilation_h);
-            if (ih < 0 || ih >= g.H) { std::fill(d, d + g.Q, T(0)); continue; }
-            const T* src = plane + ih * g.xs[3] + iw0 * g.xs[4];
-            std::fill(d, d + q_lo, T(0));
-            if (step == 1) std::memcpy(d + q_lo, src, sizeof(T) * (q_hi - q_lo));
-            else for (int64_t q = q_lo; q < q_hi; ++q) d[q] = src[(q - q_lo) * step];
-            std::fill(d + q_hi, d + g.Q, T(0));
-          }
+          const int64_t ih = conv_input_coord(pp, r, g.p.stride_h, g.p.pad_h, g.p.dilation_h);
+          if (id < 0 || id >= g.D || ih < 0 || ih >= g.H) { std::fill(d, d + g.Q, T(0)); continue; }
+          const T* src = sample + id * g.xs[2] + ih * g.xs[3] + iw0 * g.xs[4];
+          std::fill(d, d + q_lo, T(0));
+          if (step == 1) std::memcpy(d + q_lo, src, sizeof(T) * (q_hi - q_lo));
+          else for (int64_t q = q_lo; q < q_hi; ++q) d[q] = src[(q - q_lo) * step];
+          std::fill(d + q_hi, d + g.Q, T(0));
         }
       }
     }
@@ -137,8 +166,8 @@ void im2col(const T* x, const Geometry& g, int64_t n0, int64_t nb, int64_t c0, T
 
 // The adjoint of im2col: adds the column matrix back into a dense grad_input (already zeroed).
 template <class T>
-void col2im(const T* buf, const Geometry& g, int64_t n0, int64_t nb, int64_t c0, T* dx, bool threaded) {
-  const int64_t cols = nb * g.PQ;
+void col2im(const T* buf, const Geometry& g, const Block& blk, int64_t c0, T* dx, bool threaded) {
+  const int64_t n0 = blk.n0, nb = blk.nb, per_sample = blk.rows() * g.Q, cols = nb * per_sample;
   const int64_t HW = g.H * g.W, DHW = g.D * HW;
   auto channels = [&](int64_t b, int64_t e) {
     for (int64_t c = b; c < e; ++c)
@@ -150,19 +179,18 @@ void col2im(const T* buf, const Geometry& g, int64_t n0, int64_t nb, int64_t c0,
             conv_valid_output_range(g.W, g.Q, s, g.p.stride_w, g.p.pad_w, g.p.dilation_w, &q_lo, &q_hi);
             const int64_t iw0 = q_lo * g.p.stride_w - g.p.pad_w + s * g.p.dilation_w;
             const int64_t step = g.p.stride_w;
-            for (int64_t n = 0; n < nb; ++n)
-              for (int64_t od = 0; od < g.OD; ++od) {
+            for (int64_t n = 0; n < nb; ++n) {
+              T* sample = dx + ((n0 + n) * g.C + c0 + c) * DHW;
+              for (int64_t row_out = blk.r0; row_out < blk.r1; ++row_out) {
+                const int64_t od = row_out / g.P, pp = row_out - od * g.P;
                 const int64_t id = conv_input_coord(od, t, g.p.stride_d, g.p.pad_d, g.p.dilation_d);
-                if (id < 0 || id >= g.D) continue;
-                T* plane = dx + ((n0 + n) * g.C + c0 + c) * DHW + id * HW;
-                for (int64_t pp = 0; pp < g.P; ++pp) {
-                  const int64_t ih = conv_input_coord(pp, r, g.p.stride_h, g.p.pad_h, g.p.dilation_h);
-                  if (ih < 0 || ih >= g.H) continue;
-                  const T* d = drow + n * g.PQ + (od * g.P + pp) * g.Q;
-                  T* dst = plane + ih * g.W + iw0;
-                  for (int64_t q = q_lo; q < q_hi; ++q) dst[(q - q_lo) * step] += d[q];
-                }
+                const int64_t ih = conv_input_coord(pp, r, g.p.stride_h, g.p.pad_h, g.p.dilation_h);
+                if (id < 0 || id >= g.D || ih < 0 || ih >= g.H) continue;
+                const T* d = drow + n * per_sample + (row_out - blk.r0) * g.Q;
+                T* dst = sample + id * HW + ih * g.W + iw0;
+                for (int64_t q = q_lo; q < q_hi; ++q) dst[(q - q_lo) * step] += d[q];
               }
+            }
           }
   };
   if (threaded && worth_threads(g.CRS * cols)) parallel_for(0, g.Cg, 1, channels);
@@ -234,15 +262,16 @@ void forward_gemm(const TensorView& input, const TensorView& weight, const Tenso
     weights[grp] = pack_a<T>(g.Kg, g.CRS, dense_matrix<const T>(w + grp * g.Kg * g.CRS, g.CRS),
                              packed + grp * packed_size, true);
   auto run_chunk = [&](int64_t chunk, bool threaded) {
-    const int64_t n0 = chunk * plan.per_chunk, nb = std::min(plan.per_chunk, g.N - n0);
+    const Block blk = plan.block(chunk, g);
+    const int64_t n0 = blk.n0, nb = blk.nb, per_sample = blk.rows() * g.Q;
     for (int64_t grp = 0; grp < g.G; ++grp) {
       MatrixRef<const T> B;
       if (direct_input) {
         B = activation_matrix<const T>(x, n0, grp * g.Cg, g.PQ, g.xs[1], g.xs[0]);
       } else {
-        T* cols = thread_workspace_as<T>(static_cast<size_t>(g.CRS * nb * g.PQ), kSlotColumns);
-        im2col(x, g, n0, nb, grp * g.Cg, cols, threaded);
-        B = dense_matrix<const T>(cols, nb * g.PQ);
+        T* cols = thread_workspace_as<T>(static_cast<size_t>(g.CRS * nb * per_sample), kSlotColumns);
+        im2col(x, g, blk, grp * g.Cg, cols, threaded);
+        B = dense_matrix<const T>(cols, nb * per_sample);
       }
       const PackedA<T>& A = weights[grp];
       const T* group_bias = b ? b + grp * g.Kg : nullptr;
@@ -258,8 +287,8 @@ void forward_gemm(const TensorView& input, const TensorView& weight, const Tenso
             std::memcpy(y + ((n0 + n) * g.K + grp * g.Kg + k) * g.PQ, dense + (k * nb + n) * g.PQ, sizeof(T) * g.PQ);
         continue;
       }
-      MatrixRef<T> Cm = activation_matrix<T>(y, n0, grp * g.Kg, g.PQ, g.PQ, g.K * g.PQ);
-      gemm_blocked<T>(nb * g.PQ, A, B, Cm, false, group_bias, nullptr, relu, threaded);
+      MatrixRef<T> Cm = activation_matrix<T>(y + blk.r0 * g.Q, n0, grp * g.Kg, per_sample, g.PQ, g.K * g.PQ);
+      gemm_blocked<T>(nb * per_sample, A, B, Cm, false, group_bias, nullptr, relu, threaded);
     }
   };
   if (plan.parallel_chunks)
@@ -290,29 +319,39 @@ void backward_input_gemm(const TensorView& grad_output, const TensorView& weight
     weights_t[grp] = pack_a<T>(g.CRS, g.Kg, dense_matrix<const T>(w + grp * g.Kg * g.CRS, 1, g.CRS),
                                packed + grp * packed_size, true);
   auto run_chunk = [&](int64_t chunk, bool threaded) {
-    const int64_t n0 = chunk * plan.per_chunk, nb = std::min(plan.per_chunk, g.N - n0);
-    if (!pointwise) {
+    const Block blk = plan.block(chunk, g);
+    const int64_t n0 = blk.n0, nb = blk.nb, per_sample = blk.rows() * g.Q;
+    if (!pointwise && blk.r0 == 0) {  // a sample's first block: its gradient starts at the bias
       for (int64_t n = n0; n < n0 + nb; ++n)
         for (int64_t c = 0; c < g.C; ++c)
           std::fill(dx + (n * g.C + c) * DHW, dx + (n * g.C + c + 1) * DHW, b ? b[c] : T(0));
     }
     for (int64_t grp = 0; grp < g.G; ++grp) {
       const PackedA<T>& A = weights_t[grp];
-      MatrixRef<const T> B = activation_matrix<const T>(dy, n0, grp * g.Kg, g.PQ, dy_channel, dy_sample);
+      MatrixRef<const T> B =
+          activation_matrix<const T>(dy + blk.r0 * g.Q, n0, grp * g.Kg, per_sample, dy_channel, dy_sample);
       if (pointwise) {
         MatrixRef<T> Cm = activation_matrix<T>(dx, n0, grp * g.Cg, g.PQ, g.PQ, g.C * g.PQ);
         gemm_blocked<T>(nb * g.PQ, A, B, Cm, false, b ? b + grp * g.Cg : nullptr, nullptr, false, threaded);
       } else {
-        T* cols = thread_workspace_as<T>(static_cast<size_t>(g.CRS * nb * g.PQ), kSlotColumns);
-        gemm_blocked<T>(nb * g.PQ, A, B, dense_matrix<T>(cols, nb * g.PQ), false, nullptr, nullptr, false, threaded);
-        col2im(cols, g, n0, nb, grp * g.Cg, dx, threaded);
+        T* cols = thread_workspace_as<T>(static_cast<size_t>(g.CRS * nb * per_sample), kSlotColumns);
+        gemm_blocked<T>(nb * per_sample, A, B, dense_matrix<T>(cols, nb * per_sample), false, nullptr, nullptr,
+                        false, threaded);
+        col2im(cols, g, blk, grp * g.Cg, dx, threaded);
       }
     }
   };
-  if (plan.parallel_chunks)
+  const int64_t bps = plan.blocks_per_sample;
+  if (plan.parallel_chunks && bps > 1 && g.N >= num_threads()) {
+    // blocks of one sample add into overlapping input rows: a sample stays on one thread
+    parallel_for(0, g.N, 1, [&](int64_t s, int64_t e) {
+      for (int64_t c = s * bps; c < e * bps; ++c) run_chunk(c, false);
+    });
+  } else if (plan.parallel_chunks && bps == 1) {
     parallel_for(0, plan.chunks, 1, [&](int64_t s, int64_t e) { for (int64_t c = s; c < e; ++c) run_chunk(c, false); });
-  else
+  } else {
     for (int64_t c = 0; c < plan.chunks; ++c) run_chunk(c, true);
+  }
 }
 
 template <class T>
@@ -327,12 +366,13 @@ void backward_weight_gemm(const TensorView& grad_output, const TensorView& input
   const ChunkPlan plan = plan_chunks(g, 2 * g.CRS);
   // one chunk's GEMMs, accumulating into `out` (K x CRS) unless `first`
   auto run_chunk = [&](int64_t chunk, bool first, T* out, bool threaded) {
-    const int64_t n0 = chunk * plan.per_chunk, nb = std::min(plan.per_chunk, g.N - n0);
-    const int64_t cols = nb * g.PQ;
+    const Block blk = plan.block(chunk, g);
+    const int64_t n0 = blk.n0, per_sample = blk.rows() * g.Q, cols = blk.nb * per_sample;
     for (int64_t grp = 0; grp < g.G; ++grp) {
       T* colbuf = thread_workspace_as<T>(static_cast<size_t>(g.CRS * cols), kSlotColumns);
-      im2col(x, g, n0, nb, grp * g.Cg, colbuf, threaded);
-      MatrixRef<const T> A = activation_matrix<const T>(dy, n0, grp * g.Kg, g.PQ, dy_channel, dy_sample);
+      im2col(x, g, blk, grp * g.Cg, colbuf, threaded);
+      MatrixRef<const T> A =
+          activation_matrix<const T>(dy + blk.r0 * g.Q, n0, grp * g.Kg, per_sample, dy_channel, dy_sample);
       // B = columns^T read in place: the GEMM's B packing gathers through the strides, so no
       // separate transpose pass over the (CRS x cols) column matrix
       MatrixRef<const T> B = dense_matrix<const T>(colbuf, 1, cols);

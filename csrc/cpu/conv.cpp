@@ -446,7 +446,9 @@ template <class T>
 void forward_impl(const TensorView& input, const TensorView& weight, const TensorView* bias,
                   const TensorView& output, const Geometry& g) {
   const ConvParams& p = g.p;
-  if (conv_direct_applies(g.Cg * g.T, g.Kg, g.Q) && output.is_contiguous()) {
+  // the direct kernel's strided-column loop is scalar: a strided 3-D layer does better as a GEMM
+  const bool strided_volume = g.T > 1 && p.stride_w > 1;
+  if (conv_direct_applies(g.Cg * g.T, g.Kg, g.Q) && !strided_volume && output.is_contiguous()) {
     const T* w = dense_weight<T>(weight, kSlotWeight);
     std::vector<T> bias_dense;
     conv_direct_forward<T>(input.ptr<const T>(), direct_shape(g), w, dense_vector<T>(bias, bias_dense),

@@ -1,8 +1,9 @@
 """GPU benchmark cases: medkern's CUDA kernels against torch (cuDNN for convolution, with torch's
 defaults: TF32 allowed for convolutions) at batch 128. Convolutions are the layers of the seed
 CNN and of ResNet-18 at 28x28 (MedMNIST variant: 3x3 stem, no max-pool) and 224x224 (the
-standard layer shapes); pooling, batch norm, relu and the 3-D U-Net's instance / group norm +
-activation carry the bytes they must move so the driver can report achieved bandwidth."""
+standard layer shapes), and the 3-D U-Net / MONAI UNet layers of cases_conv3d.py; pooling, batch
+norm, relu and the 3-D U-Net's instance / group norm + activation carry the bytes they must move
+so the driver can report achieved bandwidth."""
 from __future__ import annotations
 
 import dataclasses
@@ -200,8 +201,20 @@ def _memory_cases(device: str, batch: int) -> list[CudaBenchCase]:
     return cases
 
 
+def _conv3d_cases(device: str) -> list[CudaBenchCase]:
+    """The 3-D U-Net and MONAI UNet layers of cases_conv3d.py (batch 2, 40x56x40 patches)."""
+    try:  # benchmarks/run.py puts benchmarks/ itself on sys.path
+        import cases_conv3d
+    except ImportError:
+        from benchmarks import cases_conv3d
+    out: list[CudaBenchCase] = []
+    for layer in cases_conv3d.layers():
+        out += cases_conv3d.layer_cases(layer, cases_conv3d.BATCH, device, CudaBenchCase, peer_name="cuDNN")
+    return out
+
+
 def cases(device: str = "cuda", batch: int = 128) -> list[CudaBenchCase]:
     out: list[CudaBenchCase] = []
     for layer in conv_layers():
         out += _conv_cases(layer, device, batch)
-    return out + _memory_cases(device, batch)
+    return out + _conv3d_cases(device) + _memory_cases(device, batch)

@@ -309,18 +309,18 @@ def test_error_backward_grad_output_shape_core():
 
 def test_workspace_bytes_rejects_unknown_op_and_bad_shapes():
     with pytest.raises(ValueError, match="'op'"):
-        _C.conv2d_workspace_bytes("fwd", [2, 4, 8, 8], [8, 4, 3, 3], [1, 1], [1, 1], [1, 1], 1, 0, True, 0)
+        _C.conv_workspace_bytes("fwd", [2, 4, 8, 8], [8, 4, 3, 3], [1, 1], [1, 1], [1, 1], 1, 0, True, 0)
     with pytest.raises(ValueError, match="'weight'"):
-        _C.conv2d_workspace_bytes("forward", [2, 4, 8, 8], [8, 3, 3, 3], [1, 1], [1, 1], [1, 1], 1, 0, True, 0)
+        _C.conv_workspace_bytes("forward", [2, 4, 8, 8], [8, 3, 3, 3], [1, 1], [1, 1], [1, 1], 1, 0, True, 0)
 
 
 def test_workspace_bytes_is_zero_where_the_tf32_path_cannot_run():
     args = ([2, 4, 8, 8], [8, 4, 3, 3], [1, 1], [1, 1], [1, 1], 1)
-    assert _C.conv2d_workspace_bytes("forward", *args, 1, True, 0) == 0      # float64
-    assert _C.conv2d_workspace_bytes("forward", *args, 0, False, 0) == 0     # TF32 not allowed
+    assert _C.conv_workspace_bytes("forward", *args, 1, True, 0) == 0      # float64
+    assert _C.conv_workspace_bytes("forward", *args, 0, False, 0) == 0     # TF32 not allowed
     if not torch.cuda.is_available():                                         # no GPU: never
         for op in ("forward", "backward_input", "backward_weight"):
-            assert _C.conv2d_workspace_bytes(op, *args, 0, True, 0) == 0
+            assert _C.conv_workspace_bytes(op, *args, 0, True, 0) == 0
 
 
 def test_error_workspace_not_contiguous():
@@ -338,7 +338,7 @@ def test_error_workspace_not_contiguous():
 
 def test_stride_phases_regroup_exactly_the_taps_of_the_input_gradient():
     """The CUDA TF32 input gradient runs one GEMM per stride phase; its index arithmetic
-    (common/conv2d_math.h stride_phase) must visit exactly the (input h, tap r, output p) triples
+    (common/conv_math.h stride_phase) must visit exactly the (input h, tap r, output p) triples
     with h + pad - r == p * stride and 0 <= p < P, each once, and cover every input once."""
     for in_size in range(1, 12):
         for kernel in range(1, 8):
@@ -351,7 +351,7 @@ def test_stride_phases_regroup_exactly_the_taps_of_the_input_gradient():
                                 if (h + pad - r) % stride == 0 and 0 <= (h + pad - r) // stride < out_size}
                     seen, covered = [], []
                     for phase in range(stride):
-                        first, count, taps, base = _C._conv2d_stride_phase(phase, in_size, kernel, stride, pad)
+                        first, count, taps, base = _C._conv_stride_phase(phase, in_size, kernel, stride, pad)
                         for j in range(count):
                             h = first + j * stride
                             covered.append(h)
@@ -364,7 +364,7 @@ def test_stride_phases_regroup_exactly_the_taps_of_the_input_gradient():
                     assert sorted(covered) == list(range(in_size)), (in_size, kernel, stride, pad)
                     assert len(seen) == len(set(seen)) and set(seen) == expected, (in_size, kernel, stride, pad)
     with pytest.raises(ValueError, match="phase"):
-        _C._conv2d_stride_phase(2, 5, 3, 2, 1)
+        _C._conv_stride_phase(2, 5, 3, 2, 1)
 
 
 def test_error_workspace_on_another_device_and_bad_dtype_code():
@@ -376,4 +376,4 @@ def test_error_workspace_on_another_device_and_bad_dtype_code():
         _C.conv2d_forward(_backend.view(x), _backend.view(w), None, _backend.view(out), [1, 1], [0, 0], [1, 1], 1,
                           workspace=on_gpu)
     with pytest.raises(TypeError, match="dtype code"):
-        _C.conv2d_workspace_bytes("forward", [2, 4, 8, 8], [8, 4, 3, 3], [1, 1], [1, 1], [1, 1], 1, 99, True, 0)
+        _C.conv_workspace_bytes("forward", [2, 4, 8, 8], [8, 4, 3, 3], [1, 1], [1, 1], [1, 1], 1, 99, True, 0)

@@ -28,6 +28,9 @@ pytestmark = [pytest.mark.cuda] if DEVICE == "cuda" else []
 
 CUDA_OPS = [
     "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_backward_bias",
+    "conv3d_forward", "conv3d_backward_input", "conv3d_backward_weight", "conv3d_backward_bias",
+    "conv_transpose2d_forward", "conv_transpose2d_backward_input", "conv_transpose2d_backward_weight",
+    "conv_transpose3d_forward", "conv_transpose3d_backward_input", "conv_transpose3d_backward_weight",
     "linear_forward", "linear_backward_input", "linear_backward_weight", "linear_backward_bias",
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
     "max_pool3d_forward", "max_pool3d_backward", "avg_pool3d_forward", "avg_pool3d_backward",
@@ -266,7 +269,7 @@ def tf32_case_inputs(case):
 
 def tf32_path_bytes(x, w, kw, op):
     pair = lambda v: list(v) if isinstance(v, tuple) else [v, v]  # noqa: E731
-    return medkern._C.conv2d_workspace_bytes(op, list(x.shape), list(w.shape), pair(kw["stride"]),
+    return medkern._C.conv_workspace_bytes(op, list(x.shape), list(w.shape), pair(kw["stride"]),
                                              pair(kw["padding"]), pair(kw["dilation"]), 1, 0, True,
                                              x.device.index or 0)
 
@@ -342,7 +345,7 @@ def test_conv2d_tf32_path_is_not_taken_without_tf32_or_for_unsupported_shapes():
         pytest.skip("the TF32 path exists on CUDA only")
     x, w, _, kw = tf32_case_inputs(TF32_CASES[0])
     pair = [1, 1]
-    bytes_for = lambda xs, ws, groups=1, dtype=0, allow=True: medkern._C.conv2d_workspace_bytes(  # noqa: E731
+    bytes_for = lambda xs, ws, groups=1, dtype=0, allow=True: medkern._C.conv_workspace_bytes(  # noqa: E731
         "forward", xs, ws, pair, pair, pair, groups, dtype, allow, 0)
     assert bytes_for(list(x.shape), list(w.shape)) > 0
     assert bytes_for(list(x.shape), list(w.shape), allow=False) == 0      # TF32 off: exact float32 kernel

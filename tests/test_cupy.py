@@ -34,7 +34,7 @@ def test_conv2d_relu_pooling_on_cupy_match_torch(cupy):
     w = rng.standard_normal((8, 3, 3, 3)).astype(np.float32)
     b = rng.standard_normal(8).astype(np.float32)
     xc, wc, bc = cupy.asarray(x), cupy.asarray(w), cupy.asarray(b)
-    shape = _C.conv2d_output_shape(list(x.shape), list(w.shape), [1, 1], [1, 1], [1, 1], 1)
+    shape = _C.conv_output_shape(list(x.shape), list(w.shape), [1, 1], [1, 1], [1, 1], 1)
     out = cupy.empty(tuple(shape), dtype=cupy.float32)
     _C.conv2d_forward(view(xc, "input"), view(wc, "weight"), view(bc, "bias"), view(out, "output"),
                       [1, 1], [1, 1], [1, 1], 1, True, False, stream_of(xc))

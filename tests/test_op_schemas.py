@@ -11,6 +11,9 @@ from tolerances import assert_close
 # medkern op -> (aten op, number of aten's leading arguments it takes in aten's order)
 ATEN_COUNTERPARTS = {
     "conv2d": [("conv2d", 7), ("convolution", 6)],  # convolution's 7th is 'transposed'
+    "conv3d": [("conv3d", 7), ("convolution", 6)],
+    "conv_transpose2d": [("conv_transpose2d.input", 8)],
+    "conv_transpose3d": [("conv_transpose3d.input", 8)],
     "max_pool2d": [("max_pool2d_with_indices", 6)],
     "max_pool2d_values": [("max_pool2d", 6)],
     "max_pool2d_backward": [("max_pool2d_with_indices_backward", 8)],
@@ -37,6 +40,9 @@ NO_ATEN_COUNTERPART = {
     # aten computes the three gradients in one op (convolution_backward / linear_backward with an
     # output_mask); medkern has one op per gradient so that each runs only when it is needed
     "conv2d_backward_input", "conv2d_backward_weight", "conv2d_backward_bias",
+    "conv3d_backward_input", "conv3d_backward_weight", "conv3d_backward_bias",
+    "conv_transpose2d_backward_input", "conv_transpose2d_backward_weight",
+    "conv_transpose3d_backward_input", "conv_transpose3d_backward_weight",
     "linear_backward_input", "linear_backward_weight", "linear_backward_bias",
 }
 
@@ -50,6 +56,12 @@ ALIASES_PER_OP = {"relu_backward": {"self": "output"}}
 def medkern_op_names():
     return sorted(name.partition("::")[2] for name in torch._C._dispatch_get_all_op_names()
                   if name.startswith("medkern::"))
+
+
+def aten_schema(name):
+    """The schema of aten op ``name`` ('op' for its default overload, 'op.overload' otherwise)."""
+    op, _, overload = name.partition(".")
+    return getattr(getattr(torch.ops.aten, op), overload or "default")._schema
 
 
 def argument_names(schema, aliases=None):
@@ -67,7 +79,7 @@ def test_every_registered_op_is_classified():
 def test_leading_arguments_follow_aten(name):
     ours = getattr(torch.ops.medkern, name).default._schema
     for aten_name, leading in ATEN_COUNTERPARTS[name]:
-        theirs = getattr(torch.ops.aten, aten_name).default._schema
+        theirs = aten_schema(aten_name)
         expected = argument_names(theirs, ALIASES_PER_OP.get(name))[:leading]
         assert argument_names(ours)[:leading] == expected, f"medkern::{name} vs aten::{aten_name}"
     # what medkern adds after aten's arguments has a default, so that aten's call works unchanged

@@ -22,6 +22,8 @@ EXACT = {torch.float32: dict(rtol=0, atol=0), torch.float64: dict(rtol=0, atol=0
 
 OP_TOLERANCES = {
     "conv2d": TOLERANCES,      # sums of C/groups * R * S products (Winograd's transforms stay within it)
+    "conv3d": TOLERANCES,      # sums of C/groups * T * R * S products
+    "conv_transpose": TOLERANCES,  # the convolution's input gradient: sums of C_in/groups * taps products
     "linear": TOLERANCES,      # sums of in_features products
     "avg_pool2d": TOLERANCES,  # a window's sum times 1/divisor
     "batch_norm": TOLERANCES,  # per-channel mean and variance over N * H * W values

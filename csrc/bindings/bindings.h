@@ -19,7 +19,7 @@ namespace medkern::bindings {
 namespace py = pybind11;
 
 void register_core(py::module_& m);
-void register_conv2d(py::module_& m);
+void register_conv(py::module_& m);
 void register_pooling(py::module_& m);
 void register_batch_norm(py::module_& m);
 void register_group_norm(py::module_& m);
@@ -35,6 +35,9 @@ void register_constants(py::module_& m);
 // Python's fallback checks reject any other name, so a typo cannot silently fall back to torch.
 enum class KernelOp : int {
   Conv2dForward, Conv2dBackwardInput, Conv2dBackwardWeight, Conv2dBackwardBias,
+  Conv3dForward, Conv3dBackwardInput, Conv3dBackwardWeight, Conv3dBackwardBias,
+  ConvTranspose2dForward, ConvTranspose2dBackwardInput, ConvTranspose2dBackwardWeight,
+  ConvTranspose3dForward, ConvTranspose3dBackwardInput, ConvTranspose3dBackwardWeight,
   LinearForward, LinearBackwardInput, LinearBackwardWeight, LinearBackwardBias,
   MaxPool2dForward, MaxPool2dBackward, AvgPool2dForward, AvgPool2dBackward,
   MaxPool3dForward, MaxPool3dBackward, AvgPool3dForward, AvgPool3dBackward,
@@ -50,6 +53,16 @@ constexpr const char* kernel_op_name(KernelOp op) {
     case KernelOp::Conv2dBackwardInput: return "conv2d_backward_input";
     case KernelOp::Conv2dBackwardWeight: return "conv2d_backward_weight";
     case KernelOp::Conv2dBackwardBias: return "conv2d_backward_bias";
+    case KernelOp::Conv3dForward: return "conv3d_forward";
+    case KernelOp::Conv3dBackwardInput: return "conv3d_backward_input";
+    case KernelOp::Conv3dBackwardWeight: return "conv3d_backward_weight";
+    case KernelOp::Conv3dBackwardBias: return "conv3d_backward_bias";
+    case KernelOp::ConvTranspose2dForward: return "conv_transpose2d_forward";
+    case KernelOp::ConvTranspose2dBackwardInput: return "conv_transpose2d_backward_input";
+    case KernelOp::ConvTranspose2dBackwardWeight: return "conv_transpose2d_backward_weight";
+    case KernelOp::ConvTranspose3dForward: return "conv_transpose3d_forward";
+    case KernelOp::ConvTranspose3dBackwardInput: return "conv_transpose3d_backward_input";
+    case KernelOp::ConvTranspose3dBackwardWeight: return "conv_transpose3d_backward_weight";
     case KernelOp::LinearForward: return "linear_forward";
     case KernelOp::LinearBackwardInput: return "linear_backward_input";
     case KernelOp::LinearBackwardWeight: return "linear_backward_weight";

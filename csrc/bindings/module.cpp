@@ -140,7 +140,7 @@ PYBIND11_MODULE(_C, m) {
   });
   register_core(m);
   register_constants(m);
-  register_conv2d(m);
+  register_conv(m);
   register_pooling(m);
   register_batch_norm(m);
   register_group_norm(m);

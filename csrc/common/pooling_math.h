@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <limits>
 
-#include "common/conv2d_math.h"
+#include "common/conv_math.h"
 #include "common/macros.h"
 
 namespace medkern {

@@ -19,7 +19,7 @@ namespace medkern::cpu {
 
 namespace {
 
-// Workspace slots: conv2d.cpp's assignment (columns 0, partial 3, output 4; the packed-weight
+// Workspace slots: conv.cpp's assignment (columns 0, partial 3, output 4; the packed-weight
 // slot 6 is the GEMM's packed-A slot, left alone when the GEMM gets a pre-packed A).
 constexpr int kSlotTransformed = 0, kSlotRawU = 3, kSlotProducts = 4, kSlotPackedU = 6;
 constexpr int kPoints = 16;  // 4 x 4 transform points
@@ -62,7 +62,7 @@ void transform_filter(const float g[9], float u[16]) {
 }  // namespace
 
 bool conv2d_winograd_applies(int64_t C, int64_t K, int64_t P, int64_t Q, int64_t R, int64_t S,
-                             const Conv2dParams& p) {
+                             const ConvParams& p) {
   // Measured on a 2-core AVX-512 machine against the im2col GEMM (N = 128): 64 channels at 28x28
   // 41 -> 36 ms, 128 at 14x14 39 -> 29 ms; on 7x7 and 4x4 maps (tile waste, weight panels
   // streamed per block) and with 32 channels it was slower, so those keep the GEMM path.

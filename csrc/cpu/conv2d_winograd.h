@@ -6,7 +6,7 @@
 #pragma once
 #include <cstdint>
 
-#include "medkern/conv2d.h"
+#include "medkern/conv.h"
 
 namespace medkern::cpu {
 
@@ -15,7 +15,7 @@ namespace medkern::cpu {
 // and out and a 12x12 output (where it measured faster than im2col + GEMM). float32 only
 // (float64 keeps the exact GEMM path).
 bool conv2d_winograd_applies(int64_t C, int64_t K, int64_t P, int64_t Q, int64_t R, int64_t S,
-                             const Conv2dParams& p);
+                             const ConvParams& p);
 
 // y[n, k] (= relu)(sum_c x[n, c] (*) w[k, c] + bias[k]) with zero padding (pad_h, pad_w).
 // x: (N, C, H, W) with strides xs; w: (K, C, 3, 3) contiguous, or (C, K, 3, 3) read as the

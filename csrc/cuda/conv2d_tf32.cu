@@ -9,18 +9,20 @@
 //                 C[(n,h,w)][c] = sum_{(r,s,k) of the phase} dy[n,p,q,k] * w[r,s,k,c]
 //   grad weight   C[k][(r,s,c)] = sum_{(n,p,q)} dy[n,p,q,k] * x[n,h,w,c], split along (n,p,q) into
 //                 partial sums in the workspace, added in a fixed order (deterministic)
-// Everything else (float64, no TF32, 16-bit, groups > 1) stays on conv2d.cu's generic kernels.
+// Everything else (float64, no TF32, 16-bit, groups > 1, and convolutions with a depth axis:
+// this path is 2-D only, taking the depth-1 case of conv.cu's 5-D views) stays on conv.cu's
+// generic kernels. The input gradient adds an optional bias (the transposed convolution's forward).
 #include <algorithm>
 #include <cstdint>
 #include <vector>
 
-#include "common/conv2d_math.h"
+#include "common/conv_math.h"
 #include "cuda/conv2d_tf32.cuh"
 #include "cuda/cuda_check.cuh"
 #include "cuda/fast_divmod.cuh"
 #include "cuda/gemm_pipeline.cuh"
 #include "cuda/gemm_tiles.cuh"
-#include "medkern/conv2d.h"
+#include "medkern/conv.h"
 
 namespace medkern::cuda {
 namespace {
@@ -34,7 +36,7 @@ struct Shape4 {
   int64_t Kp() const { return (K + 3) / 4 * 4; }
 };
 
-Shape4 shape_of(const std::vector<int64_t>& in, const std::vector<int64_t>& wt, const Conv2dParams& p) {
+Shape4 shape_of(const std::vector<int64_t>& in, const std::vector<int64_t>& wt, const ConvParams& p) {
   Shape4 d{in[0], in[1], in[2], in[3], wt[0], 0, 0, 0, 0};
   d.R = wt[2];
   d.S = wt[3];
@@ -291,6 +293,8 @@ struct DgradProblem {
   float* dx;
   int64_t sdx_n, sdx_c, sdx_h, sdx_w;
   int C;  // real input channels (N, the GEMM's columns, is Cp)
+  const float* bias;  // per input channel, or null (the transposed convolution's forward)
+  int64_t bias_stride;
   struct OutRow { float* ptr; };
   __device__ OutRow out_row(int64_t m, const Job& j) const {
     const int64_t per_img = int64_t(j.Hph) * j.Wph;
@@ -300,7 +304,7 @@ struct DgradProblem {
     return {dx + n * sdx_n + h * sdx_h + w * sdx_w};
   }
   __device__ void store(const OutRow& o, int64_t c, float v) const {
-    if (c < C) o.ptr[c * sdx_c] = v;
+    if (c < C) o.ptr[c * sdx_c] = bias ? v + bias[c * bias_stride] : v;
   }
 };
 
@@ -427,16 +431,16 @@ WgradPlan wgrad_plan(const Shape4& d) {
 }
 
 // Whether the TF32 path takes this convolution (shapes as for conv2d_output_shape).
-bool tf32_path_applies(Conv2dOp op, const Shape4& d, const Conv2dParams& p) {
+bool tf32_path_applies(ConvOp op, const Shape4& d, const ConvParams& p) {
   if (p.groups != 1) return false;
   if (d.N <= 0 || d.C <= 0 || d.K <= 0 || d.H <= 0 || d.W <= 0 || d.P <= 0 || d.Q <= 0) return false;
   if (d.N > 65535 || d.H * d.W * d.Cp() >= kInt32Limit || d.P * d.Q * d.Kp() >= kInt32Limit ||
       d.R * d.S * d.Cp() * d.Kp() >= kInt32Limit)
     return false;
-  if (op == Conv2dOp::BackwardInput && (p.dilation_h != 1 || p.dilation_w != 1 || p.stride_h > kMaxDgradStride ||
+  if (op == ConvOp::BackwardInput && (p.dilation_h != 1 || p.dilation_w != 1 || p.stride_h > kMaxDgradStride ||
                                         p.stride_w > kMaxDgradStride))
     return false;
-  if (op == Conv2dOp::BackwardWeight && d.N * d.P * d.Q >= kInt32Limit) return false;
+  if (op == ConvOp::BackwardWeight && d.N * d.P * d.Q >= kInt32Limit) return false;
   // grid.y of the GEMMs (column tiles of 64 at the smallest) and of the layout conversions
   constexpr int64_t kGridY = 65535;
   if (ceil_div(d.K, 64) > kGridY || ceil_div(d.R * d.S * d.Cp(), 64) > kGridY || ceil_div(d.Cp(), 32) > kGridY ||
@@ -451,7 +455,7 @@ bool tf32_path_applies(Conv2dOp op, const Shape4& d, const Conv2dParams& p) {
 struct WorkspaceLayout {
   int64_t x = -1, dy = -1, w = -1, partial = -1, bytes = 0;
 };
-WorkspaceLayout workspace_layout(Conv2dOp op, const Shape4& d, int64_t slices) {
+WorkspaceLayout workspace_layout(ConvOp op, const Shape4& d, int64_t slices) {
   WorkspaceLayout l;
   auto take = [&](int64_t floats) {
     const int64_t at = l.bytes;
@@ -459,15 +463,15 @@ WorkspaceLayout workspace_layout(Conv2dOp op, const Shape4& d, int64_t slices) {
     return at;
   };
   switch (op) {
-    case Conv2dOp::Forward:
+    case ConvOp::Forward:
       l.x = take(d.N * d.H * d.W * d.Cp());
       l.w = take(d.Kp() * d.R * d.S * d.Cp());
       break;
-    case Conv2dOp::BackwardInput:
+    case ConvOp::BackwardInput:
       l.dy = take(d.N * d.P * d.Q * d.Kp());
       l.w = take(d.Kp() * d.R * d.S * d.Cp());
       break;
-    case Conv2dOp::BackwardWeight:
+    case ConvOp::BackwardWeight:
       l.dy = take(d.N * d.P * d.Q * d.Kp());
       l.x = take(d.N * d.H * d.W * d.Cp());
       l.partial = take(slices * d.Kp() * d.R * d.S * d.Cp());
@@ -486,7 +490,7 @@ Shape4 shape_from_views(const TensorView& x_like, const TensorView& w_like, cons
 }
 
 // Whether the op may take the TF32 path (then the caller checks the workspace holds its layout).
-bool usable(Conv2dOp op, const Shape4& d, const Conv2dParams& p, DType dtype, bool allow_tf32,
+bool usable(ConvOp op, const Shape4& d, const ConvParams& p, DType dtype, bool allow_tf32,
             const TensorView* workspace) {
   if (dtype != DType::Float32 || !allow_tf32 || workspace == nullptr) return false;
   if (!tf32_path_applies(op, d, p)) return false;
@@ -501,10 +505,18 @@ bool holds(const TensorView& workspace, const WorkspaceLayout& layout) {
 
 }  // namespace
 
-int64_t conv2d_tf32_workspace_bytes(Conv2dOp op, const std::vector<int64_t>& input_shape,
-                                    const std::vector<int64_t>& weight_shape, const Conv2dParams& p,
-                                    DType dtype, bool allow_tf32, int device_index) {
-  if (dtype != DType::Float32 || !allow_tf32 || input_shape.size() != 4 || weight_shape.size() != 4) return 0;
+int64_t conv_tf32_workspace_bytes(ConvOp op, const std::vector<int64_t>& volume_input_shape,
+                                  const std::vector<int64_t>& volume_weight_shape, const ConvParams& p, DType dtype,
+                                  bool allow_tf32, int device_index) {
+  if (dtype != DType::Float32 || !allow_tf32 || volume_input_shape.size() != 5 || volume_weight_shape.size() != 5)
+    return 0;
+  // the depth-1 case only: a unit depth axis and a unit depth tap, no depth padding
+  if (volume_input_shape[2] != 1 || volume_weight_shape[2] != 1 || p.pad_d != 0) return 0;
+  auto planar = [](std::vector<int64_t> s) {
+    s.erase(s.begin() + 2);
+    return s;
+  };
+  const std::vector<int64_t> input_shape = planar(volume_input_shape), weight_shape = planar(volume_weight_shape);
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
     cudaGetLastError();  // no usable GPU: the path cannot run, and the sticky error is cleared
@@ -517,15 +529,15 @@ int64_t conv2d_tf32_workspace_bytes(Conv2dOp op, const std::vector<int64_t>& inp
   DeviceGuard guard(on_device);
   const Shape4 d = shape_of(input_shape, weight_shape, p);
   if (!tf32_path_applies(op, d, p)) return 0;
-  return workspace_layout(op, d, op == Conv2dOp::BackwardWeight ? wgrad_plan(d).slices : 0).bytes;
+  return workspace_layout(op, d, op == ConvOp::BackwardWeight ? wgrad_plan(d).slices : 0).bytes;
 }
 
 bool conv2d_forward_tf32(const TensorView& input, const TensorView& weight, const TensorView* bias,
-                         const TensorView& output, const Conv2dParams& p, bool allow_tf32,
+                         const TensorView& output, const ConvParams& p, bool allow_tf32,
                          const TensorView* workspace, cudaStream_t stream) {
   const Shape4 d = shape_from_views(input, weight, output);
-  if (!usable(Conv2dOp::Forward, d, p, input.dtype, allow_tf32, workspace)) return false;
-  const WorkspaceLayout layout = workspace_layout(Conv2dOp::Forward, d, 0);
+  if (!usable(ConvOp::Forward, d, p, input.dtype, allow_tf32, workspace)) return false;
+  const WorkspaceLayout layout = workspace_layout(ConvOp::Forward, d, 0);
   if (!holds(*workspace, layout)) return false;
   float* x_nhwc = region(*workspace, layout.x);
   float* w_krsc = region(*workspace, layout.w);
@@ -552,12 +564,12 @@ bool conv2d_forward_tf32(const TensorView& input, const TensorView& weight, cons
   return true;
 }
 
-bool conv2d_backward_input_tf32(const TensorView& grad_output, const TensorView& weight,
-                                const TensorView& grad_input, const Conv2dParams& p, bool allow_tf32,
+bool conv2d_backward_input_tf32(const TensorView& grad_output, const TensorView& weight, const TensorView* bias,
+                                const TensorView& grad_input, const ConvParams& p, bool allow_tf32,
                                 const TensorView* workspace, cudaStream_t stream) {
   const Shape4 d = shape_from_views(grad_input, weight, grad_output);
-  if (!usable(Conv2dOp::BackwardInput, d, p, grad_output.dtype, allow_tf32, workspace)) return false;
-  const WorkspaceLayout layout = workspace_layout(Conv2dOp::BackwardInput, d, 0);
+  if (!usable(ConvOp::BackwardInput, d, p, grad_output.dtype, allow_tf32, workspace)) return false;
+  const WorkspaceLayout layout = workspace_layout(ConvOp::BackwardInput, d, 0);
   if (!holds(*workspace, layout)) return false;
   float* dy_nhwc = region(*workspace, layout.dy);
   float* w_rskc = region(*workspace, layout.w);
@@ -579,6 +591,8 @@ bool conv2d_backward_input_tf32(const TensorView& grad_output, const TensorView&
   prob.sdx_n = grad_input.strides[0]; prob.sdx_c = grad_input.strides[1]; prob.sdx_h = grad_input.strides[2];
   prob.sdx_w = grad_input.strides[3];
   prob.C = int(d.C);
+  prob.bias = bias ? bias->ptr<const float>() : nullptr;
+  prob.bias_stride = bias ? bias->strides[0] : 0;
   // the largest phase has ceil(H / stride) x ceil(W / stride) pixels per image
   const int64_t rows = d.N * ceil_div(d.H, p.stride_h) * ceil_div(d.W, p.stride_w);
   launch_rows_cols(prob, rows, d.Cp(), int(p.stride_h * p.stride_w), stream, "conv2d_backward_input (TF32 pipeline)");
@@ -586,12 +600,12 @@ bool conv2d_backward_input_tf32(const TensorView& grad_output, const TensorView&
 }
 
 bool conv2d_backward_weight_tf32(const TensorView& grad_output, const TensorView& input,
-                                 const TensorView& grad_weight, const Conv2dParams& p, bool allow_tf32,
+                                 const TensorView& grad_weight, const ConvParams& p, bool allow_tf32,
                                  const TensorView* workspace, cudaStream_t stream) {
   const Shape4 d = shape_from_views(input, grad_weight, grad_output);
-  if (!usable(Conv2dOp::BackwardWeight, d, p, grad_output.dtype, allow_tf32, workspace)) return false;
+  if (!usable(ConvOp::BackwardWeight, d, p, grad_output.dtype, allow_tf32, workspace)) return false;
   const WgradPlan plan = wgrad_plan(d);
-  const WorkspaceLayout layout = workspace_layout(Conv2dOp::BackwardWeight, d, plan.slices);
+  const WorkspaceLayout layout = workspace_layout(ConvOp::BackwardWeight, d, plan.slices);
   if (!holds(*workspace, layout)) return false;
   float* dy_nhwc = region(*workspace, layout.dy);
   float* x_nhwc = region(*workspace, layout.x);

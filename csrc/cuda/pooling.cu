@@ -10,7 +10,7 @@
 #include <limits>
 #include <type_traits>
 
-#include "common/conv2d_math.h"
+#include "common/conv_math.h"
 #include "common/pooling_math.h"
 #include "cuda/cuda_check.cuh"
 #include "cuda/dtype_dispatch.cuh"

@@ -1,6 +1,6 @@
 // cpu/simd/conv2d_direct_avx512.cpp — the direct convolution loop nest compiled for avx512 (this
 // file's CMake flags); the kernel itself is in conv2d_direct_kernel.h.
-#include "cpu/conv2d_direct.h"
+#include "cpu/conv_direct.h"
 
 namespace {
 #include "cpu/simd/conv2d_direct_kernel.h"

@@ -85,7 +85,7 @@ void conv2d_direct_rows_unit_stride(const T* padded, int64_t padded_w, int64_t p
 template <class T, int KB>
 void conv2d_direct_rows(const T* padded, int64_t padded_w, int64_t plane, int64_t channels, const T* w, int64_t R,
                         int64_t S, const T* bias, T* y, int64_t y_plane, int64_t P, int64_t Q,
-                        const medkern::Conv2dParams& p) {
+                        const medkern::ConvParams& p) {
   if (p.stride_w == 1)
     conv2d_direct_rows_unit_stride<T, KB>(padded, padded_w, plane, channels, w, R, S, bias, y, y_plane, P, Q,
                                           p.stride_h, p.dilation_h, p.dilation_w, p.fuse_relu);
@@ -98,7 +98,7 @@ void conv2d_direct_rows(const T* padded, int64_t padded_w, int64_t plane, int64_
 template <class T>
 void conv2d_direct_dispatch(const T* padded, int64_t padded_w, int64_t plane, int64_t channels, const T* w,
                             int64_t R, int64_t S, int64_t kb, const T* bias, T* y, int64_t y_plane, int64_t P,
-                            int64_t Q, const medkern::Conv2dParams& p) {
+                            int64_t Q, const medkern::ConvParams& p) {
   if (kb == 8) {
     conv2d_direct_rows<T, 8>(padded, padded_w, plane, channels, w, R, S, bias, y, y_plane, P, Q, p);
     return;
@@ -113,7 +113,8 @@ void conv2d_direct_dispatch(const T* padded, int64_t padded_w, int64_t plane, in
                              y + k * y_plane, y_plane, P, Q, p);
 }
 
-// Weight gradient of one (sample, group) for unit column stride, few taps (Cg*R*S <= 36):
+// Weight gradient of one (sample, group[, output depth]) for unit column stride, few taps
+// (Cg*T*R*S <= 36; the driver folds depth taps into the offsets):
 //   dw[k][t] += sum_{p,q} dy[k][p][q] * padded[off[t] + p*sh*padded_w + q]
 // One vector of output columns of dy is loaded once and multiplied into every tap's
 // accumulator; the tail vector of a row is zero-filled so columns past Q add nothing.
@@ -155,8 +156,10 @@ void conv2d_direct_weight_grad_taps(const T* padded, int64_t padded_w, const int
 template <class T>
 void conv2d_direct_weight_grad(const T* padded, int64_t padded_w, const int64_t* off, int64_t taps, const T* dy,
                                int64_t dy_channel, int64_t kn, int64_t P, int64_t Q, int64_t sh, T* dw) {
-  if (taps == 9)
+  if (taps == 9)  // 3x3 on one channel
     conv2d_direct_weight_grad_taps<T, 9>(padded, padded_w, off, taps, dy, dy_channel, kn, P, Q, sh, dw);
+  else if (taps == 27)  // 3x3x3 on one channel
+    conv2d_direct_weight_grad_taps<T, 27>(padded, padded_w, off, taps, dy, dy_channel, kn, P, Q, sh, dw);
   else
     conv2d_direct_weight_grad_taps<T, 0>(padded, padded_w, off, taps, dy, dy_channel, kn, P, Q, sh, dw);
 }

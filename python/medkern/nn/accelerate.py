@@ -17,7 +17,7 @@ import warnings
 import torch
 
 from .activation import LeakyReLU, ReLU
-from .conv import Conv2d
+from .conv import Conv2d, Conv3d, ConvTranspose2d, ConvTranspose3d
 from .linear import Linear
 from .normalization import (BatchNorm2d, BatchNorm3d, FUSED_NORMS, GroupNorm, InstanceNorm2d, InstanceNorm3d,
                             fusable_activation, fuse_norm_act)
@@ -26,6 +26,9 @@ from .pooling import AvgPool2d, AvgPool3d, MaxPool2d, MaxPool3d
 # exact torch class -> medkern class (subclasses of torch's layers keep their own forward)
 _SWAPS = {
     torch.nn.Conv2d: Conv2d,
+    torch.nn.Conv3d: Conv3d,
+    torch.nn.ConvTranspose2d: ConvTranspose2d,
+    torch.nn.ConvTranspose3d: ConvTranspose3d,
     torch.nn.Linear: Linear,
     torch.nn.MaxPool2d: MaxPool2d,
     torch.nn.AvgPool2d: AvgPool2d,

@@ -1,6 +1,7 @@
-// common/conv2d_math.h — convolution index math shared by the CPU and CUDA kernels: output
-// size, the input coordinate an output/filter tap reads (torch's cross-correlation), its inverse,
-// and the stride-phase split of the input gradient.
+// common/conv_math.h — convolution index math shared by the CPU and CUDA kernels, one spatial axis at
+// a time (2-D and 3-D convolutions apply it per axis): output size, the input coordinate an
+// output/filter tap reads (torch's cross-correlation), its inverse, and the stride-phase split of
+// the input gradient.
 #pragma once
 #include <cstdint>
 

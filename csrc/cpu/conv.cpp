@@ -1,0 +1,529 @@
+// cpu/conv.cpp — 2-D and 3-D convolution on the CPU (shape checks in core/conv.cpp), every tensor
+// seen as (N, C, D, H, W) with 2-D as the depth-1 case: forward and backward passes as GEMMs over
+// im2col columns (rows (c, t, r, s), columns (sample, od, p, q)) of several samples at once (so
+// small feature maps still fill the register tile), 1x1x1 stride-1 convs without im2col, a direct
+// kernel for few input channels, and Winograd F(2x2, 3x3) for wide 2-D 3x3 layers.
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "common/conv_math.h"
+#include "cpu/conv_direct.h"
+#include "cpu/conv2d_winograd.h"
+#include "cpu/gemm_driver.h"
+#include "medkern/conv.h"
+#include "medkern/parallel.h"
+#include "medkern/workspace.h"
+
+namespace medkern::cpu {
+namespace {
+
+// Workspace slots (gemm_blocked owns 6 and 7).
+constexpr int kSlotColumns = 0, kSlotWeight = 2, kSlotPartial = 3, kSlotOutput = 4;
+// Weights packed once per call for all sample chunks; gemm_blocked leaves its packed-A slot
+// alone when handed a pre-packed A.
+constexpr int kSlotPackedWeights = 6;
+constexpr int64_t kDenseOutputBelow = 256;  // output voxels per sample
+
+// One convolution's sizes. PQ counts an output sample's voxels (OD * P * Q), CRS a filter's taps
+// (C/groups * T * R * S): the GEMM sees only these two. The output-side sizes come from the view
+// (see medkern/conv.h: a transposed convolution may hand in fewer than conv_output_size).
+struct Geometry {
+  int64_t N, C, D, H, W, K, Cg, Kg, G, T, R, S, OD, P, Q, PQ, CRS;
+  ConvParams p;
+  int64_t xs[5];  // input (or grad_input) strides
+};
+
+Geometry make_geometry(const TensorView& x, const TensorView& w, const TensorView& y, const ConvParams& p) {
+  Geometry g;
+  g.N = x.size(0); g.C = x.size(1); g.D = x.size(2); g.H = x.size(3); g.W = x.size(4);
+  g.K = w.size(0); g.Cg = w.size(1); g.T = w.size(2); g.R = w.size(3); g.S = w.size(4);
+  g.G = p.groups; g.Kg = g.K / g.G;
+  g.OD = y.size(2); g.P = y.size(3); g.Q = y.size(4);
+  g.PQ = g.OD * g.P * g.Q; g.CRS = g.Cg * g.T * g.R * g.S;
+  g.p = p;
+  for (int i = 0; i < 5; ++i) g.xs[i] = x.stride(i);
+  return g;
+}
+
+// The weight as a dense (K, C/groups*T*R*S) matrix: a view when it already is, else a copy.
+template <class T>
+const T* dense_weight(const TensorView& w, int slot) {
+  if (w.is_contiguous()) return w.ptr<const T>();
+  T* d = thread_workspace_as<T>(static_cast<size_t>(w.numel()), slot);
+  const T* s = w.ptr<const T>();
+  int64_t i = 0;
+  for (int64_t a = 0; a < w.size(0); ++a)
+    for (int64_t b = 0; b < w.size(1); ++b)
+      for (int64_t t = 0; t < w.size(2); ++t)
+        for (int64_t c = 0; c < w.size(3); ++c)
+          for (int64_t e = 0; e < w.size(4); ++e)
+            d[i++] = s[a * w.stride(0) + b * w.stride(1) + t * w.stride(2) + c * w.stride(3) + e * w.stride(4)];
+  return d;
+}
+
+// A dense copy of a 1-D view (the epilogue reads bias values contiguously), or null.
+template <class T>
+const T* dense_vector(const TensorView* v, std::vector<T>& storage) {
+  if (!v) return nullptr;
+  if (v->stride(0) == 1) return v->ptr<const T>();
+  storage.resize(static_cast<size_t>(v->size(0)));
+  for (int64_t k = 0; k < v->size(0); ++k) storage[static_cast<size_t>(k)] = v->ptr<const T>()[k * v->stride(0)];
+  return storage.data();
+}
+
+// The columns of one im2col matrix: samples [n0, n0 + nb), and of each sample the output rows
+// [r0, r1) (a row is one (od, p) line of Q outputs). Small feature maps put several whole samples
+// in a block; a large volume (3-D) is cut into blocks of rows so the column matrix stays in cache.
+struct Block {
+  int64_t n0, nb, r0, r1;
+  int64_t rows() const { return r1 - r0; }
+};
+
+// How the columns are grouped into blocks: `per_chunk` samples share one im2col matrix (wide
+// enough for the register tile), or, when one sample's matrix would exceed the buffer budget,
+// each sample is cut into `blocks_per_sample` blocks of `rows_per_block` output rows. Chunks run
+// in parallel when there are enough of them, else the GEMM inside each chunk is threaded.
+struct ChunkPlan {
+  int64_t per_chunk, chunks;
+  bool parallel_chunks;
+  int64_t rows_per_block, blocks_per_sample;  // blocks_per_sample 1: whole samples
+
+  Block block(int64_t chunk, const Geometry& g) const {
+    if (blocks_per_sample > 1) {
+      const int64_t n = chunk / blocks_per_sample, r0 = (chunk % blocks_per_sample) * rows_per_block;
+      return {n, 1, r0, std::min(r0 + rows_per_block, g.OD * g.P)};
+    }
+    const int64_t n0 = chunk * per_chunk;
+    return {n0, std::min(per_chunk, g.N - n0), 0, g.OD * g.P};
+  }
+};
+
+ChunkPlan plan_chunks(const Geometry& g, int64_t column_rows) {
+  const int threads = num_threads();
+  const int64_t target_cols = 512, max_buffer = int64_t(1) << 20;
+  const bool enough_work = g.N * g.K * g.PQ * g.CRS >= (int64_t(1) << 21);
+  const int64_t rows_total = g.OD * g.P;
+  if (column_rows * g.PQ > max_buffer && rows_total > 1) {
+    // about a quarter of the budget per block (an L2-sized column matrix), at least target_cols wide
+    const int64_t cols = std::max<int64_t>(target_cols, (max_buffer / 4) / column_rows);
+    int64_t rows = std::clamp<int64_t>((cols + g.Q - 1) / g.Q, 1, rows_total);
+    const int64_t per_sample = (rows_total + rows - 1) / rows;
+    rows = (rows_total + per_sample - 1) / per_sample;  // balanced blocks
+    const int64_t chunks = g.N * per_sample;
+    return {1, chunks, threads > 1 && chunks >= 2 * threads && enough_work, rows, per_sample};
+  }
+  int64_t nb = std::max<int64_t>(1, (target_cols + g.PQ - 1) / g.PQ);
+  nb = std::min(nb, std::max<int64_t>(1, max_buffer / std::max<int64_t>(1, column_rows * g.PQ)));
+  nb = std::min(nb, g.N);
+  int64_t chunks = (g.N + nb - 1) / nb;
+  if (threads > 1 && chunks >= 2 * threads && enough_work) {
+    chunks = (chunks + threads - 1) / threads * threads;  // whole rounds, so no thread idles at the end
+    nb = (g.N + chunks - 1) / chunks;
+    chunks = (g.N + nb - 1) / nb;
+    return {nb, chunks, true, rows_total, 1};
+  }
+  return {nb, chunks, false, rows_total, 1};
+}
+
+// Whether a copy/scatter pass over `elements` is worth splitting over threads.
+bool worth_threads(int64_t elements) { return elements >= (int64_t(1) << 16); }
+
+// im2col for block `blk` and input channels [c0, c0+Cg): column matrix rows (c, t, r, s), columns
+// (sample, output row (od, p), q), row length `cols`. Reads the input through its strides.
+template <class T>
+void im2col(const T* x, const Geometry& g, const Block& blk, int64_t c0, T* buf, bool threaded) {
+  const int64_t n0 = blk.n0, nb = blk.nb, per_sample = blk.rows() * g.Q, cols = nb * per_sample;
+  auto rows = [&](int64_t b, int64_t e) {
+    for (int64_t row = b; row < e; ++row) {
+      const int64_t s = row % g.S, r = (row / g.S) % g.R, t = (row / (g.R * g.S)) % g.T, c = row / (g.T * g.R * g.S);
+      int64_t q_lo, q_hi;
+      conv_valid_output_range(g.W, g.Q, s, g.p.stride_w, g.p.pad_w, g.p.dilation_w, &q_lo, &q_hi);
+      const int64_t iw0 = q_lo * g.p.stride_w - g.p.pad_w + s * g.p.dilation_w;
+      const int64_t step = g.p.stride_w * g.xs[4];
+      T* drow = buf + row * cols;
+      for (int64_t n = 0; n < nb; ++n) {
+        const T* sample = x + (n0 + n) * g.xs[0] + (c0 + c) * g.xs[1];
+        for (int64_t row_out = blk.r0; row_out < blk.r1; ++row_out) {
+          const int64_t od = row_out / g.P, pp = row_out - od * g.P;
+          T* d = drow + n * per_sample + (row_out - blk.r0) * g.Q;
+          const int64_t id = conv_input_coord(od, t, g.p.stride_d, g.p.pad_d, g.p.dilation_d);
+          const int64_t ih = conv_input_coord(pp, r, g.p.stride_h, g.p.pad_h, g.p.dilation_h);
+          if (id < 0 || id >= g.D || ih < 0 || ih >= g.H) { std::fill(d, d + g.Q, T(0)); continue; }
+          const T* src = sample + id * g.xs[2] + ih * g.xs[3] + iw0 * g.xs[4];
+          std::fill(d, d + q_lo, T(0));
+          if (step == 1) std::memcpy(d + q_lo, src, sizeof(T) * (q_hi - q_lo));
+          else for (int64_t q = q_lo; q < q_hi; ++q) d[q] = src[(q - q_lo) * step];
+          std::fill(d + q_hi, d + g.Q, T(0));
+        }
+      }
+    }
+  };
+  if (threaded && worth_threads(g.CRS * cols)) parallel_for(0, g.CRS, 4, rows);
+  else rows(0, g.CRS);
+}
+
+// The adjoint of im2col: adds the column matrix back into a dense grad_input (already zeroed).
+template <class T>
+void col2im(const T* buf, const Geometry& g, const Block& blk, int64_t c0, T* dx, bool threaded) {
+  const int64_t n0 = blk.n0, nb = blk.nb, per_sample = blk.rows() * g.Q, cols = nb * per_sample;
+  const int64_t HW = g.H * g.W, DHW = g.D * HW;
+  auto channels = [&](int64_t b, int64_t e) {
+    for (int64_t c = b; c < e; ++c)
+      for (int64_t t = 0; t < g.T; ++t)
+        for (int64_t r = 0; r < g.R; ++r)
+          for (int64_t s = 0; s < g.S; ++s) {
+            const T* drow = buf + (((c * g.T + t) * g.R + r) * g.S + s) * cols;
+            int64_t q_lo, q_hi;
+            conv_valid_output_range(g.W, g.Q, s, g.p.stride_w, g.p.pad_w, g.p.dilation_w, &q_lo, &q_hi);
+            const int64_t iw0 = q_lo * g.p.stride_w - g.p.pad_w + s * g.p.dilation_w;
+            const int64_t step = g.p.stride_w;
+            for (int64_t n = 0; n < nb; ++n) {
+              T* sample = dx + ((n0 + n) * g.C + c0 + c) * DHW;
+              for (int64_t row_out = blk.r0; row_out < blk.r1; ++row_out) {
+                const int64_t od = row_out / g.P, pp = row_out - od * g.P;
+                const int64_t id = conv_input_coord(od, t, g.p.stride_d, g.p.pad_d, g.p.dilation_d);
+                const int64_t ih = conv_input_coord(pp, r, g.p.stride_h, g.p.pad_h, g.p.dilation_h);
+                if (id < 0 || id >= g.D || ih < 0 || ih >= g.H) continue;
+                const T* d = drow + n * per_sample + (row_out - blk.r0) * g.Q;
+                T* dst = sample + id * HW + ih * g.W + iw0;
+                for (int64_t q = q_lo; q < q_hi; ++q) dst[(q - q_lo) * step] += d[q];
+              }
+            }
+          }
+  };
+  if (threaded && worth_threads(g.CRS * cols)) parallel_for(0, g.Cg, 1, channels);
+  else channels(0, g.Cg);
+}
+
+// grad_output as a (pointer, sample stride, channel stride) with dense pixels, which is what the
+// GEMM's segmented matrices read; other layouts are copied once into workspace slot 5.
+template <class T>
+struct ActivationRef { const T* data; int64_t sample_stride, channel_stride; };
+
+template <class T>
+ActivationRef<T> dense_pixels(const TensorView& v) {
+  const int64_t N = v.size(0), C = v.size(1), D = v.size(2), H = v.size(3), W = v.size(4);
+  if ((v.stride(4) == 1 || W == 1) && (v.stride(3) == W || H == 1) && (v.stride(2) == H * W || D == 1))
+    return {v.ptr<const T>(), v.stride(0), v.stride(1)};
+  T* d = thread_workspace_as<T>(static_cast<size_t>(v.numel()), 5);
+  const T* s = v.ptr<const T>();
+  const int64_t vox = D * H * W;
+  parallel_for(0, N * C, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, vox)), [&](int64_t b, int64_t e) {
+    for (int64_t nc = b; nc < e; ++nc) {
+      const T* src = s + (nc / C) * v.stride(0) + (nc % C) * v.stride(1);
+      T* dst = d + nc * vox;
+      for (int64_t z = 0; z < D; ++z)
+        for (int64_t h = 0; h < H; ++h)
+          for (int64_t w = 0; w < W; ++w)
+            dst[(z * H + h) * W + w] = src[z * v.stride(2) + h * v.stride(3) + w * v.stride(4)];
+    }
+  });
+  return {d, C * vox, vox};
+}
+
+// A 1x1x1 stride-1 unpadded convolution whose output voxels are the input's: a plain GEMM over
+// channels (a transposed convolution's output_padding can make the sizes differ: not pointwise).
+bool is_pointwise(const Geometry& g) {
+  return g.T == 1 && g.R == 1 && g.S == 1 && g.p.stride_d == 1 && g.p.stride_h == 1 && g.p.stride_w == 1 &&
+         g.p.pad_d == 0 && g.p.pad_h == 0 && g.p.pad_w == 0 && g.OD == g.D && g.P == g.H && g.Q == g.W;
+}
+
+// An NCHW activation tensor as a (channels, samples*pixels) matrix starting at sample n0,
+// channel c0: rows are channels, columns run over pixels, then samples.
+template <class T>
+MatrixRef<T> activation_matrix(T* base, int64_t n0, int64_t c0, int64_t pixels, int64_t channel_stride,
+                               int64_t sample_stride) {
+  MatrixRef<T> m;
+  m.data = base + n0 * sample_stride + c0 * channel_stride;
+  m.row_stride = channel_stride;
+  m.col_stride = 1;
+  m.seg_len = pixels;
+  m.seg_stride = sample_stride;
+  return m;
+}
+
+template <class T>
+void forward_gemm(const TensorView& input, const TensorView& weight, const TensorView* bias,
+                  const TensorView& output, const Geometry& g) {
+  const T* x = input.ptr<const T>();
+  const T* w = dense_weight<T>(weight, kSlotWeight);
+  std::vector<T> bias_dense;
+  const T* b = dense_vector<T>(bias, bias_dense);
+  T* y = output.ptr<T>();
+  const bool relu = g.p.fuse_relu;
+  const bool direct_input = is_pointwise(g) && g.xs[4] == 1 && g.xs[3] == g.W && (g.xs[2] == g.H * g.W || g.D == 1);
+  const ChunkPlan plan = plan_chunks(g, direct_input ? 0 : g.CRS);
+  const int64_t packed_size = packed_a_size<T>(g.Kg, g.CRS);
+  T* packed = thread_workspace_as<T>(static_cast<size_t>(packed_size * g.G), kSlotPackedWeights);
+  std::vector<PackedA<T>> weights(g.G);
+  for (int64_t grp = 0; grp < g.G; ++grp)
+    weights[grp] = pack_a<T>(g.Kg, g.CRS, dense_matrix<const T>(w + grp * g.Kg * g.CRS, g.CRS),
+                             packed + grp * packed_size, true);
+  auto run_chunk = [&](int64_t chunk, bool threaded) {
+    const Block blk = plan.block(chunk, g);
+    const int64_t n0 = blk.n0, nb = blk.nb, per_sample = blk.rows() * g.Q;
+    for (int64_t grp = 0; grp < g.G; ++grp) {
+      MatrixRef<const T> B;
+      if (direct_input) {
+        B = activation_matrix<const T>(x, n0, grp * g.Cg, g.PQ, g.xs[1], g.xs[0]);
+      } else {
+        T* cols = thread_workspace_as<T>(static_cast<size_t>(g.CRS * nb * per_sample), kSlotColumns);
+        im2col(x, g, blk, grp * g.Cg, cols, threaded);
+        B = dense_matrix<const T>(cols, nb * per_sample);
+      }
+      const PackedA<T>& A = weights[grp];
+      const T* group_bias = b ? b + grp * g.Kg : nullptr;
+      if (nb > 1 && g.PQ < kDenseOutputBelow) {
+        // Small feature maps: most register tiles would straddle two samples and take the slow
+        // scatter path, so the GEMM writes a dense (K/groups, samples*pixels) block, copied out
+        // one (channel, sample) row at a time.
+        T* dense = thread_workspace_as<T>(static_cast<size_t>(g.Kg * nb * g.PQ), kSlotOutput);
+        gemm_blocked<T>(nb * g.PQ, A, B, dense_matrix<T>(dense, nb * g.PQ), false, group_bias, nullptr, relu,
+                        threaded);
+        for (int64_t k = 0; k < g.Kg; ++k)
+          for (int64_t n = 0; n < nb; ++n)
+            std::memcpy(y + ((n0 + n) * g.K + grp * g.Kg + k) * g.PQ, dense + (k * nb + n) * g.PQ, sizeof(T) * g.PQ);
+        continue;
+      }
+      MatrixRef<T> Cm = activation_matrix<T>(y + blk.r0 * g.Q, n0, grp * g.Kg, per_sample, g.PQ, g.K * g.PQ);
+      gemm_blocked<T>(nb * per_sample, A, B, Cm, false, group_bias, nullptr, relu, threaded);
+    }
+  };
+  if (plan.parallel_chunks)
+    parallel_for(0, plan.chunks, 1, [&](int64_t s, int64_t e) { for (int64_t c = s; c < e; ++c) run_chunk(c, false); });
+  else
+    for (int64_t c = 0; c < plan.chunks; ++c) run_chunk(c, true);
+}
+
+// grad_input (+ bias per channel, for the transposed convolution's forward).
+template <class T>
+void backward_input_gemm(const TensorView& grad_output, const TensorView& weight, const TensorView* bias,
+                         const TensorView& grad_input, const Geometry& g) {
+  const T* w = dense_weight<T>(weight, kSlotWeight);
+  std::vector<T> bias_dense;
+  const T* b = dense_vector<T>(bias, bias_dense);
+  const int64_t DHW = g.D * g.H * g.W;
+  T* dx = grad_input.ptr<T>();
+  const ActivationRef<T> dy_ref = dense_pixels<T>(grad_output);
+  const T* dy = dy_ref.data;
+  const int64_t dy_sample = dy_ref.sample_stride, dy_channel = dy_ref.channel_stride;
+  const bool pointwise = is_pointwise(g);
+  const ChunkPlan plan = plan_chunks(g, pointwise ? 0 : g.CRS);
+  // A = W_g^T: (C/groups*R*S) x (K/groups), packed once for all chunks
+  const int64_t packed_size = packed_a_size<T>(g.CRS, g.Kg);
+  T* packed = thread_workspace_as<T>(static_cast<size_t>(packed_size * g.G), kSlotPackedWeights);
+  std::vector<PackedA<T>> weights_t(g.G);
+  for (int64_t grp = 0; grp < g.G; ++grp)
+    weights_t[grp] = pack_a<T>(g.CRS, g.Kg, dense_matrix<const T>(w + grp * g.Kg * g.CRS, 1, g.CRS),
+                               packed + grp * packed_size, true);
+  auto run_chunk = [&](int64_t chunk, bool threaded) {
+    const Block blk = plan.block(chunk, g);
+    const int64_t n0 = blk.n0, nb = blk.nb, per_sample = blk.rows() * g.Q;
+    if (!pointwise && blk.r0 == 0) {  // a sample's first block: its gradient starts at the bias
+      for (int64_t n = n0; n < n0 + nb; ++n)
+        for (int64_t c = 0; c < g.C; ++c)
+          std::fill(dx + (n * g.C + c) * DHW, dx + (n * g.C + c + 1) * DHW, b ? b[c] : T(0));
+    }
+    for (int64_t grp = 0; grp < g.G; ++grp) {
+      const PackedA<T>& A = weights_t[grp];
+      MatrixRef<const T> B =
+          activation_matrix<const T>(dy + blk.r0 * g.Q, n0, grp * g.Kg, per_sample, dy_channel, dy_sample);
+      if (pointwise) {
+        MatrixRef<T> Cm = activation_matrix<T>(dx, n0, grp * g.Cg, g.PQ, g.PQ, g.C * g.PQ);
+        gemm_blocked<T>(nb * g.PQ, A, B, Cm, false, b ? b + grp * g.Cg : nullptr, nullptr, false, threaded);
+      } else {
+        T* cols = thread_workspace_as<T>(static_cast<size_t>(g.CRS * nb * per_sample), kSlotColumns);
+        gemm_blocked<T>(nb * per_sample, A, B, dense_matrix<T>(cols, nb * per_sample), false, nullptr, nullptr,
+                        false, threaded);
+        col2im(cols, g, blk, grp * g.Cg, dx, threaded);
+      }
+    }
+  };
+  const int64_t bps = plan.blocks_per_sample;
+  if (plan.parallel_chunks && bps > 1 && g.N >= num_threads()) {
+    // blocks of one sample add into overlapping input rows: a sample stays on one thread
+    parallel_for(0, g.N, 1, [&](int64_t s, int64_t e) {
+      for (int64_t c = s * bps; c < e * bps; ++c) run_chunk(c, false);
+    });
+  } else if (plan.parallel_chunks && bps == 1) {
+    parallel_for(0, plan.chunks, 1, [&](int64_t s, int64_t e) { for (int64_t c = s; c < e; ++c) run_chunk(c, false); });
+  } else {
+    for (int64_t c = 0; c < plan.chunks; ++c) run_chunk(c, true);
+  }
+}
+
+template <class T>
+void backward_weight_gemm(const TensorView& grad_output, const TensorView& input, const TensorView& grad_weight,
+                          const Geometry& g) {
+  const T* x = input.ptr<const T>();
+  const ActivationRef<T> dy_ref = dense_pixels<T>(grad_output);
+  const T* dy = dy_ref.data;
+  const int64_t dy_sample = dy_ref.sample_stride, dy_channel = dy_ref.channel_stride;
+  T* dw = grad_weight.ptr<T>();
+  const int64_t wsize = g.K * g.CRS;
+  const ChunkPlan plan = plan_chunks(g, 2 * g.CRS);
+  // one chunk's GEMMs, accumulating into `out` (K x CRS) unless `first`
+  auto run_chunk = [&](int64_t chunk, bool first, T* out, bool threaded) {
+    const Block blk = plan.block(chunk, g);
+    const int64_t n0 = blk.n0, per_sample = blk.rows() * g.Q, cols = blk.nb * per_sample;
+    for (int64_t grp = 0; grp < g.G; ++grp) {
+      T* colbuf = thread_workspace_as<T>(static_cast<size_t>(g.CRS * cols), kSlotColumns);
+      im2col(x, g, blk, grp * g.Cg, colbuf, threaded);
+      MatrixRef<const T> A =
+          activation_matrix<const T>(dy + blk.r0 * g.Q, n0, grp * g.Kg, per_sample, dy_channel, dy_sample);
+      // B = columns^T read in place: the GEMM's B packing gathers through the strides, so no
+      // separate transpose pass over the (CRS x cols) column matrix
+      MatrixRef<const T> B = dense_matrix<const T>(colbuf, 1, cols);
+      gemm_blocked<T>(g.Kg, g.CRS, cols, A, B, dense_matrix<T>(out + grp * g.Kg * g.CRS, g.CRS), !first, nullptr,
+                      nullptr, false, threaded);
+    }
+  };
+  if (!plan.parallel_chunks) {
+    for (int64_t c = 0; c < plan.chunks; ++c) run_chunk(c, c == 0, dw, true);
+    return;
+  }
+  // Each thread sums its chunks into a private copy; the copies are added at the end.
+  const int threads = num_threads();
+  std::vector<T*> partials(threads, nullptr);
+  parallel_for(0, threads, 1, [&](int64_t tb, int64_t te) {
+    for (int64_t t = tb; t < te; ++t) {
+      T* out = t == 0 ? dw : thread_workspace_as<T>(static_cast<size_t>(wsize), kSlotPartial);
+      partials[t] = out;
+      const int64_t per = (plan.chunks + threads - 1) / threads;
+      const int64_t c0 = t * per, c1 = std::min(plan.chunks, c0 + per);
+      if (c0 >= c1) std::fill(out, out + wsize, T(0));
+      for (int64_t c = c0; c < c1; ++c) run_chunk(c, c == c0, out, false);
+    }
+  });
+  parallel_for(0, wsize, 65536, [&](int64_t b, int64_t e) {
+    for (int t = 1; t < threads; ++t) {
+      if (!partials[t]) continue;
+      for (int64_t i = b; i < e; ++i) dw[i] += partials[t][i];
+    }
+  });
+}
+
+// Any rank >= 3 (N, K, ..., W): the axes between K and the last are walked as rows.
+template <class T>
+void backward_bias_impl(const TensorView& dy, const TensorView& db) {
+  const int64_t N = dy.size(0), K = dy.size(1), W = dy.size(-1), sw = dy.stride(-1);
+  int64_t rows = 1;
+  for (int i = 2; i + 1 < dy.ndim; ++i) rows *= dy.size(i);
+  const T* d = dy.ptr<const T>();
+  T* out = db.ptr<T>();
+  parallel_for(0, K, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, N * rows * W)), [&](int64_t b, int64_t e) {
+    for (int64_t k = b; k < e; ++k) {
+      double sum = 0;  // double accumulation: the batch x voxels sum is long
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t row = 0; row < rows; ++row) {
+          int64_t off = n * dy.stride(0) + k * dy.stride(1), rest = row;
+          for (int i = dy.ndim - 2; i >= 2; --i) {
+            off += (rest % dy.size(i)) * dy.stride(i);
+            rest /= dy.size(i);
+          }
+          const T* line = d + off;
+          T s = 0;
+          for (int64_t w = 0; w < W; ++w) s += line[w * sw];
+          sum += s;
+        }
+      out[k * db.stride(0)] = static_cast<T>(sum);
+    }
+  });
+}
+
+DirectShape direct_shape(const Geometry& g) {
+  DirectShape sh{g.N, g.C, g.D, g.H, g.W, g.K, g.T, g.R, g.S, g.OD, g.P, g.Q, {}};
+  for (int i = 0; i < 5; ++i) sh.xs[i] = g.xs[i];
+  return sh;
+}
+
+// A depth-1 convolution (2-D, or 3-D with a unit depth everywhere) that Winograd F(2x2, 3x3) takes.
+bool planar(const Geometry& g) { return g.D == 1 && g.T == 1 && g.OD == 1 && g.p.pad_d == 0; }
+
+template <class T>
+void forward_impl(const TensorView& input, const TensorView& weight, const TensorView* bias,
+                  const TensorView& output, const Geometry& g) {
+  const ConvParams& p = g.p;
+  // the direct kernel's strided-column loop is scalar: a strided 3-D layer does better as a GEMM
+  const bool strided_volume = g.T > 1 && p.stride_w > 1;
+  if (conv_direct_applies(g.Cg * g.T, g.Kg, g.Q) && !strided_volume && output.is_contiguous()) {
+    const T* w = dense_weight<T>(weight, kSlotWeight);
+    std::vector<T> bias_dense;
+    conv_direct_forward<T>(input.ptr<const T>(), direct_shape(g), w, dense_vector<T>(bias, bias_dense),
+                           output.ptr<T>(), p);
+    return;
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    if (planar(g) && conv2d_winograd_applies(g.C, g.K, g.P, g.Q, g.R, g.S, p) && output.is_contiguous()) {
+      const float* w = dense_weight<float>(weight, kSlotWeight);
+      std::vector<float> bias_dense;
+      const int64_t shape[4] = {g.N, g.C, g.H, g.W};
+      const int64_t xs[4] = {g.xs[0], g.xs[1], g.xs[3], g.xs[4]};
+      conv2d_winograd_forward(input.ptr<const float>(), shape, xs, w, g.K, false, dense_vector<float>(bias, bias_dense),
+                              output.ptr<float>(), g.P, g.Q, p.pad_h, p.pad_w, p.fuse_relu);
+      return;
+    }
+  }
+  forward_gemm<T>(input, weight, bias, output, g);
+}
+
+// Backward-input of a 3x3 stride-1 planar layer as the forward Winograd convolution of grad_output
+// with the flipped, transposed weight and padding 2 - pad (float32); false when it does not apply.
+bool backward_input_winograd(const TensorView& grad_output, const TensorView& weight, const TensorView* bias,
+                             const TensorView& grad_input, const Geometry& g) {
+  const ConvParams& p = g.p;
+  if (grad_input.dtype != DType::Float32 || bias || !planar(g) ||
+      !conv2d_winograd_applies(g.K, g.C, g.H, g.W, g.R, g.S, p) || !grad_input.is_contiguous() || p.pad_h > 2 ||
+      p.pad_w > 2 || conv_output_size(g.H, g.R, 1, p.pad_h, 1) != g.P || conv_output_size(g.W, g.S, 1, p.pad_w, 1) != g.Q)
+    return false;
+  const float* w = dense_weight<float>(weight, kSlotWeight);
+  const int64_t shape[4] = {g.N, g.K, g.P, g.Q};
+  const int64_t dys[4] = {grad_output.stride(0), grad_output.stride(1), grad_output.stride(3), grad_output.stride(4)};
+  conv2d_winograd_forward(grad_output.ptr<const float>(), shape, dys, w, g.C, true, nullptr, grad_input.ptr<float>(),
+                          g.H, g.W, 2 - p.pad_h, 2 - p.pad_w, false);
+  return true;
+}
+
+}  // namespace
+
+void conv_forward(const TensorView& input, const TensorView& weight, const TensorView* bias,
+                  const TensorView& output, const ConvParams& p) {
+  const Geometry g = make_geometry(input, weight, output, p);
+  if (input.dtype == DType::Float64) forward_impl<double>(input, weight, bias, output, g);
+  else forward_impl<float>(input, weight, bias, output, g);
+}
+
+void conv_backward_input(const TensorView& grad_output, const TensorView& weight, const TensorView* bias,
+                         const TensorView& grad_input, const ConvParams& p) {
+  const Geometry g = make_geometry(grad_input, weight, grad_output, p);
+  if (grad_input.dtype == DType::Float64) backward_input_gemm<double>(grad_output, weight, bias, grad_input, g);
+  else if (!backward_input_winograd(grad_output, weight, bias, grad_input, g))
+    backward_input_gemm<float>(grad_output, weight, bias, grad_input, g);
+}
+
+void conv_backward_weight(const TensorView& grad_output, const TensorView& input, const TensorView& grad_weight,
+                          const ConvParams& p) {
+  const Geometry g = make_geometry(input, grad_weight, grad_output, p);
+  if (conv_direct_weight_grad_applies(g.CRS, p.stride_w) && grad_weight.is_contiguous()) {
+    auto direct = [&](auto tag) {
+      using T = decltype(tag);
+      const ActivationRef<T> dy = dense_pixels<T>(grad_output);
+      conv_direct_backward_weight<T>(input.ptr<const T>(), direct_shape(g), dy.data, dy.sample_stride,
+                                     dy.channel_stride, grad_weight.ptr<T>(), p);
+    };
+    if (input.dtype == DType::Float64) direct(double{});
+    else direct(float{});
+    return;
+  }
+  if (input.dtype == DType::Float64) backward_weight_gemm<double>(grad_output, input, grad_weight, g);
+  else backward_weight_gemm<float>(grad_output, input, grad_weight, g);
+}
+
+void conv_backward_bias(const TensorView& grad_output, const TensorView& grad_bias) {
+  if (grad_output.dtype == DType::Float64) backward_bias_impl<double>(grad_output, grad_bias);
+  else backward_bias_impl<float>(grad_output, grad_bias);
+}
+
+}  // namespace medkern::cpu

@@ -7,7 +7,7 @@
 #   4. GPU benchmarks (scripts/gpu_bench.py -> OUTDIR/gpu_bench.json) and the per-kernel device
 #      time of each benchmark convolution (scripts/gpu_conv_profile.py -> OUTDIR/gpu_conv_profile.json)
 #   5. compute-sanitizer memcheck over scripts/sanitizer_driver.py (every CUDA op once), and
-#      racecheck over the shared-memory kernels (conv2d, linear, batch_norm, preprocess statistics)
+#      racecheck over the shared-memory kernels (conv2d, conv3d, linear, batch_norm, group norm, preprocess statistics)
 #   6. pytest -m "cuda and slow"
 # and writes OUTDIR/results.json (per-step verdicts, test counts, bench summary) and
 # OUTDIR/gpu_check.log. A failing step is recorded and the next one runs; the exit status is
@@ -105,7 +105,7 @@ if [[ -n $SANITIZER ]]; then
   # racecheck is slow (every shared-memory access is tracked): float32 (which includes the TF32
   # pipeline) and the 16-bit tensor-core kernels as two steps, so one timing out still leaves the other
   run_step racecheck 150 "$SANITIZER" --tool racecheck --error-exitcode 99 --print-limit 20 \
-    $PY scripts/sanitizer_driver.py --only conv2d,linear,batch_norm,preprocess --dtypes float32
+    $PY scripts/sanitizer_driver.py --only conv2d,conv3d,linear,batch_norm,norm_act,preprocess --dtypes float32
   run_step racecheck_16bit 100 "$SANITIZER" --tool racecheck --error-exitcode 99 --print-limit 20 \
     $PY scripts/sanitizer_driver.py --only conv2d,linear,batch_norm --dtypes float16
 else

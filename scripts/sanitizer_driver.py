@@ -1,7 +1,8 @@
 """Calls every medkern CUDA op once (forward and backward, each dtype family) on small shapes, for
 compute-sanitizer: `compute-sanitizer --tool memcheck python scripts/sanitizer_driver.py`.
 Shapes are chosen to hit each kernel variant: implicit-GEMM tiles with ragged edges, the split-K
-weight gradient, the TF32 pipeline's tile configurations and stride phases, the direct single-channel kernels, 2-D and 3-D pooling, both batch-norm paths, both relu paths, and
+weight gradient, the TF32 pipeline's tile configurations and stride phases, the direct single-channel kernels, 3-D and transposed convolutions, 2-D and 3-D pooling, group /
+instance norm with fused activations, both batch-norm paths, both relu paths, and
 the preprocessing kernels (resample with elastic/bias/noise/labels, statistics, filter).
 Exits nonzero if any op raised."""
 from __future__ import annotations
@@ -15,7 +16,10 @@ import traceback
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "python"))
+try:  # the installed medkern; else the in-place development build of this checkout
+    import medkern._C  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "python"))
 import medkern.ops as mops  # noqa: E402
 
 DEV = os.environ.get("MEDKERN_SANITIZER_DEVICE", "cuda")  # "cpu": a dry run of the driver itself
@@ -42,6 +46,33 @@ def conv(dtype, tf32):
         x, wt, b = req(n, c, h, w, dtype=dtype), req(k, c // groups, ks, ks, dtype=dtype), req(k, dtype=dtype)
         grads(mops.conv2d(x, wt, b, stride=stride, padding=pad, groups=groups), [x, wt, b])
         grads(mops.conv2d_relu(x, wt, b, stride=stride, padding=pad, groups=groups), [x, wt, b])
+
+
+def conv3d(dtype, tf32):
+    """3-D and transposed convolutions: ragged implicit-GEMM tiles, strides, groups, dilation and
+    output_padding (the transposed forward runs conv's input-gradient kernels)."""
+    torch.backends.cudnn.allow_tf32 = tf32
+    for (n, c, d, k, ks, stride, pad, groups) in [(2, 3, 7, 5, 3, 1, 1, 1), (1, 1, 9, 8, 3, 2, 1, 1),
+                                                  (2, 4, 6, 6, 3, 1, 1, 2), (2, 16, 8, 32, 3, 2, 1, 1)]:
+        x = req(n, c, d, d + 1, d - 1, dtype=dtype)
+        w, b = req(k, c // groups, ks, ks, ks, dtype=dtype), req(k, dtype=dtype)
+        grads(mops.conv3d(x, w, b, stride=stride, padding=pad, groups=groups), [x, w, b])
+        wt = req(c, k // groups, 2, 2, 2, dtype=dtype)
+        grads(mops.conv_transpose3d(x, wt, req(k, dtype=dtype), stride=2, groups=groups), [x, wt])
+    x2, w2 = req(2, 4, 7, 9, dtype=dtype), req(4, 3, 3, 3, dtype=dtype)
+    grads(mops.conv_transpose2d(x2, w2, None, stride=2, padding=1, output_padding=1, dilation=1), [x2, w2])
+
+
+def norm_act(dtype):
+    """Group / instance norm with and without the fused activation, 2-D and 3-D, and leaky_relu."""
+    pdt = torch.float64 if dtype == torch.float64 else torch.float32
+    for shape, groups in [((2, 6, 5, 7), 3), ((2, 8, 4, 5, 6), 8), ((1, 4, 33, 3), 2)]:
+        x = req(*shape, dtype=dtype)
+        w, b = req(shape[1], dtype=pdt), req(shape[1], dtype=pdt)
+        grads(mops.group_norm(x, groups, w, b), [x, w, b])
+        grads(mops.group_norm(x, groups, w, b, activation="leaky_relu"), [x, w, b])
+        grads(mops.instance_norm(x, weight=w, bias=b, activation="relu"), [x, w, b])
+        grads(mops.leaky_relu(x, 0.1), [x])
 
 
 def linear(dtype, tf32):
@@ -110,7 +141,7 @@ def preprocess(dtype):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--only", default="", help="comma-separated families (conv2d,linear,pooling,batch_norm,relu,preprocess)")
+    parser.add_argument("--only", default="", help="comma-separated families (conv2d,conv3d,linear,pooling,batch_norm,norm_act,relu,preprocess)")
     parser.add_argument("--dtypes", default="float32,float64,float16,bfloat16")
     args = parser.parse_args()
     families = [f for f in args.only.split(",") if f]
@@ -118,9 +149,11 @@ def main() -> int:
     for dtype in (getattr(torch, name) for name in args.dtypes.split(",")):
         for tf32 in ((False, True) if dtype == torch.float32 else (False,)):
             steps += [(f"conv2d {dtype} tf32={tf32}", lambda d=dtype, t=tf32: conv(d, t)),
+                      (f"conv3d {dtype} tf32={tf32}", lambda d=dtype, t=tf32: conv3d(d, t)),
                       (f"linear {dtype} tf32={tf32}", lambda d=dtype, t=tf32: linear(d, t))]
         steps += [(f"pooling {dtype}", lambda d=dtype: pooling(d)),
                   (f"batch_norm {dtype}", lambda d=dtype: batch_norm(d)),
+                  (f"norm_act {dtype}", lambda d=dtype: norm_act(d)),
                   (f"relu {dtype}", lambda d=dtype: relu(d)),
                   (f"preprocess {dtype}", lambda d=dtype: preprocess(d))]
     if families:

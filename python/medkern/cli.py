@@ -13,7 +13,7 @@ import sys
 
 __all__ = ["main", "build_parser"]
 
-MODEL_CHOICES = ("seedcnn", "resnet18", "unet2d", "unet3d")
+MODEL_CHOICES = ("seedcnn", "resnet18", "cnn3d", "resnet18_3d", "unet2d", "unet3d")
 CLASSIFICATION_DEFAULTS = {"model": "seedcnn", "epochs": 5, "batch_size": 128, "lr": 1e-3}
 
 
@@ -55,7 +55,7 @@ def _add_data_args(parser: argparse.ArgumentParser, required: bool = True) -> No
                        help="MedMNIST-format npz (train/val/test _images and _labels arrays); for segmentation "
                             "a decathlon task folder (dataset.json) or an image/mask folder with labels.csv")
     group.add_argument("--dataset", metavar="NAME", type=str.lower, choices=sorted(DATASETS),
-                       help="a MedMNIST 2D dataset, taken from $MEDKERN_DATA (trusted as is) or the cache "
+                       help="a MedMNIST dataset (2D, or 3D for cnn3d / resnet18_3d), taken from $MEDKERN_DATA (trusted as is) or the cache "
                             "($MEDKERN_CACHE or ~/.cache/medkern), downloaded and md5-checked if missing; "
                             f"one of: {', '.join(DATASETS)}")
 
@@ -305,6 +305,10 @@ def _cmd_predict(args) -> int:
         images = splits[args.split].images
         names = [f"{args.split}[{i}]" for i in range(len(images))]
     else:
+        from .models import VOLUME_CLASSIFIERS
+        if meta["model"] in VOLUME_CLASSIFIERS:
+            raise UsageError(f"a {meta['model']} checkpoint predicts from --data/--dataset (28x28x28 volumes), "
+                             f"not from image files")
         images = _images_tensor(args.images, meta["in_channels"], meta["normalization"])
         names = list(args.images)
     probabilities = scores_from_logits(predict_logits(model, images).float(), meta["task"]).cpu()

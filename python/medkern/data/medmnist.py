@@ -1,4 +1,4 @@
-"""MedMNIST v2 (2D, 28x28) datasets: the official file table (URL, md5, task), checked downloads
+"""MedMNIST v2 datasets (2D 28x28 and 3D 28x28x28): the official file table (URL, md5, task), checked downloads
 into a cache, and npz splits turned into normalised float tensors once, batched by indexing with a
 seeded permutation so the training hot path does no per-sample Python work."""
 from __future__ import annotations
@@ -37,8 +37,9 @@ class DatasetInfo:
     task: str                # "binary", "multi-class", "multi-label" or "ordinal" (trained as multi-class)
     channels: int
     classes: int             # labels for multi-label
-    published_auc: float     # MedMNIST v2 paper, ResNet-18 (28), test split
-    published_acc: float
+    published_auc: float | None  # MedMNIST v2 paper, ResNet-18 (28), test split (2D tables only)
+    published_acc: float | None
+    spatial_dims: int = 2    # 3 for the 28x28x28 volumes
 
     def url(self, base_url: str | None = None) -> str:
         base = base_url or os.environ.get(BASE_URL_ENV) or OFFICIAL_BASE_URL
@@ -60,6 +61,13 @@ DATASETS: dict[str, DatasetInfo] = {d.name: d for d in (
     DatasetInfo("organamnist", "866b832ed4eeba67bfb9edee1d5544e6", "multi-class", 1, 11, 0.997, 0.935),
     DatasetInfo("organcmnist", "0afa5834fb105f7705a7d93372119a21", "multi-class", 1, 11, 0.992, 0.900),
     DatasetInfo("organsmnist", "e5c39f1af030238290b9557d9503af9d", "multi-class", 1, 11, 0.972, 0.782),
+    # 3D (28x28x28): md5 from the same table; no published figure is carried for them
+    DatasetInfo("organmnist3d", "21f0a239e7f502e6eca33c3fc453c0b6", "multi-class", 1, 11, None, None, 3),
+    DatasetInfo("nodulemnist3d", "8755a7e9e05a4d9ce80a24c3e7a256f3", "binary", 1, 2, None, None, 3),
+    DatasetInfo("adrenalmnist3d", "bbd3c5a5576322bc4cdfea780653b1ce", "binary", 1, 2, None, None, 3),
+    DatasetInfo("fracturemnist3d", "6aa7b0143a6b42da40027a9dda61302f", "multi-class", 1, 3, None, None, 3),
+    DatasetInfo("vesselmnist3d", "2ba5b80617d705141f3f85627108fce8", "binary", 1, 2, None, None, 3),
+    DatasetInfo("synapsemnist3d", "1235b78a3cd6280881dd7850a78eadb6", "binary", 1, 2, None, None, 3),
 )}
 
 
@@ -156,7 +164,7 @@ def download(name: str, dest_dir: str | os.PathLike, base_url: str | None = None
 
 @dataclasses.dataclass
 class Split:
-    """One split as tensors: ``images`` float32 (N, C, 28, 28) normalised, ``labels`` int64 (N,)
+    """One split as tensors: ``images`` float32 (N, C, 28, 28) or (N, C, 28, 28, 28) normalised, ``labels`` int64 (N,)
     for single-label tasks or float32 (N, L) for multi-label."""
     images: torch.Tensor
     labels: torch.Tensor
@@ -169,15 +177,21 @@ class Split:
 
 
 def images_to_tensor(images: np.ndarray, name: str = "images") -> torch.Tensor:
-    """uint8 (N, H, W) or (N, H, W, C) -> float32 (N, C, H, W), scaled to [0, 1] then normalised
-    with MedMNIST's mean/std. Floats are taken as already in [0, 1]."""
+    """uint8 (N, H, W), (N, H, W, C) with C <= 4, or volumes (N, D, H, W) / (N, D, H, W, C) ->
+    float32 (N, C, [D,] H, W), scaled to [0, 1] then normalised with MedMNIST's mean/std. Floats
+    are taken as already in [0, 1]."""
     array = np.asarray(images)
     if array.ndim == 3:
-        array = array[:, None, :, :]
-    elif array.ndim == 4:
+        array = array[:, None]
+    elif array.ndim == 4 and array.shape[-1] <= 4:
         array = array.transpose(0, 3, 1, 2)
+    elif array.ndim == 4:
+        array = array[:, None]
+    elif array.ndim == 5 and array.shape[-1] <= 4:
+        array = array.transpose(0, 4, 1, 2, 3)
     else:
-        raise DataError(f"array '{name}' must be (N, H, W) or (N, H, W, C), got shape {array.shape}")
+        raise DataError(f"array '{name}' must be (N, H, W), (N, H, W, C), (N, D, H, W) or (N, D, H, W, C), "
+                        f"got shape {array.shape}")
     tensor = torch.from_numpy(np.ascontiguousarray(array))
     if tensor.dtype == torch.uint8:
         tensor = tensor.to(torch.float32).div_(255.0)

@@ -1,6 +1,8 @@
 """ResNet-18 as MedMNIST trains it on 28x28 images: a 3x3 stride-1 stem (no max-pool, so the small
 image keeps its resolution), BasicBlocks [2, 2, 2, 2] at 64/128/256/512 channels, global average
-pool, fc. State_dict keys follow torchvision's resnet18, whichever layer namespace builds it."""
+pool, fc. State_dict keys follow torchvision's resnet18, whichever layer namespace builds it.
+``spatial_dims=3`` gives the same network on 28x28x28 volumes (3x3x3 convs, BatchNorm3d): the
+``resnet18_3d`` of the CLI."""
 from __future__ import annotations
 
 from types import ModuleType
@@ -15,17 +17,18 @@ __all__ = ["BasicBlock", "ResNet28", "resnet18_28"]
 class BasicBlock(torch.nn.Module):
     expansion = 1
 
-    def __init__(self, nn: ModuleType, in_planes: int, planes: int, stride: int = 1):
+    def __init__(self, nn: ModuleType, in_planes: int, planes: int, stride: int = 1, spatial_dims: int = 2):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
+        conv, norm = getattr(nn, f"Conv{spatial_dims}d"), getattr(nn, f"BatchNorm{spatial_dims}d")
+        self.conv1 = conv(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = norm(planes)
         self.relu = nn.ReLU()
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = conv(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.bn2 = norm(planes)
         self.downsample = None
         if stride != 1 or in_planes != planes:
             self.downsample = torch.nn.Sequential(
-                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes))
+                conv(in_planes, planes, 1, stride=stride, bias=False), norm(planes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -36,11 +39,13 @@ class BasicBlock(torch.nn.Module):
 
 class ResNet28(torch.nn.Module):
     def __init__(self, blocks=(2, 2, 2, 2), in_channels: int = 1, num_classes: int = 2,
-                 layers: ModuleType | str | None = None):
+                 layers: ModuleType | str | None = None, spatial_dims: int = 2):
         super().__init__()
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"argument 'spatial_dims' must be 2 or 3, got {spatial_dims}")
         nn = layer_namespace(layers)
-        self.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.conv1 = getattr(nn, f"Conv{spatial_dims}d")(in_channels, 64, 3, stride=1, padding=1, bias=False)
+        self.bn1 = getattr(nn, f"BatchNorm{spatial_dims}d")(64)
         self.relu = nn.ReLU()
         planes_in = 64
         stages = []
@@ -48,25 +53,26 @@ class ResNet28(torch.nn.Module):
             stage = []
             for j in range(count):
                 stride = 2 if (i > 0 and j == 0) else 1
-                stage.append(BasicBlock(nn, planes_in, planes, stride))
+                stage.append(BasicBlock(nn, planes_in, planes, stride, spatial_dims))
                 planes_in = planes
             stages.append(torch.nn.Sequential(*stage))
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.fc = nn.Linear(512, num_classes)
         for m in self.modules():
             # torchvision's initialisation, so both namespaces start from the same distribution
-            if isinstance(m, torch.nn.Conv2d):
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d)):
                 torch.nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, torch.nn.BatchNorm2d):
+            elif isinstance(m, (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)):
                 torch.nn.init.ones_(m.weight)
                 torch.nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        # global average pool as a mean over H, W: no kernel needed, same result as AdaptiveAvgPool2d(1)
-        return self.fc(x.mean(dim=(2, 3)))
+        # global average pool as a mean over the spatial dims: no kernel needed, same result as AdaptiveAvgPool2d(1)
+        return self.fc(x.mean(dim=tuple(range(2, x.dim()))))
 
 
-def resnet18_28(in_channels: int = 1, num_classes: int = 2, layers: ModuleType | str | None = None) -> ResNet28:
-    return ResNet28((2, 2, 2, 2), in_channels, num_classes, layers)
+def resnet18_28(in_channels: int = 1, num_classes: int = 2, layers: ModuleType | str | None = None,
+                spatial_dims: int = 2) -> ResNet28:
+    return ResNet28((2, 2, 2, 2), in_channels, num_classes, layers, spatial_dims)

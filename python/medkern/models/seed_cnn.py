@@ -28,26 +28,34 @@ def _supports_fused_relu(conv_class) -> bool:
         return False
 
 
-def conv_relu(layers: ModuleType, in_channels: int, out_channels: int, **conv_args) -> tuple[torch.nn.Module, torch.nn.Module]:
+def conv_relu(layers: ModuleType, in_channels: int, out_channels: int, spatial_dims: int = 2,
+              **conv_args) -> tuple[torch.nn.Module, torch.nn.Module]:
     """(conv, activation): a fused conv+ReLU with an Identity where the conv class offers
     ``fuse_relu``, else a conv then a ReLU. Either way the state_dict keys are the conv's only."""
-    if _supports_fused_relu(layers.Conv2d):
-        return layers.Conv2d(in_channels, out_channels, fuse_relu=True, **conv_args), torch.nn.Identity()
-    return layers.Conv2d(in_channels, out_channels, **conv_args), layers.ReLU()
+    conv = getattr(layers, f"Conv{spatial_dims}d")
+    if _supports_fused_relu(conv):
+        return conv(in_channels, out_channels, fuse_relu=True, **conv_args), torch.nn.Identity()
+    return conv(in_channels, out_channels, **conv_args), layers.ReLU()
 
 
 class SeedCNN(torch.nn.Module):
     """Conv(in->32, 3x3)+ReLU, MaxPool 2, Conv(32->64, 3x3)+ReLU, MaxPool 2, Flatten,
-    Linear(64*5*5 -> classes); 28x28 inputs give 26 -> 13 -> 11 -> 5 spatially."""
+    Linear(64*5*5 -> classes); 28x28 inputs give 26 -> 13 -> 11 -> 5 spatially. With
+    ``spatial_dims=3`` the same network on 28x28x28 volumes (3x3x3 convs, 2x2x2 pools,
+    Linear(64*5*5*5 -> classes)): the ``cnn3d`` of the CLI."""
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 2, layers: ModuleType | str | None = None):
+    def __init__(self, in_channels: int = 1, num_classes: int = 2, layers: ModuleType | str | None = None,
+                 spatial_dims: int = 2):
         super().__init__()
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"argument 'spatial_dims' must be 2 or 3, got {spatial_dims}")
         nn = layer_namespace(layers)
-        self.conv1, self.relu1 = conv_relu(nn, in_channels, 32, kernel_size=3)
-        self.pool1 = nn.MaxPool2d(2)
-        self.conv2, self.relu2 = conv_relu(nn, 32, 64, kernel_size=3)
-        self.pool2 = nn.MaxPool2d(2)
-        self.fc = nn.Linear(64 * 5 * 5, num_classes)
+        pool = getattr(nn, f"MaxPool{spatial_dims}d")
+        self.conv1, self.relu1 = conv_relu(nn, in_channels, 32, spatial_dims, kernel_size=3)
+        self.pool1 = pool(2)
+        self.conv2, self.relu2 = conv_relu(nn, 32, 64, spatial_dims, kernel_size=3)
+        self.pool2 = pool(2)
+        self.fc = nn.Linear(64 * 5 ** spatial_dims, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool1(self.relu1(self.conv1(x)))

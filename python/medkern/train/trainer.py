@@ -86,7 +86,8 @@ def open_dataset(data: str | None, dataset: str | None, splits=medmnist.SPLITS,
         task = info.task if info else ("binary" if classes == 2 else "multi-class")
     spec = DatasetSpec(name=info.name if info else stem, path=path, task=task,
                        in_channels=int(first.images.shape[1]), num_classes=classes,
-                       published=(info.published_auc, info.published_acc) if info else None)
+                       published=(info.published_auc, info.published_acc)
+                       if info and info.published_auc is not None else None)
     return spec, loaded
 
 
@@ -178,6 +179,13 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = None) -> dict
     if len(splits["train"]) == 0:
         raise DataError(f"argument 'data': {spec.path.name} has an empty train split")
 
+    from ..models import VOLUME_CLASSIFIERS
+    volumes = splits["train"].images.dim() == 5
+    if volumes != (config.model in VOLUME_CLASSIFIERS):
+        kind = "28x28x28 volumes" if volumes else "2-D images"
+        fits = ", ".join(VOLUME_CLASSIFIERS) if volumes else "seedcnn, resnet18"
+        raise DataError(f"argument 'model': {spec.path.name} holds {kind}; {config.model} does not take them "
+                        f"(use {fits})")
     torch.manual_seed(config.seed)
     model = build_model(config.model, spec.in_channels, spec.num_classes).to(device)
     optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, config.weight_decay)

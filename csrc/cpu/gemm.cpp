@@ -74,12 +74,22 @@ void pack_b_panel(const MatrixRef<const T>& B, int64_t j0, int nr, int64_t k0, i
   for (int t = 1; t < nr && contiguous; ++t) contiguous = off[t] == off[0] + t;
   const T* base = B.data + k0 * B.row_stride;
   if (contiguous) {
-    for (int64_t k = 0; k < kc; ++k) {
-      const T* src = base + k * B.row_stride + off[0];
-      T* d = dst + k * NR;
-      for (int t = 0; t < NR; ++t) d[t] = src[t];
+    // a compile-time row length, so the copy is a few vector moves rather than a scalar loop
+    auto rows = [&](auto width) {
+      constexpr int nr_fixed = decltype(width)::value;
+      for (int64_t k = 0; k < kc; ++k) std::memcpy(dst + k * nr_fixed, base + k * B.row_stride + off[0], sizeof(T) * nr_fixed);
+    };
+    switch (NR) {
+      case 8: rows(std::integral_constant<int, 8>{}); return;
+      case 12: rows(std::integral_constant<int, 12>{}); return;
+      case 16: rows(std::integral_constant<int, 16>{}); return;
+      case 24: rows(std::integral_constant<int, 24>{}); return;
+      case 32: rows(std::integral_constant<int, 32>{}); return;
+      case 48: rows(std::integral_constant<int, 48>{}); return;
+      default:
+        for (int64_t k = 0; k < kc; ++k) std::memcpy(dst + k * NR, base + k * B.row_stride + off[0], sizeof(T) * NR);
+        return;
     }
-    return;
   }
   for (int64_t k = 0; k < kc; ++k) {
     const T* src = base + k * B.row_stride;
@@ -162,7 +172,7 @@ void gemm_blocked(int64_t N, const PackedA<T>& A, const MatrixRef<const T>& B, c
   const int64_t panels_per_m_block = ceil_div(m_panels, m_blocks);
 
   auto run_items = [&](int64_t b, int64_t e) {
-    T* packed_b = thread_workspace_as<T>(static_cast<size_t>(kBlockK * nc), kSlotPackedB);
+    T* packed_b = thread_workspace_as<T>(static_cast<size_t>(kBlockK * NR), kSlotPackedB);
     alignas(64) T tile[kMaxTile];
     alignas(64) T row_bias_pad[8];
     alignas(64) T col_bias_pad[64];
@@ -174,46 +184,50 @@ void gemm_blocked(int64_t N, const PackedA<T>& A, const MatrixRef<const T>& B, c
       for (int64_t k0 = 0; k0 < K; k0 += kBlockK) {
         const int64_t kc = std::min(kBlockK, K - k0);
         const bool last = k0 + kc == K;
+        // BLIS order: one packed B panel (kc x NR) stays in L1 while the row panels of A
+        // (this item's rows x kc, L2-resident) sweep past it.
         for (int64_t q = 0; q < n_panels; ++q) {
           const int64_t j0 = j_begin + q * NR;
-          pack_b_panel(B, j0, static_cast<int>(std::min<int64_t>(NR, j_end - j0)), k0, kc, NR, packed_b + q * NR * kc);
-        }
-        for (int64_t p = p_begin; p < p_end; ++p) {
-          const int64_t i0 = p * MR;
-          const int rows = static_cast<int>(std::min<int64_t>(MR, M - i0));
-          const T* a_panel = packed_a + k0 * m_padded + p * MR * kc;
-          TileEpilogue<T> ep;
-          ep.accumulate = accumulate || k0 > 0;
-          if (last) {
-            ep.relu = relu;
-            if (row_bias) {
-              if (rows == MR) ep.row_bias = row_bias + i0;
-              else {
-                for (int i = 0; i < MR; ++i) row_bias_pad[i] = i < rows ? row_bias[i0 + i] : T(0);
-                ep.row_bias = row_bias_pad;
-              }
+          const int cols = static_cast<int>(std::min<int64_t>(NR, j_end - j0));
+          // packed just before use, so it never leaves L1
+          T* b_panel = packed_b;
+          pack_b_panel(B, j0, cols, k0, kc, NR, b_panel);
+          const int64_t r = j0 % C.seg_len;
+          const bool dense_cols = cols == NR && r + NR <= C.seg_len;
+          int64_t off[64];
+          if (!dense_cols) for_column_offsets(C, j0, j0 + cols, [&](int64_t j, int64_t o) { off[j - j0] = o; });
+          const T* cb = nullptr;
+          if (last && col_bias) {
+            if (cols == NR) cb = col_bias + j0;
+            else {
+              for (int t = 0; t < NR; ++t) col_bias_pad[t] = t < cols ? col_bias[j0 + t] : T(0);
+              cb = col_bias_pad;
             }
           }
-          for (int64_t q = 0; q < n_panels; ++q) {
-            const int64_t j0 = j_begin + q * NR;
-            const int cols = static_cast<int>(std::min<int64_t>(NR, j_end - j0));
-            if (last && col_bias) {
-              if (cols == NR) ep.col_bias = col_bias + j0;
-              else {
-                for (int t = 0; t < NR; ++t) col_bias_pad[t] = t < cols ? col_bias[j0 + t] : T(0);
-                ep.col_bias = col_bias_pad;
+          for (int64_t p = p_begin; p < p_end; ++p) {
+            const int64_t i0 = p * MR;
+            const int rows = static_cast<int>(std::min<int64_t>(MR, M - i0));
+            const T* a_panel = packed_a + k0 * m_padded + p * MR * kc;
+            TileEpilogue<T> ep;
+            ep.accumulate = accumulate || k0 > 0;
+            if (last) {
+              ep.relu = relu;
+              ep.col_bias = cb;
+              if (row_bias) {
+                if (rows == MR) ep.row_bias = row_bias + i0;
+                else {
+                  for (int i = 0; i < MR; ++i) row_bias_pad[i] = i < rows ? row_bias[i0 + i] : T(0);
+                  ep.row_bias = row_bias_pad;
+                }
               }
             }
-            const T* b_panel = packed_b + q * NR * kc;
-            const int64_t r = j0 % C.seg_len;
-            if (rows == MR && cols == NR && r + NR <= C.seg_len) {
+            if (rows == MR && dense_cols) {
               T* c = C.data + i0 * C.row_stride + (j0 / C.seg_len) * C.seg_stride + r;
               kernel.tile(kc, a_panel, b_panel, c, C.row_stride, ep);
               continue;
             }
             // Edge or segment-crossing tile: run on a dense copy, then scatter the valid part.
-            int64_t off[64];
-            for_column_offsets(C, j0, j0 + cols, [&](int64_t j, int64_t o) { off[j - j0] = o; });
+            if (dense_cols) for (int t = 0; t < cols; ++t) off[t] = (j0 / C.seg_len) * C.seg_stride + r + t;
             T* c0 = C.data + i0 * C.row_stride;
             if (ep.accumulate)
               for (int i = 0; i < rows; ++i)

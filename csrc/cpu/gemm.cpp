@@ -1,6 +1,7 @@
 // cpu/gemm.cpp — the portable half of the CPU GEMM: kernel choice, packing and cache blocking
-// (BLIS-style: A packed once into MR-row panels, B packed per (kc x nc) block that stays in L2,
-// the register tile from simd/ sweeping both), and the public medkern::cpu::gemm.
+// (BLIS-style: A packed once into MR-row panels, B packed one kc x NR panel at a time that stays
+// in L1 while A's row panels sweep it; B may also come from a caller's panel packer, e.g. an
+// implicit im2col), and the public medkern::cpu::gemm.
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
@@ -146,9 +147,12 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, const MatrixRef<const T>& A, 
   gemm_blocked(N, packed, B, C, accumulate, row_bias, col_bias, relu, allow_threads);
 }
 
-template <class T>
-void gemm_blocked(int64_t N, const PackedA<T>& A, const MatrixRef<const T>& B, const MatrixRef<T>& C,
-                  bool accumulate, const T* row_bias, const T* col_bias, bool relu, bool allow_threads) {
+namespace {
+
+// The blocked GEMM over any B-panel packer pack_b(j0, nr, k0, kc, NR, dst).
+template <class T, class PackB>
+void gemm_blocked_impl(int64_t N, const PackedA<T>& A, const PackB& pack_b_panel_of, const MatrixRef<T>& C,
+                       bool accumulate, const T* row_bias, const T* col_bias, bool relu, bool allow_threads) {
   const int64_t M = A.M, K = A.K;
   if (M <= 0 || N <= 0 || K <= 0) return;
   MEDKERN_CHECK_RUNTIME(C.col_stride == 1, "gemm: C must have unit column stride");
@@ -191,7 +195,7 @@ void gemm_blocked(int64_t N, const PackedA<T>& A, const MatrixRef<const T>& B, c
           const int cols = static_cast<int>(std::min<int64_t>(NR, j_end - j0));
           // packed just before use, so it never leaves L1
           T* b_panel = packed_b;
-          pack_b_panel(B, j0, cols, k0, kc, NR, b_panel);
+          pack_b_panel_of(j0, cols, k0, kc, NR, b_panel);
           const int64_t r = j0 % C.seg_len;
           const bool dense_cols = cols == NR && r + NR <= C.seg_len;
           int64_t off[64];
@@ -245,10 +249,32 @@ void gemm_blocked(int64_t N, const PackedA<T>& A, const MatrixRef<const T>& B, c
   else run_items(0, items);
 }
 
+}  // namespace
+
+template <class T>
+void gemm_blocked(int64_t N, const PackedA<T>& A, const MatrixRef<const T>& B, const MatrixRef<T>& C,
+                  bool accumulate, const T* row_bias, const T* col_bias, bool relu, bool allow_threads) {
+  gemm_blocked_impl<T>(N, A, [&](int64_t j0, int nr, int64_t k0, int64_t kc, int NR, T* dst) {
+    pack_b_panel(B, j0, nr, k0, kc, NR, dst);
+  }, C, accumulate, row_bias, col_bias, relu, allow_threads);
+}
+
+template <class T>
+void gemm_blocked(int64_t N, const PackedA<T>& A, const BPanelSource<T>& B, const MatrixRef<T>& C,
+                  bool accumulate, const T* row_bias, const T* col_bias, bool relu, bool allow_threads) {
+  gemm_blocked_impl<T>(N, A, [&](int64_t j0, int nr, int64_t k0, int64_t kc, int NR, T* dst) {
+    B.pack(B.ctx, j0, nr, k0, kc, NR, dst);
+  }, C, accumulate, row_bias, col_bias, relu, allow_threads);
+}
+
 template int64_t packed_a_size<float>(int64_t, int64_t);
 template int64_t packed_a_size<double>(int64_t, int64_t);
 template PackedA<float> pack_a<float>(int64_t, int64_t, const MatrixRef<const float>&, float*, bool);
 template PackedA<double> pack_a<double>(int64_t, int64_t, const MatrixRef<const double>&, double*, bool);
+template void gemm_blocked<float>(int64_t, const PackedA<float>&, const BPanelSource<float>&,
+                                  const MatrixRef<float>&, bool, const float*, const float*, bool, bool);
+template void gemm_blocked<double>(int64_t, const PackedA<double>&, const BPanelSource<double>&,
+                                   const MatrixRef<double>&, bool, const double*, const double*, bool, bool);
 template void gemm_blocked<float>(int64_t, const PackedA<float>&, const MatrixRef<const float>&,
                                   const MatrixRef<float>&, bool, const float*, const float*, bool, bool);
 template void gemm_blocked<double>(int64_t, const PackedA<double>&, const MatrixRef<const double>&,

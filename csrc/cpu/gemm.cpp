@@ -1,6 +1,7 @@
 // cpu/gemm.cpp — the portable half of the CPU GEMM: kernel choice, packing and cache blocking
-// (BLIS-style: A packed once into MR-row panels, B packed per (kc x nc) block that stays in L2,
-// the register tile from simd/ sweeping both), and the public medkern::cpu::gemm.
+// (BLIS-style: A packed once into MR-row panels, B packed one kc x NR panel at a time that stays
+// in L1 while A's row panels sweep it; B may also come from a caller's panel packer, e.g. an
+// implicit im2col), and the public medkern::cpu::gemm.
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
@@ -74,12 +75,22 @@ void pack_b_panel(const MatrixRef<const T>& B, int64_t j0, int nr, int64_t k0, i
   for (int t = 1; t < nr && contiguous; ++t) contiguous = off[t] == off[0] + t;
   const T* base = B.data + k0 * B.row_stride;
   if (contiguous) {
-    for (int64_t k = 0; k < kc; ++k) {
-      const T* src = base + k * B.row_stride + off[0];
-      T* d = dst + k * NR;
-      for (int t = 0; t < NR; ++t) d[t] = src[t];
+    // a compile-time row length, so the copy is a few vector moves rather than a scalar loop
+    auto rows = [&](auto width) {
+      constexpr int nr_fixed = decltype(width)::value;
+      for (int64_t k = 0; k < kc; ++k) std::memcpy(dst + k * nr_fixed, base + k * B.row_stride + off[0], sizeof(T) * nr_fixed);
+    };
+    switch (NR) {
+      case 8: rows(std::integral_constant<int, 8>{}); return;
+      case 12: rows(std::integral_constant<int, 12>{}); return;
+      case 16: rows(std::integral_constant<int, 16>{}); return;
+      case 24: rows(std::integral_constant<int, 24>{}); return;
+      case 32: rows(std::integral_constant<int, 32>{}); return;
+      case 48: rows(std::integral_constant<int, 48>{}); return;
+      default:
+        for (int64_t k = 0; k < kc; ++k) std::memcpy(dst + k * NR, base + k * B.row_stride + off[0], sizeof(T) * NR);
+        return;
     }
-    return;
   }
   for (int64_t k = 0; k < kc; ++k) {
     const T* src = base + k * B.row_stride;
@@ -136,9 +147,12 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, const MatrixRef<const T>& A, 
   gemm_blocked(N, packed, B, C, accumulate, row_bias, col_bias, relu, allow_threads);
 }
 
-template <class T>
-void gemm_blocked(int64_t N, const PackedA<T>& A, const MatrixRef<const T>& B, const MatrixRef<T>& C,
-                  bool accumulate, const T* row_bias, const T* col_bias, bool relu, bool allow_threads) {
+namespace {
+
+// The blocked GEMM over any B-panel packer pack_b(j0, nr, k0, kc, NR, dst).
+template <class T, class PackB>
+void gemm_blocked_impl(int64_t N, const PackedA<T>& A, const PackB& pack_b_panel_of, const MatrixRef<T>& C,
+                       bool accumulate, const T* row_bias, const T* col_bias, bool relu, bool allow_threads) {
   const int64_t M = A.M, K = A.K;
   if (M <= 0 || N <= 0 || K <= 0) return;
   MEDKERN_CHECK_RUNTIME(C.col_stride == 1, "gemm: C must have unit column stride");
@@ -162,7 +176,7 @@ void gemm_blocked(int64_t N, const PackedA<T>& A, const MatrixRef<const T>& B, c
   const int64_t panels_per_m_block = ceil_div(m_panels, m_blocks);
 
   auto run_items = [&](int64_t b, int64_t e) {
-    T* packed_b = thread_workspace_as<T>(static_cast<size_t>(kBlockK * nc), kSlotPackedB);
+    T* packed_b = thread_workspace_as<T>(static_cast<size_t>(kBlockK * NR), kSlotPackedB);
     alignas(64) T tile[kMaxTile];
     alignas(64) T row_bias_pad[8];
     alignas(64) T col_bias_pad[64];
@@ -174,46 +188,50 @@ void gemm_blocked(int64_t N, const PackedA<T>& A, const MatrixRef<const T>& B, c
       for (int64_t k0 = 0; k0 < K; k0 += kBlockK) {
         const int64_t kc = std::min(kBlockK, K - k0);
         const bool last = k0 + kc == K;
+        // BLIS order: one packed B panel (kc x NR) stays in L1 while the row panels of A
+        // (this item's rows x kc, L2-resident) sweep past it.
         for (int64_t q = 0; q < n_panels; ++q) {
           const int64_t j0 = j_begin + q * NR;
-          pack_b_panel(B, j0, static_cast<int>(std::min<int64_t>(NR, j_end - j0)), k0, kc, NR, packed_b + q * NR * kc);
-        }
-        for (int64_t p = p_begin; p < p_end; ++p) {
-          const int64_t i0 = p * MR;
-          const int rows = static_cast<int>(std::min<int64_t>(MR, M - i0));
-          const T* a_panel = packed_a + k0 * m_padded + p * MR * kc;
-          TileEpilogue<T> ep;
-          ep.accumulate = accumulate || k0 > 0;
-          if (last) {
-            ep.relu = relu;
-            if (row_bias) {
-              if (rows == MR) ep.row_bias = row_bias + i0;
-              else {
-                for (int i = 0; i < MR; ++i) row_bias_pad[i] = i < rows ? row_bias[i0 + i] : T(0);
-                ep.row_bias = row_bias_pad;
-              }
+          const int cols = static_cast<int>(std::min<int64_t>(NR, j_end - j0));
+          // packed just before use, so it never leaves L1
+          T* b_panel = packed_b;
+          pack_b_panel_of(j0, cols, k0, kc, NR, b_panel);
+          const int64_t r = j0 % C.seg_len;
+          const bool dense_cols = cols == NR && r + NR <= C.seg_len;
+          int64_t off[64];
+          if (!dense_cols) for_column_offsets(C, j0, j0 + cols, [&](int64_t j, int64_t o) { off[j - j0] = o; });
+          const T* cb = nullptr;
+          if (last && col_bias) {
+            if (cols == NR) cb = col_bias + j0;
+            else {
+              for (int t = 0; t < NR; ++t) col_bias_pad[t] = t < cols ? col_bias[j0 + t] : T(0);
+              cb = col_bias_pad;
             }
           }
-          for (int64_t q = 0; q < n_panels; ++q) {
-            const int64_t j0 = j_begin + q * NR;
-            const int cols = static_cast<int>(std::min<int64_t>(NR, j_end - j0));
-            if (last && col_bias) {
-              if (cols == NR) ep.col_bias = col_bias + j0;
-              else {
-                for (int t = 0; t < NR; ++t) col_bias_pad[t] = t < cols ? col_bias[j0 + t] : T(0);
-                ep.col_bias = col_bias_pad;
+          for (int64_t p = p_begin; p < p_end; ++p) {
+            const int64_t i0 = p * MR;
+            const int rows = static_cast<int>(std::min<int64_t>(MR, M - i0));
+            const T* a_panel = packed_a + k0 * m_padded + p * MR * kc;
+            TileEpilogue<T> ep;
+            ep.accumulate = accumulate || k0 > 0;
+            if (last) {
+              ep.relu = relu;
+              ep.col_bias = cb;
+              if (row_bias) {
+                if (rows == MR) ep.row_bias = row_bias + i0;
+                else {
+                  for (int i = 0; i < MR; ++i) row_bias_pad[i] = i < rows ? row_bias[i0 + i] : T(0);
+                  ep.row_bias = row_bias_pad;
+                }
               }
             }
-            const T* b_panel = packed_b + q * NR * kc;
-            const int64_t r = j0 % C.seg_len;
-            if (rows == MR && cols == NR && r + NR <= C.seg_len) {
+            if (rows == MR && dense_cols) {
               T* c = C.data + i0 * C.row_stride + (j0 / C.seg_len) * C.seg_stride + r;
               kernel.tile(kc, a_panel, b_panel, c, C.row_stride, ep);
               continue;
             }
             // Edge or segment-crossing tile: run on a dense copy, then scatter the valid part.
-            int64_t off[64];
-            for_column_offsets(C, j0, j0 + cols, [&](int64_t j, int64_t o) { off[j - j0] = o; });
+            if (dense_cols) for (int t = 0; t < cols; ++t) off[t] = (j0 / C.seg_len) * C.seg_stride + r + t;
             T* c0 = C.data + i0 * C.row_stride;
             if (ep.accumulate)
               for (int i = 0; i < rows; ++i)
@@ -231,10 +249,32 @@ void gemm_blocked(int64_t N, const PackedA<T>& A, const MatrixRef<const T>& B, c
   else run_items(0, items);
 }
 
+}  // namespace
+
+template <class T>
+void gemm_blocked(int64_t N, const PackedA<T>& A, const MatrixRef<const T>& B, const MatrixRef<T>& C,
+                  bool accumulate, const T* row_bias, const T* col_bias, bool relu, bool allow_threads) {
+  gemm_blocked_impl<T>(N, A, [&](int64_t j0, int nr, int64_t k0, int64_t kc, int NR, T* dst) {
+    pack_b_panel(B, j0, nr, k0, kc, NR, dst);
+  }, C, accumulate, row_bias, col_bias, relu, allow_threads);
+}
+
+template <class T>
+void gemm_blocked(int64_t N, const PackedA<T>& A, const BPanelSource<T>& B, const MatrixRef<T>& C,
+                  bool accumulate, const T* row_bias, const T* col_bias, bool relu, bool allow_threads) {
+  gemm_blocked_impl<T>(N, A, [&](int64_t j0, int nr, int64_t k0, int64_t kc, int NR, T* dst) {
+    B.pack(B.ctx, j0, nr, k0, kc, NR, dst);
+  }, C, accumulate, row_bias, col_bias, relu, allow_threads);
+}
+
 template int64_t packed_a_size<float>(int64_t, int64_t);
 template int64_t packed_a_size<double>(int64_t, int64_t);
 template PackedA<float> pack_a<float>(int64_t, int64_t, const MatrixRef<const float>&, float*, bool);
 template PackedA<double> pack_a<double>(int64_t, int64_t, const MatrixRef<const double>&, double*, bool);
+template void gemm_blocked<float>(int64_t, const PackedA<float>&, const BPanelSource<float>&,
+                                  const MatrixRef<float>&, bool, const float*, const float*, bool, bool);
+template void gemm_blocked<double>(int64_t, const PackedA<double>&, const BPanelSource<double>&,
+                                   const MatrixRef<double>&, bool, const double*, const double*, bool, bool);
 template void gemm_blocked<float>(int64_t, const PackedA<float>&, const MatrixRef<const float>&,
                                   const MatrixRef<float>&, bool, const float*, const float*, bool, bool);
 template void gemm_blocked<double>(int64_t, const PackedA<double>&, const MatrixRef<const double>&,

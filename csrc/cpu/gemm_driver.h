@@ -43,6 +43,19 @@ int64_t packed_a_size(int64_t M, int64_t K);
 template <class T>
 PackedA<T> pack_a(int64_t M, int64_t K, const MatrixRef<const T>& A, T* dst, bool allow_threads);
 
+// A right operand the caller packs itself, panel by panel (an implicit im2col): pack(ctx, j0, nr,
+// k0, kc, NR, dst) writes rows [k0, k0+kc) x columns [j0, j0+nr) as dst[k*NR + j], zeros in
+// columns nr..NR-1. Called from several threads at once when the GEMM is threaded.
+template <class T>
+struct BPanelSource {
+  void (*pack)(const void* ctx, int64_t j0, int nr, int64_t k0, int64_t kc, int NR, T* dst) = nullptr;
+  const void* ctx = nullptr;
+};
+
+template <class T>
+void gemm_blocked(int64_t N, const PackedA<T>& A, const BPanelSource<T>& B, const MatrixRef<T>& C,
+                  bool accumulate, const T* row_bias, const T* col_bias, bool relu, bool allow_threads);
+
 // As below, with A already packed.
 template <class T>
 void gemm_blocked(int64_t N, const PackedA<T>& A, const MatrixRef<const T>& B, const MatrixRef<T>& C,

@@ -7,6 +7,8 @@ import os
 
 import numpy as np
 
+from ..train.plots import save_epoch_figure
+
 __all__ = ["plot_segmentation_curves", "plot_preview"]
 
 
@@ -29,13 +31,7 @@ def plot_segmentation_curves(history: list[dict], path: str | os.PathLike, title
         dice_ax.plot(epochs, [h["val_dice_per_class"][name] for h in history], linestyle="--", label=name)
     dice_ax.set(xlabel="epoch", title="validation Dice", ylim=(0.0, 1.0))
     dice_ax.legend(loc="lower right")
-    for ax in (loss_ax, dice_ax):
-        ax.grid(alpha=0.3)
-        ax.xaxis.get_major_locator().set_params(integer=True)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path)
+    save_epoch_figure(fig, (loss_ax, dice_ax), path, title)
 
 
 def plot_preview(image: np.ndarray, reference: np.ndarray, prediction: np.ndarray, path: str | os.PathLike,

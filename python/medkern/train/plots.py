@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["plot_curves"]
+__all__ = ["plot_curves", "save_epoch_figure"]
 
 
 def plot_curves(history: list[dict], path: str | os.PathLike, title: str = "") -> None:
@@ -21,7 +21,12 @@ def plot_curves(history: list[dict], path: str | os.PathLike, title: str = "") -
     metric_ax.plot(epochs, [h["val_acc"] for h in history], marker="s", label="val accuracy")
     metric_ax.set(xlabel="epoch", title="validation", ylim=(0.0, 1.02))
     metric_ax.legend(loc="lower right")
-    for ax in (loss_ax, metric_ax):
+    save_epoch_figure(fig, (loss_ax, metric_ax), path, title)
+
+
+def save_epoch_figure(fig, axes, path: str | os.PathLike, title: str = "") -> None:
+    """Grid, integer epoch ticks, the title, then the PNG: the finish every per-epoch figure shares."""
+    for ax in axes:
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
     if title:

@@ -60,27 +60,6 @@ void run_normalize_rows(const BatchNormRows<T>& a, int64_t rows) {
 }
 
 template <class T>
-void run_normalize_row(SimdLevel level, const NormRow<T>& r) {
-  if (level == SimdLevel::AVX512) simd_avx512::normalize_row(r);
-  else if (level == SimdLevel::AVX2) simd_avx2::normalize_row(r);
-  else simd_scalar::normalize_row(r);
-}
-
-template <class T>
-void run_grad_sums_row(SimdLevel level, const NormRow<T>& r, double* a, double* b) {
-  if (level == SimdLevel::AVX512) simd_avx512::grad_sums_row(r, a, b);
-  else if (level == SimdLevel::AVX2) simd_avx2::grad_sums_row(r, a, b);
-  else simd_scalar::grad_sums_row(r, a, b);
-}
-
-template <class T>
-void run_input_grad_row(SimdLevel level, const NormRow<T>& r) {
-  if (level == SimdLevel::AVX512) simd_avx512::input_grad_row(r);
-  else if (level == SimdLevel::AVX2) simd_avx2::input_grad_row(r);
-  else simd_scalar::input_grad_row(r);
-}
-
-template <class T>
 void run_input_grad_rows(const BatchNormRows<T>& a, int64_t rows) {
   const SimdLevel level = simd_level();
   parallel_for(0, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(a.S, 1)), [&](int64_t b, int64_t e) {

@@ -18,32 +18,6 @@ namespace medkern::cpu {
 namespace {
 
 template <class T>
-MeanM2 run_statistics_row(SimdLevel level, const T* x, int64_t S, int64_t stride) {
-  if (level == SimdLevel::AVX512) return simd_avx512::statistics_row(x, S, stride);
-  if (level == SimdLevel::AVX2) return simd_avx2::statistics_row(x, S, stride);
-  return simd_scalar::statistics_row(x, S, stride);
-}
-
-template <class T>
-void run_normalize_row(SimdLevel level, const NormRow<T>& r) {
-  if (level == SimdLevel::AVX512) simd_avx512::normalize_row(r);
-  else if (level == SimdLevel::AVX2) simd_avx2::normalize_row(r);
-  else simd_scalar::normalize_row(r);
-}
-template <class T>
-void run_grad_sums_row(SimdLevel level, const NormRow<T>& r, double* a, double* b) {
-  if (level == SimdLevel::AVX512) simd_avx512::grad_sums_row(r, a, b);
-  else if (level == SimdLevel::AVX2) simd_avx2::grad_sums_row(r, a, b);
-  else simd_scalar::grad_sums_row(r, a, b);
-}
-template <class T>
-void run_input_grad_row(SimdLevel level, const NormRow<T>& r) {
-  if (level == SimdLevel::AVX512) simd_avx512::input_grad_row(r);
-  else if (level == SimdLevel::AVX2) simd_avx2::input_grad_row(r);
-  else simd_scalar::input_grad_row(r);
-}
-
-template <class T>
 T param_or(const TensorView* v, int64_t c, T fallback) {
   return v ? v->ptr<const T>()[c * v->stride(0)] : fallback;
 }

@@ -4,6 +4,7 @@
 // written once as templates on the activation and compiled per instruction set
 // (group_norm_avx512/avx2/scalar.cpp). A row is one (n, c) run of S elements.
 #pragma once
+#include "medkern/simd.h"
 #include <algorithm>
 #include <cstdint>
 
@@ -41,6 +42,32 @@ MEDKERN_DECLARE_GROUP_NORM_KERNELS(simd_avx512)
 MEDKERN_DECLARE_GROUP_NORM_KERNELS(simd_avx2)
 MEDKERN_DECLARE_GROUP_NORM_KERNELS(simd_scalar)
 #undef MEDKERN_DECLARE_GROUP_NORM_KERNELS
+
+// The row kernels at the CPU's SIMD level, for batch norm and group / instance norm alike.
+template <class T>
+MeanM2 run_statistics_row(SimdLevel level, const T* x, int64_t S, int64_t stride) {
+  if (level == SimdLevel::AVX512) return simd_avx512::statistics_row(x, S, stride);
+  if (level == SimdLevel::AVX2) return simd_avx2::statistics_row(x, S, stride);
+  return simd_scalar::statistics_row(x, S, stride);
+}
+template <class T>
+void run_normalize_row(SimdLevel level, const NormRow<T>& r) {
+  if (level == SimdLevel::AVX512) simd_avx512::normalize_row(r);
+  else if (level == SimdLevel::AVX2) simd_avx2::normalize_row(r);
+  else simd_scalar::normalize_row(r);
+}
+template <class T>
+void run_grad_sums_row(SimdLevel level, const NormRow<T>& r, double* a, double* b) {
+  if (level == SimdLevel::AVX512) simd_avx512::grad_sums_row(r, a, b);
+  else if (level == SimdLevel::AVX2) simd_avx2::grad_sums_row(r, a, b);
+  else simd_scalar::grad_sums_row(r, a, b);
+}
+template <class T>
+void run_input_grad_row(SimdLevel level, const NormRow<T>& r) {
+  if (level == SimdLevel::AVX512) simd_avx512::input_grad_row(r);
+  else if (level == SimdLevel::AVX2) simd_avx2::input_grad_row(r);
+  else simd_scalar::input_grad_row(r);
+}
 
 }  // namespace medkern::cpu
 

@@ -271,3 +271,42 @@ def test_unet_rejects_bad_arguments():
         UNet(3, 1, 2, strides=(2, 2))
     for norm in ("batch", "group"):
         assert UNet(2, 1, 2, features=(6, 12), norm=norm, act="relu")(torch.randn(2, 1, 8, 8)).shape == (2, 2, 8, 8)
+
+
+def test_remaining_argument_checks_name_the_argument(tmp_path):
+    from medkern.segmentation import SegmentationConfig, open_segmentation_data, train_segmentation
+    from medkern.segmentation.evaluate import evaluate_label_maps
+    from medkern.segmentation.predict import collect_inputs
+
+    cases = make_cases(1)
+    with pytest.raises(ValueError, match="'cases' is empty"):
+        PatchSampler([], (4, 4, 4))
+    with pytest.raises(ValueError, match="'foreground_fraction'"):
+        PatchSampler(cases, (4, 4, 4), foreground_fraction=1.5)
+    with pytest.raises(ValueError, match="'num_classes' must be >= 2"):
+        DiceCELoss(1)
+    with pytest.raises(ValueError, match="'batch_size'"):
+        sliding_window(torch.nn.Conv2d(1, 2, 1), torch.randn(1, 8, 8), (4, 4), batch_size=0)
+    with pytest.raises(ValueError, match="'in_channels' and 'num_classes'"):
+        UNet(3, 0, 2)
+    with pytest.raises(ValueError, match="'strides': each entry"):
+        UNet(3, 1, 2, features=(4, 8), strides=[(2, 2)])
+    for bad, match in [(dict(epochs=0), "'epochs'"), (dict(batch_size=0), "'batch_size'"),
+                       (dict(augment="heavy"), "'augment'")]:
+        with pytest.raises(ValueError, match=match):
+            train_segmentation(SegmentationConfig(data=str(tmp_path), **bad))
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        open_segmentation_data(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds no .nii"):
+        collect_inputs([tmp_path / "empty"])
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ValueError, match="is not a .nii"):
+        collect_inputs([tmp_path / "notes.txt"])
+    # a readable folder whose only case is bad: nothing left to train on
+    (tmp_path / "f" / "images").mkdir(parents=True)
+    (tmp_path / "f" / "labels.csv").write_text("image,mask\nimages/a.png,masks/a.png\n")
+    with pytest.raises(ValueError, match="no readable case"):
+        open_segmentation_data(tmp_path / "f")
+    with pytest.raises(ValueError, match="no prediction in"):
+        evaluate_label_maps(tmp_path / "empty", tmp_path / "f")

@@ -115,3 +115,6 @@ def test_bad_inputs_are_named(tmp_path, capsys, hippocampus_run):
     assert main(["train", "--task", "segmentation", "--data", str(data_file("hippocampus")), "--patch", "15x24x16",
                  "--max-cases", "3", "--quiet", "--out", str(tmp_path / "p")]) == 1
     assert "multiples of" in capsys.readouterr().err
+    assert main(["train", "--task", "segmentation", "--data", str(data_file("hippocampus")), "--model", "unet2d",
+                 "--max-cases", "3", "--quiet", "--out", str(tmp_path / "q")]) == 1
+    assert "unet2d does not fit 3-D data" in capsys.readouterr().err

@@ -75,6 +75,14 @@ def main() -> int:
         "conv_fwd_bwd_geomean_ratio": geomean([r["ratio"] for r in ok if r["group"] == "conv2d fwd+bwd"]),
         "conv_all_geomean_ratio": geomean([r["ratio"] for r in ok if r["group"].startswith("conv2d")]),
         "min_copy_fraction": min((r["copy_fraction"] for r in ok if "copy_fraction" in r), default=float("nan")),
+        # issue 10's GPU targets: conv3d forward+backward geomean <= 1.2 of cuDNN; the fused
+        # norm-activation at >= 70% of copy bandwidth on the large layers
+        "conv3d_fwd_geomean_ratio": geomean([r["ratio"] for r in ok if r["group"] == "conv3d fwd"]),
+        "conv3d_fwd_bwd_geomean_ratio": geomean([r["ratio"] for r in ok if r["group"] == "conv3d fwd+bwd"]),
+        "conv_transpose3d_fwd_bwd_geomean_ratio": geomean([r["ratio"] for r in ok
+                                                           if r["group"] == "conv_transpose3d fwd+bwd"]),
+        "norm_act_copy_fraction": {r["name"]: r["copy_fraction"] for r in ok
+                                   if r["group"].startswith("instance_norm3d") and "copy_fraction" in r},
         "errors": len(rows) - len(ok),
         "seconds": time.time() - started,
     }
@@ -98,6 +106,10 @@ def main() -> int:
     print(f"conv geomean ratio medkern/cuDNN: fwd {summary['conv_fwd_geomean_ratio']:.2f}, "
           f"fwd+bwd {summary['conv_fwd_bwd_geomean_ratio']:.2f} (target <= 2.0); "
           f"lowest memory-bound copy fraction {summary['min_copy_fraction']:.2f} (target >= 0.70)")
+    print(f"conv3d geomean ratio medkern/cuDNN: fwd {summary['conv3d_fwd_geomean_ratio']:.2f}, "
+          f"fwd+bwd {summary['conv3d_fwd_bwd_geomean_ratio']:.2f} (target <= 1.2); conv_transpose3d fwd+bwd "
+          f"{summary['conv_transpose3d_fwd_bwd_geomean_ratio']:.2f}; fused instance norm + LeakyReLU copy fraction "
+          + ", ".join(f"{k} {v:.2f}" for k, v in summary["norm_act_copy_fraction"].items()) + " (target >= 0.70)")
     return 1 if summary["errors"] else 0
 
 

@@ -5,7 +5,8 @@
 #   2. print medkern.info()
 #   3. pytest -m "cuda and not slow" (junit xml in OUTDIR); the slow ones (training parity) run last
 #   4. GPU benchmarks (scripts/gpu_bench.py -> OUTDIR/gpu_bench.json) and the per-kernel device
-#      time of each benchmark convolution (scripts/gpu_conv_profile.py -> OUTDIR/gpu_conv_profile.json)
+#      time of each benchmark convolution (scripts/gpu_conv_profile.py -> OUTDIR/gpu_conv_profile.json;
+#      the 3-D layers by default, GPU_PROFILE_DIMS=2,3 for the 2-D ones too)
 #   5. compute-sanitizer memcheck over scripts/sanitizer_driver.py (every CUDA op once), and
 #      racecheck over the shared-memory kernels (conv2d, conv3d, linear, batch_norm, group norm, preprocess statistics)
 #   6. pytest -m "cuda and slow"
@@ -93,7 +94,7 @@ run_step pytest 160 $PY -m pytest -m "cuda and not slow" -q tests -p no:cachepro
 
 # ---- 4. benchmarks (before the sanitizers: the numbers matter most when time runs short) -------
 run_step bench 170 env PYTHONPATH="$ROOT:$PYTHONPATH" $PY scripts/gpu_bench.py "$OUTDIR" --repeat 3
-run_step conv_profile 60 env PYTHONPATH="$ROOT:$PYTHONPATH" $PY scripts/gpu_conv_profile.py "$OUTDIR" --iters 3
+run_step conv_profile 60 env PYTHONPATH="$ROOT:$PYTHONPATH" $PY scripts/gpu_conv_profile.py "$OUTDIR" --iters 3 --dims "${GPU_PROFILE_DIMS:-3}"
 
 # ---- 5. sanitizers ---------------------------------------------------------------------------
 SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer 2>/dev/null | head -1)

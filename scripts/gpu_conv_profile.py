@@ -1,10 +1,11 @@
-"""Where the GPU time of each benchmark convolution goes: for every conv layer of
-benchmarks/cases_cuda.py, one forward+backward (batch 128, torch's defaults: TF32 on) of medkern
+"""Where the GPU time of each benchmark convolution goes: for every 2-D conv layer of
+benchmarks/cases_cuda.py (batch 128) and every 3-D U-Net / MONAI UNet layer of
+benchmarks/cases_conv3d.py (batch 2), one forward+backward (torch's defaults: TF32 on) of medkern
 and of torch/cuDNN under torch.profiler, summed per CUDA kernel. Device time separates kernel speed
 from host overhead (the benchmark's wall-clock ratio contains both); the kernel split shows which
 of forward / input gradient / weight gradient / layout conversion dominates.
 
-    PYTHONPATH=python:. python scripts/gpu_conv_profile.py OUTDIR [--iters 5] [--only NAME]
+    PYTHONPATH=python:. python scripts/gpu_conv_profile.py OUTDIR [--iters 5] [--only NAME] [--dims 2,3]
 
 Writes OUTDIR/gpu_conv_profile.json and prints one line per layer plus its top kernels.
 """
@@ -25,6 +26,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "python")]
 
 import medkern.ops as mops  # noqa: E402
+from benchmarks import cases_conv3d  # noqa: E402
 from benchmarks.cases_cuda import conv_layers  # noqa: E402
 
 
@@ -52,21 +54,17 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--only", default="", help="substring of the layer names to profile")
+    parser.add_argument("--dims", default="2,3", help="which layers: 2 (2-D), 3 (3-D) or 2,3")
     args = parser.parse_args()
     args.outdir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
+    dims = {int(v) for v in args.dims.split(",")}
     rows = []
-    for layer in conv_layers():
-        if args.only and args.only not in layer.name:
-            continue
-        x = torch.randn(args.batch, layer.c_in, layer.size, layer.size, device="cuda").requires_grad_(not layer.first)
-        w = (torch.randn(layer.c_out, layer.c_in, layer.kernel, layer.kernel, device="cuda") * 0.05).requires_grad_()
-        b = torch.randn(layer.c_out, device="cuda").requires_grad_()
-        kw = dict(stride=layer.stride, padding=layer.padding)
-        wanted = (w, b) if layer.first else (x, w, b)
-        g = torch.randn_like(F.conv2d(x.detach(), w.detach(), None, **kw))
-        row = {"name": layer.name}
-        for lib, fn in (("medkern", mops.conv2d), ("torch", F.conv2d)):
+
+    def profile_layer(name, x, w, b, kw, mine, peer, wanted):
+        g = torch.randn_like(peer(x.detach(), w.detach(), None, **kw))
+        row = {"name": name}
+        for lib, fn in (("medkern", mine), ("torch", peer)):
             step = lambda fn=fn: torch.autograd.grad(fn(x, w, b, **kw), wanted, g)  # noqa: E731
             device_ms, kernels, wall_ms = kernel_times(step, args.iters)
             row[lib] = {"device_ms": device_ms, "wall_ms": wall_ms,
@@ -74,13 +72,27 @@ def main() -> int:
         row["device_ratio"] = row["medkern"]["device_ms"] / max(row["torch"]["device_ms"], 1e-9)
         row["wall_ratio"] = row["medkern"]["wall_ms"] / max(row["torch"]["wall_ms"], 1e-9)
         rows.append(row)
-        print(f"{layer.name:<36} device {row['medkern']['device_ms']:7.3f} / {row['torch']['device_ms']:7.3f} ms"
+        print(f"{name:<36} device {row['medkern']['device_ms']:7.3f} / {row['torch']['device_ms']:7.3f} ms"
               f" = {row['device_ratio']:5.2f}   wall {row['medkern']['wall_ms']:7.3f} / {row['torch']['wall_ms']:7.3f}"
               f" ms = {row['wall_ratio']:5.2f}")
-        for name, ms in list(row["medkern"]["kernels"].items())[:4]:
-            print(f"      {ms:7.3f} ms  {name}")
-        del x, w, b, g
+        for kname, ms in list(row["medkern"]["kernels"].items())[:4]:
+            print(f"      {ms:7.3f} ms  {kname}")
         torch.cuda.empty_cache()
+
+    for layer in conv_layers() if 2 in dims else []:
+        if args.only and args.only not in layer.name:
+            continue
+        x = torch.randn(args.batch, layer.c_in, layer.size, layer.size, device="cuda").requires_grad_(not layer.first)
+        w = (torch.randn(layer.c_out, layer.c_in, layer.kernel, layer.kernel, device="cuda") * 0.05).requires_grad_()
+        b = torch.randn(layer.c_out, device="cuda").requires_grad_()
+        profile_layer(layer.name, x, w, b, dict(stride=layer.stride, padding=layer.padding), mops.conv2d, F.conv2d,
+                      (w, b) if layer.first else (x, w, b))
+    for layer in cases_conv3d.layers() if 3 in dims else []:
+        if args.only and args.only not in layer.name:
+            continue
+        x, w, b, kw, mine, peer = cases_conv3d.layer_operands(layer, cases_conv3d.BATCH, "cuda")
+        x, w, b = (t.requires_grad_() for t in (x, w, b))
+        profile_layer(layer.name, x, w, b, kw, mine, peer, (x, w, b))
     (args.outdir / "gpu_conv_profile.json").write_text(json.dumps(rows, indent=1))
     return 0
 

@@ -52,8 +52,10 @@ def conv3d(dtype, tf32):
     """3-D and transposed convolutions: ragged implicit-GEMM tiles, strides, groups, dilation and
     output_padding (the transposed forward runs conv's input-gradient kernels)."""
     torch.backends.cudnn.allow_tf32 = tf32
+    # the last case gives the TF32 path (float32 with tf32) 128x128 forward tiles and eight phases
     for (n, c, d, k, ks, stride, pad, groups) in [(2, 3, 7, 5, 3, 1, 1, 1), (1, 1, 9, 8, 3, 2, 1, 1),
-                                                  (2, 4, 6, 6, 3, 1, 1, 2), (2, 16, 8, 32, 3, 2, 1, 1)]:
+                                                  (2, 4, 6, 6, 3, 1, 1, 2), (2, 16, 8, 32, 3, 2, 1, 1),
+                                                  (2, 16, 22, 128, 3, 1, 1, 1), (2, 32, 10, 64, 3, 2, 1, 1)]:
         x = req(n, c, d, d + 1, d - 1, dtype=dtype)
         w, b = req(k, c // groups, ks, ks, ks, dtype=dtype), req(k, dtype=dtype)
         grads(mops.conv3d(x, w, b, stride=stride, padding=pad, groups=groups), [x, w, b])

@@ -354,6 +354,66 @@ def test_conv2d_tf32_path_is_not_taken_without_tf32_or_for_unsupported_shapes():
     assert bytes_for([2, 16, 8, 8], [8, 8, 3, 3], groups=2) == 0          # groups
 
 
+
+# ---- conv3d: the same TF32 path with a depth axis ----------------------------------------------
+# (N, C, D, H, W, K, kernel, stride, padding, dilation, bias)
+TF32_3D_CASES = [
+    (2, 1, 12, 14, 10, 8, (3, 3, 3), 1, 1, 1, True),              # one-channel MR input: narrow conversion
+    (2, 32, 10, 14, 10, 64, (3, 3, 3), 2, 1, 1, False),           # stride 2: eight input-gradient phases
+    (2, 64, 5, 7, 5, 32, (2, 2, 2), 2, 0, 1, True),               # kernel 2 stride 2 (the up-convolution's adjoint)
+    (1, 6, 7, 8, 9, 5, (3, 2, 3), (2, 1, 3), (1, 0, 1), 1, True),  # uneven strides, padding, channels padded
+    (1, 4, 6, 6, 6, 4, (3, 3, 3), 1, 2, 2, False),                # dilation (input gradient: generic kernel)
+    (1, 8, 10, 6, 7, 8, (2, 3, 3), (3, 1, 2), (0, 1, 1), 1, False),  # depth stride 3: phases without taps
+    (2, 32, 20, 28, 20, 128, (3, 3, 3), 1, 1, 1, True),           # 128x128 tiles, split-K weight gradient
+    (1, 8, 1, 12, 12, 8, (1, 3, 3), 1, (0, 1, 1), 1, True),       # depth 1 through the 3-D op
+]
+
+
+@pytest.mark.parametrize("case", TF32_3D_CASES, ids=[f"tf32_3d_{i}" for i in range(len(TF32_3D_CASES))])
+def test_conv3d_tf32_path_matches_rounded_operands(case):
+    """conv3d in float32 with TF32 allowed takes the tensor-core path too: forward, input gradient
+    and weight gradient equal float64 on the TF32-rounded operands within float32's tolerance."""
+    if DEVICE != "cuda":
+        pytest.skip("the TF32 path exists on CUDA only")
+    n, c, d, h, w_, k, ks, stride, pad, dil, has_bias = case
+    x, w = rand(n, c, d, h, w_), rand(k, c, *ks) / (c * ks[0] * ks[1] * ks[2]) ** 0.5
+    b = rand(k) if has_bias else None
+    kw = dict(stride=stride, padding=pad, dilation=dil)
+    triple = lambda v: list(v) if isinstance(v, tuple) else [v, v, v]  # noqa: E731
+    nbytes = lambda op: medkern._C.conv_workspace_bytes(  # noqa: E731
+        op, list(x.shape), list(w.shape), triple(stride), triple(pad), triple(dil), 1, 0, True, x.device.index or 0)
+    assert nbytes("forward") > 0 and nbytes("backward_weight") > 0
+    dilated = dil != 1
+    assert (nbytes("backward_input") > 0) != dilated
+    xr, wr = round_tf32(x).double(), round_tf32(w).double()
+    for name, xl in layouts(x):
+        ins = [leaf(xl), leaf(w), leaf(b) if b is not None else None]
+        with tf32(True):
+            out, grads, g = run_with_grads(lambda *a: mops.conv3d(*a, **kw), ins)
+        gr = round_tf32(g).double()
+        expected = F.conv3d(xr, wr, b.double() if b is not None else None, **kw)
+        assert_close_reduction(out, expected.float(), msg=f"forward ({name})")
+        if not dilated:
+            expected_dx = torch.nn.grad.conv3d_input(x.shape, wr, gr, stride, pad, dil)
+            assert_close_reduction(grads[0], expected_dx.float(), msg=f"grad_input ({name})")
+        expected_dw = torch.nn.grad.conv3d_weight(xr, w.shape, gr, stride, pad, dil)
+        assert_close_reduction(grads[1], expected_dw.float(), msg=f"grad_weight ({name})")
+        if b is not None:
+            assert_close_reduction(grads[2], g.double().sum(dim=(0, 2, 3, 4)).float(), msg=f"grad_bias ({name})")
+
+
+def test_conv_transpose3d_tf32_path_matches_rounded_operands():
+    """The transposed convolution's forward is conv's input gradient on the TF32 path (bias in its
+    epilogue): kernel 2 stride 2, the U-Net's up-convolution."""
+    if DEVICE != "cuda":
+        pytest.skip("the TF32 path exists on CUDA only")
+    x, w, b = rand(2, 64, 5, 7, 5), rand(64, 32, 2, 2, 2) / 16, rand(32)
+    with tf32(True):
+        out = mops.conv_transpose3d(x, w, b, stride=2)
+    expected = F.conv_transpose3d(round_tf32(x).double(), round_tf32(w).double(), b.double(), stride=2)
+    assert_close_reduction(out, expected.float())
+
+
 # ---- linear --------------------------------------------------------------------------------
 LINEAR_CASES = [((7, 13), 5, True), ((1, 1), 1, False), ((3, 4, 70), 66, True), ((4096, 64), 32, True),
                 ((130, 257), 2, True)]

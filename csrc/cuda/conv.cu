@@ -7,12 +7,12 @@
 // Channel-per-group == 1 (first layers on grayscale images, depthwise) has no reduction worth a
 // GEMM tile, so forward and input gradient use direct one-thread-per-output kernels there. The
 // input gradient adds an optional per-channel bias: it is the transposed convolution's forward.
-// float32 with TF32 allowed and a caller workspace goes to conv2d_tf32.cu's tensor-core path first
-// (depth-1 convolutions only).
+// float32 with TF32 allowed and a caller workspace goes to conv_tf32.cu's tensor-core path first
+// (2-D and 3-D alike).
 #include "common/activation_math.h"
 #include "common/conv_math.h"
 #include "cuda/block_reduce.cuh"
-#include "cuda/conv2d_tf32.cuh"
+#include "cuda/conv_tf32.cuh"
 #include "cuda/cuda_check.cuh"
 #include "cuda/dtype_dispatch.cuh"
 #include "cuda/gemm_tiles.cuh"
@@ -49,20 +49,6 @@ struct Geometry {
 };
 Geometry geometry_of(const ConvParams& p) {
   return {p.stride_d, p.stride_h, p.stride_w, p.pad_d, p.pad_h, p.pad_w, p.dilation_d, p.dilation_h, p.dilation_w};
-}
-
-// The depth-1 case that the 2-D TF32 path takes: unit depth axes and no depth padding.
-bool planar(const ConvDims& d, const ConvParams& p) { return d.D == 1 && d.T == 1 && d.OD == 1 && p.pad_d == 0; }
-
-// A 5-D view without its (unit) depth axis, for the 2-D TF32 path.
-TensorView planar_view(const TensorView& v) {
-  TensorView r = v;
-  r.ndim = 4;
-  for (int i = 2; i < 4; ++i) {
-    r.shape[i] = v.shape[i + 1];
-    r.strides[i] = v.strides[i + 1];
-  }
-  return r;
 }
 
 // ---- forward ------------------------------------------------------------------------------
@@ -388,9 +374,7 @@ void conv_forward(const TensorView& input, const TensorView& weight, const Tenso
   DeviceGuard guard(output);
   const ConvDims d = conv_dims(input, weight, output, p);
   const cudaStream_t s = as_cuda_stream(stream);
-  if (planar(d, p) && conv2d_forward_tf32(planar_view(input), planar_view(weight), bias, planar_view(output), p,
-                                          allow_tf32, workspace, s))
-    return;
+  if (conv_forward_tf32(input, weight, bias, output, p, allow_tf32, workspace, s)) return;
   dispatch_floating(input.dtype, "input", [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* bias_ptr = bias ? bias->ptr<const T>() : nullptr;
@@ -421,9 +405,7 @@ void conv_backward_input(const TensorView& grad_output, const TensorView& weight
   DeviceGuard guard(grad_input);
   const ConvDims d = conv_dims(grad_input, weight, grad_output, p);
   const cudaStream_t s = as_cuda_stream(stream);
-  if (planar(d, p) && conv2d_backward_input_tf32(planar_view(grad_output), planar_view(weight), bias,
-                                                 planar_view(grad_input), p, allow_tf32, workspace, s))
-    return;
+  if (conv_backward_input_tf32(grad_output, weight, bias, grad_input, p, allow_tf32, workspace, s)) return;
   dispatch_floating(grad_output.dtype, "grad_output", [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* bias_ptr = bias ? bias->ptr<const T>() : nullptr;
@@ -454,9 +436,7 @@ void conv_backward_weight(const TensorView& grad_output, const TensorView& input
   DeviceGuard guard(grad_weight);
   const ConvDims d = conv_dims(input, grad_weight, grad_output, p);
   const cudaStream_t s = as_cuda_stream(stream);
-  if (planar(d, p) && conv2d_backward_weight_tf32(planar_view(grad_output), planar_view(input),
-                                                  planar_view(grad_weight), p, allow_tf32, workspace, s))
-    return;
+  if (conv_backward_weight_tf32(grad_output, input, grad_weight, p, allow_tf32, workspace, s)) return;
   const int64_t TRS = d.T * d.R * d.S, RS = d.R * d.S, PQ = d.P * d.Q, OPQ = d.OD * PQ;
   MEDKERN_CHECK_VALUE(d.N * OPQ < (int64_t{1} << 31) && d.Cg * TRS < (int64_t{1} << 31),
                       "conv_backward_weight: N*OD*P*Q = ", d.N * OPQ,

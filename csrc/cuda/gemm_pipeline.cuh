@@ -1,5 +1,5 @@
 // cuda/gemm_pipeline.cuh — the multistage tensor-core GEMM behind the float32 (TF32) convolutions
-// of conv2d_tf32.cu. Both operands reach shared memory through 16-byte cp.async copies (4 floats
+// of conv_tf32.cu. Both operands reach shared memory through 16-byte cp.async copies (4 floats
 // contiguous in the source; a copy the problem marks as outside the tensor or in padding is
 // zero-filled), STAGES k-tiles are in flight while the tensor cores work on the oldest one
 // (mma.sync m16n8k8, TF32 inputs, FP32 accumulation), and the epilogue goes through shared memory

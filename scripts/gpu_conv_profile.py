@@ -93,6 +93,30 @@ def main() -> int:
         x, w, b, kw, mine, peer = cases_conv3d.layer_operands(layer, cases_conv3d.BATCH, "cuda")
         x, w, b = (t.requires_grad_() for t in (x, w, b))
         profile_layer(layer.name, x, w, b, kw, mine, peer, (x, w, b))
+    # the fused instance norm + LeakyReLU of the 3-D U-Net against torch's two modules: device time
+    # of the kernels alone, as bandwidth over the fused layer's compulsory traffic (x read and y
+    # written forward; dy and x read twice, dx written backward: 7 tensors)
+    import copy
+
+    import medkern.nn
+    for c, spatial in ((32, (40, 56, 40)), (128, (10, 14, 10))) if 3 in dims else ():
+        norm = torch.nn.InstanceNorm3d(c, affine=True).cuda()
+        peer = torch.nn.Sequential(norm, torch.nn.LeakyReLU(0.01))
+        fused = medkern.nn.fuse_norm_act(copy.deepcopy(norm), torch.nn.LeakyReLU(0.01))
+        x = torch.randn(2, c, *spatial, device="cuda", requires_grad=True)
+        g = torch.randn_like(x)
+        row = {"name": f"instance_norm3d+leaky unet3d.c{c}", "bytes": 7 * x.numel() * 4}
+        for lib, mod in (("medkern", fused), ("torch", peer)):
+            step = lambda m=mod: torch.autograd.grad(m(x), (x, *m.parameters()), g)  # noqa: E731
+            device_ms, kernels, wall_ms = kernel_times(step, args.iters)
+            row[lib] = {"device_ms": device_ms, "wall_ms": wall_ms, "device_gbps": row["bytes"] / device_ms / 1e6,
+                        "kernels": dict(sorted(kernels.items(), key=lambda kv: -kv[1])[:8])}
+        rows.append(row)
+        print(f"{row['name']:<36} device {row['medkern']['device_ms']:7.3f} / {row['torch']['device_ms']:7.3f} ms"
+              f" ({row['medkern']['device_gbps']:.0f} / {row['torch']['device_gbps']:.0f} GB/s)   wall "
+              f"{row['medkern']['wall_ms']:7.3f} / {row['torch']['wall_ms']:7.3f} ms")
+        for kname, ms in list(row["medkern"]["kernels"].items())[:6]:
+            print(f"      {ms:7.3f} ms  {kname}")
     (args.outdir / "gpu_conv_profile.json").write_text(json.dumps(rows, indent=1))
     return 0
 

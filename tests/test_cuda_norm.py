@@ -48,8 +48,9 @@ def test_build_lists_the_norm_kernels():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("activation,slope", ACTIVATIONS)
+# the last 3-D shape is large enough for the CUDA kernels' sliced passes (several slices per group)
 @pytest.mark.parametrize("shape,groups", [((3, 6, 5, 7), 3), ((2, 8, 4, 5, 6), 8), ((2, 32, 10, 14, 10), 32),
-                                          ((4, 6), 2)])
+                                          ((4, 6), 2), ((2, 8, 24, 32, 24), 4)])
 def test_group_norm_matches_torch_and_the_cpu(shape, groups, activation, slope, dtype):
     x, w, b = inputs(shape, dtype)
     g = torch.randn(shape, dtype=dtype, device=DEVICE)

@@ -366,6 +366,7 @@ TF32_3D_CASES = [
     (1, 8, 10, 6, 7, 8, (2, 3, 3), (3, 1, 2), (0, 1, 1), 1, False),  # depth stride 3: phases without taps
     (2, 32, 20, 28, 20, 128, (3, 3, 3), 1, 1, 1, True),           # 128x128 tiles, split-K weight gradient
     (1, 8, 1, 12, 12, 8, (1, 3, 3), 1, (0, 1, 1), 1, True),       # depth 1 through the 3-D op
+    (2, 256, 5, 7, 5, 256, (3, 3, 3), 1, 1, 1, True),             # deep layer: forward and input gradient split
 ]
 
 
@@ -400,6 +401,10 @@ def test_conv3d_tf32_path_matches_rounded_operands(case):
         assert_close_reduction(grads[1], expected_dw.float(), msg=f"grad_weight ({name})")
         if b is not None:
             assert_close_reduction(grads[2], g.double().sum(dim=(0, 2, 3, 4)).float(), msg=f"grad_bias ({name})")
+        # split reductions add their partial sums in a fixed order: the same bits every time
+        with tf32(True):
+            again, grads_again, _ = run_with_grads(lambda *a: mops.conv3d(*a, **kw), ins, g)
+        assert torch.equal(out, again) and all(torch.equal(a, b) for a, b in zip(grads, grads_again))
 
 
 def test_conv_transpose3d_tf32_path_matches_rounded_operands():

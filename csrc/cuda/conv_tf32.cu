@@ -12,6 +12,9 @@
 //   grad weight   C[k][(t,r,s,c)] = sum_{(n,o,p,q)} dy[n,o,p,q,k] * x[n,d,h,w,c], split along
 //                 (n,o,p,q) into partial sums in the workspace, added in a fixed order
 //                 (deterministic)
+// Forward and input gradient are split along their reduction the same way when their tiles alone
+// cannot fill the GPU (the deep layers of a volume network at batch 2: a few hundred rows and a
+// reduction of thousands), the partial sums reduced in order with the bias (and ReLU) added.
 // Everything else (float64, no TF32, 16-bit, groups > 1) stays on conv.cu's generic kernels. The
 // input gradient adds an optional bias (the transposed convolution's forward).
 #include <algorithm>
@@ -158,9 +161,17 @@ struct PlainJob {
   int64_t M, k_begin, k_end;
 };
 
+// A slice of a split reduction: its rows, its part of the reduction and its index.
+struct SliceJob {
+  int64_t M, k_begin, k_end;
+  int slice;
+};
+
 struct FpropProblem {
-  using Job = PlainJob;
+  using Job = SliceJob;
   int64_t M, N, K;  // N*Z*P*Q, K (output channels), T*R*S*C
+  int64_t k_chunk;  // reduction per slice (K when unsplit)
+  float* partial;   // [slice][N][M] when split, else null (then the epilogue writes y)
 
   struct ASide {  // im2col of NDHWC x: row (n,o,p,q), k = (t,r,s,c) with c fastest
     static constexpr bool kKMajor = true;
@@ -211,14 +222,23 @@ struct FpropProblem {
   int64_t bias_stride;
   bool fuse_relu;
 
-  __device__ Job job(int) const { return {M, 0, K}; }
+  __device__ Job job(int z) const {
+    const int64_t end = (int64_t(z) + 1) * k_chunk < K ? (int64_t(z) + 1) * k_chunk : K;
+    const int64_t begin = int64_t(z) * k_chunk < end ? int64_t(z) * k_chunk : end;
+    return {M, begin, end, z};
+  }
   struct OutRow { float* ptr; };
-  __device__ OutRow out_row(int64_t m, const Job&) const {
+  __device__ OutRow out_row(int64_t m, const Job& j) const {
+    if (partial) return {partial + int64_t(j.slice) * N * M + m};
     const int64_t n = m / ZPQ;
     const int opq = int(m - n * ZPQ), o = opq / (P * Q), pq = opq - o * (P * Q), p = pq / Q, q = pq - p * Q;
     return {y + n * sy_n + o * sy_d + p * sy_h + q * sy_w};
   }
   __device__ void store(const OutRow& o, int64_t k, float v) const {
+    if (partial) {
+      o.ptr[k * M] = v;
+      return;
+    }
     if (bias) v += bias[k * bias_stride];
     if (fuse_relu) v = v > 0.f ? v : 0.f;
     o.ptr[k * sy_c] = v;
@@ -228,7 +248,7 @@ struct FpropProblem {
 // ---- input gradient, one stride phase per grid slice ------------------------------------------
 struct PhaseJob {
   int64_t M, k_begin, k_end;
-  int Dph, Hph, Wph, d_first, h_first, w_first, base_d, base_h, base_w, ad, ah, aw;
+  int Dph, Hph, Wph, d_first, h_first, w_first, base_d, base_h, base_w, ad, ah, aw, slice;
   FastDivmod by_sv, by_rv;
 };
 
@@ -241,12 +261,16 @@ struct DgradProblem {
   FastDivmod by_k;                    // k -> (tap, output channel)
   FastDivmod by_sv[kMaxDgradStride];  // taps along w of phase column aw
   FastDivmod by_rv[kMaxDgradStride];  // taps along h of phase row ah
+  int slices;                         // of each phase's reduction (1: unsplit)
+  float* partial;                     // [slice][Cp][N*D*H*W] when split, else null
 
   // Phase z = (ad, ah, aw): voxels with (d + pad_d) % stride_d == ad, (h + pad_h) % stride_h == ah,
   // (w + pad_w) % stride_w == aw. They receive taps r = ah + rv * stride_h (rv < Rv) from output
   // row p = base_h + ih - rv, where h = h_first + ih * stride_h (and the same along d and w).
-  __device__ Job job(int z) const {
+  __device__ Job job(int zz) const {
     Job j{};
+    const int z = zz / slices;
+    j.slice = zz - z * slices;
     const int hw = stride_h * stride_w;
     j.ad = z / hw;
     const int rest = z - j.ad * hw;
@@ -261,8 +285,11 @@ struct DgradProblem {
     j.by_sv = by_sv[j.aw];
     j.by_rv = by_rv[j.ah];
     j.M = int64_t(batch) * j.Dph * j.Hph * j.Wph;
-    j.k_begin = 0;
-    j.k_end = pd.taps * ph.taps * pw.taps * K;
+    const int64_t total = pd.taps * ph.taps * pw.taps * K;
+    // each slice a whole number of k-tiles; trailing slices may be empty (they store zeros)
+    const int64_t chunk = ((total + slices - 1) / slices + kBK - 1) / kBK * kBK;
+    j.k_begin = j.slice * chunk < total ? j.slice * chunk : total;
+    j.k_end = j.k_begin + chunk < total ? j.k_begin + chunk : total;
     return j;
   }
 
@@ -317,6 +344,7 @@ struct DgradProblem {
 
   float* dx;
   int64_t sdx_n, sdx_c, sdx_d, sdx_h, sdx_w;
+  int64_t voxels;  // N*D*H*W
   int C;  // real input channels (N, the GEMM's columns, is Cp)
   const float* bias;  // per input channel, or null (the transposed convolution's forward)
   int64_t bias_stride;
@@ -328,10 +356,13 @@ struct DgradProblem {
               ih = hw / j.Wph, iw = hw - ih * j.Wph;
     const int64_t d = j.d_first + int64_t(id) * stride_d, h = j.h_first + int64_t(ih) * stride_h,
                   w = j.w_first + int64_t(iw) * stride_w;
+    if (partial) return {partial + int64_t(j.slice) * N * voxels + ((n * D + d) * H + h) * W + w};
     return {dx + n * sdx_n + d * sdx_d + h * sdx_h + w * sdx_w};
   }
   __device__ void store(const OutRow& o, int64_t c, float v) const {
-    if (c < C) o.ptr[c * sdx_c] = bias ? v + bias[c * bias_stride] : v;
+    if (c >= C) return;
+    if (partial) o.ptr[c * voxels] = v;
+    else o.ptr[c * sdx_c] = bias ? v + bias[c * bias_stride] : v;
   }
 };
 
@@ -411,6 +442,41 @@ __global__ void wgrad_reduce_kernel(const float* __restrict__ partial, int slice
   }
 }
 
+// y[n][k][o][p][q] = sum over slices (in order) of partial[slice][k][m], m = (n,o,p,q), plus bias,
+// through ReLU when fused; m fastest, so the reads and (for a contiguous y) the writes coalesce.
+__global__ void fprop_split_reduce_kernel(const float* __restrict__ partial, int slices, int64_t M, int64_t K,
+                                          int64_t ZPQ, int P, int Q, const float* __restrict__ bias,
+                                          int64_t bias_stride, bool fuse_relu, float* __restrict__ y, int64_t sy_n,
+                                          int64_t sy_c, int64_t sy_d, int64_t sy_h, int64_t sy_w) {
+  const int64_t total = M * K;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t k = i / M, m = i - k * M;
+    float v = 0.f;
+    for (int z = 0; z < slices; ++z) v += partial[z * total + i];
+    if (bias) v += bias[k * bias_stride];
+    if (fuse_relu) v = v > 0.f ? v : 0.f;
+    const int64_t n = m / ZPQ;
+    const int opq = int(m - n * ZPQ), o = opq / (P * Q), pq = opq - o * (P * Q), p = pq / Q, q = pq - p * Q;
+    y[n * sy_n + k * sy_c + o * sy_d + p * sy_h + q * sy_w] = v;
+  }
+}
+
+// dx[n][c][d][h][w] = sum over slices (in order) of partial[slice][c][v], v = (n,d,h,w), plus bias.
+__global__ void dgrad_split_reduce_kernel(const float* __restrict__ partial, int slices, int64_t voxels, int C,
+                                          int Cp, int D, int H, int W, const float* __restrict__ bias,
+                                          int64_t bias_stride, float* __restrict__ dx, int64_t s_n, int64_t s_c,
+                                          int64_t s_d, int64_t s_h, int64_t s_w) {
+  const int64_t total = voxels * C, slice = voxels * Cp;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t c = i / voxels, v = i - c * voxels;
+    float acc = 0.f;
+    for (int z = 0; z < slices; ++z) acc += partial[z * slice + i];
+    if (bias) acc += bias[c * bias_stride];
+    const int64_t w = v % W, dh = v / W, h = dh % H, nd = dh / H, d = nd % D, n = nd / D;
+    dx[n * s_n + c * s_c + d * s_d + h * s_h + w * s_w] = acc;
+  }
+}
+
 // ---- tile configurations and planning ---------------------------------------------------------
 using CfgL = pipeline::TileConfig<128, 128, 2, 4, 3>;  // big problems
 using CfgT = pipeline::TileConfig<128, 64, 4, 2, 3>;   // 64 or fewer columns
@@ -445,6 +511,24 @@ int wgrad_slices(int64_t tiles, int64_t reduction) {
   int64_t slices = ceil_div(target, tiles);
   slices = std::min<int64_t>(slices, std::max<int64_t>(1, reduction / (8 * kBK)));
   return static_cast<int>(std::clamp<int64_t>(slices, 1, 1024));
+}
+
+// Slices of a forward or input-gradient reduction of `reduction` values whose (rows, cols) GEMM
+// per phase has too few tiles for the GPU even at 64x64: enough 64x64 blocks for about two waves,
+// each slice at least 8 k-tiles long. 1: unsplit (launch_rows_cols picks the tiles).
+int split_slices(int64_t rows, int64_t cols, int64_t phases, int64_t reduction) {
+  const int64_t sms = multiprocessor_count();
+  const int64_t tiles = ceil_div(rows, 64) * ceil_div(cols, 64) * phases;
+  if (tiles >= sms) return 1;
+  const int64_t slices = std::min<int64_t>(ceil_div(2 * sms, tiles), reduction / (8 * kBK));
+  return static_cast<int>(std::clamp<int64_t>(slices, 1, 64));
+}
+int fprop_slices(const Shape5& d) { return split_slices(d.N * d.ZPQ(), d.K, 1, d.TRS() * d.Cp()); }
+int dgrad_slices(const Shape5& d, const ConvParams& p) {
+  const int64_t rows = d.N * ceil_div(d.D, p.stride_d) * ceil_div(d.H, p.stride_h) * ceil_div(d.W, p.stride_w);
+  // the longest phase's reduction: ceil(T / stride) x ... taps of Kp channels
+  const int64_t taps = ceil_div(d.T, p.stride_d) * ceil_div(d.R, p.stride_h) * ceil_div(d.S, p.stride_w);
+  return split_slices(rows, d.Cp(), p.stride_d * p.stride_h * p.stride_w, taps * d.Kp());
 }
 
 struct WgradPlan {
@@ -486,7 +570,8 @@ bool tf32_path_applies(ConvOp op, const Shape5& d, const ConvParams& p) {
 
 // Where one op keeps its operand copies in the workspace (byte offsets, each region 256-aligned;
 // -1: the op has no such region) and how many bytes it needs. The only statement of the layout:
-// the size query and the ops both read it. `slices`: the weight gradient's split-K (wgrad_plan).
+// the size query and the ops both read it. `slices`: the op's split of its reduction
+// (fprop_slices, dgrad_slices, wgrad_plan).
 struct WorkspaceLayout {
   int64_t x = -1, dy = -1, w = -1, partial = -1, bytes = 0;
 };
@@ -501,10 +586,12 @@ WorkspaceLayout workspace_layout(ConvOp op, const Shape5& d, int64_t slices) {
     case ConvOp::Forward:
       l.x = take(d.N * d.DHW() * d.Cp());
       l.w = take(d.Kp() * d.TRS() * d.Cp());
+      if (slices > 1) l.partial = take(slices * d.N * d.ZPQ() * d.K);
       break;
     case ConvOp::BackwardInput:
       l.dy = take(d.N * d.ZPQ() * d.Kp());
       l.w = take(d.Kp() * d.TRS() * d.Cp());
+      if (slices > 1) l.partial = take(slices * d.N * d.DHW() * d.Cp());
       break;
     case ConvOp::BackwardWeight:
       l.dy = take(d.N * d.ZPQ() * d.Kp());
@@ -538,6 +625,15 @@ bool holds(const TensorView& workspace, const WorkspaceLayout& layout) {
   return workspace.numel() * int64_t(dtype_size(workspace.dtype)) >= layout.bytes;
 }
 
+int64_t slices_of(ConvOp op, const Shape5& d, const ConvParams& p) {
+  switch (op) {
+    case ConvOp::Forward: return fprop_slices(d);
+    case ConvOp::BackwardInput: return dgrad_slices(d, p);
+    case ConvOp::BackwardWeight: return wgrad_plan(d).slices;
+  }
+  return 1;
+}
+
 }  // namespace
 
 int64_t conv_tf32_workspace_bytes(ConvOp op, const std::vector<int64_t>& volume_input_shape,
@@ -557,7 +653,7 @@ int64_t conv_tf32_workspace_bytes(ConvOp op, const std::vector<int64_t>& volume_
   DeviceGuard guard(on_device);
   const Shape5 d = shape_of(volume_input_shape, volume_weight_shape, p);
   if (!tf32_path_applies(op, d, p)) return 0;
-  return workspace_layout(op, d, op == ConvOp::BackwardWeight ? wgrad_plan(d).slices : 0).bytes;
+  return workspace_layout(op, d, slices_of(op, d, p)).bytes;
 }
 
 bool conv_forward_tf32(const TensorView& input, const TensorView& weight, const TensorView* bias,
@@ -565,7 +661,8 @@ bool conv_forward_tf32(const TensorView& input, const TensorView& weight, const 
                        cudaStream_t stream) {
   const Shape5 d = shape_from_views(input, weight, output);
   if (!usable(ConvOp::Forward, d, p, input.dtype, allow_tf32, workspace)) return false;
-  const WorkspaceLayout layout = workspace_layout(ConvOp::Forward, d, 0);
+  const int slices = fprop_slices(d);
+  const WorkspaceLayout layout = workspace_layout(ConvOp::Forward, d, slices);
   if (!holds(*workspace, layout)) return false;
   float* x_cl = region(*workspace, layout.x);
   float* w_ktrsc = region(*workspace, layout.w);
@@ -576,6 +673,8 @@ bool conv_forward_tf32(const TensorView& input, const TensorView& weight, const 
   prob.M = d.N * d.ZPQ();
   prob.N = d.K;
   prob.K = d.TRS() * d.Cp();
+  prob.k_chunk = slices > 1 ? ceil_div(ceil_div(prob.K, slices), kBK) * kBK : prob.K;
+  prob.partial = slices > 1 ? region(*workspace, layout.partial) : nullptr;
   prob.a = {x_cl, int(d.D), int(d.H), int(d.W), int(d.Cp()), int(d.P), int(d.Q), int(p.stride_d), int(p.stride_h),
             int(p.stride_w), int(p.pad_d), int(p.pad_h), int(p.pad_w), int(p.dilation_d), int(p.dilation_h),
             int(p.dilation_w), d.ZPQ(), FastDivmod(d.Cp()), FastDivmod(d.S), FastDivmod(d.R)};
@@ -589,7 +688,19 @@ bool conv_forward_tf32(const TensorView& input, const TensorView& weight, const 
   prob.bias = bias ? bias->ptr<const float>() : nullptr;
   prob.bias_stride = bias ? bias->strides[0] : 0;
   prob.fuse_relu = p.fuse_relu;
-  launch_rows_cols(prob, prob.M, prob.N, 1, stream, "conv_forward (TF32 pipeline)");
+  if (slices == 1) {
+    launch_rows_cols(prob, prob.M, prob.N, 1, stream, "conv_forward (TF32 pipeline)");
+    return true;
+  }
+  const int used = int(ceil_div(prob.K, prob.k_chunk));  // k_chunk's rounding may leave fewer slices
+  pipeline::launch_tf32_gemm<FpropProblem, CfgS>(
+      prob, dim3(static_cast<unsigned>(ceil_div(prob.M, 64)), static_cast<unsigned>(ceil_div(prob.N, 64)),
+                 static_cast<unsigned>(used)),
+      stream, "conv_forward (TF32 pipeline, split reduction)");
+  fprop_split_reduce_kernel<<<grid_for(prob.M * prob.N, 256), 256, 0, stream>>>(
+      prob.partial, used, prob.M, prob.N, d.ZPQ(), int(d.P), int(d.Q), prob.bias, prob.bias_stride, prob.fuse_relu,
+      prob.y, prob.sy_n, prob.sy_c, prob.sy_d, prob.sy_h, prob.sy_w);
+  MEDKERN_CUDA_CHECK_LAUNCH("fprop_split_reduce_kernel");
   return true;
 }
 
@@ -598,7 +709,8 @@ bool conv_backward_input_tf32(const TensorView& grad_output, const TensorView& w
                               const TensorView* workspace, cudaStream_t stream) {
   const Shape5 d = shape_from_views(grad_input, weight, grad_output);
   if (!usable(ConvOp::BackwardInput, d, p, grad_output.dtype, allow_tf32, workspace)) return false;
-  const WorkspaceLayout layout = workspace_layout(ConvOp::BackwardInput, d, 0);
+  const int slices = dgrad_slices(d, p);
+  const WorkspaceLayout layout = workspace_layout(ConvOp::BackwardInput, d, slices);
   if (!holds(*workspace, layout)) return false;
   float* dy_cl = region(*workspace, layout.dy);
   float* w_trskc = region(*workspace, layout.w);
@@ -626,10 +738,24 @@ bool conv_backward_input_tf32(const TensorView& grad_output, const TensorView& w
   prob.C = int(d.C);
   prob.bias = bias ? bias->ptr<const float>() : nullptr;
   prob.bias_stride = bias ? bias->strides[0] : 0;
+  prob.voxels = d.N * d.DHW();
+  prob.slices = slices;
+  prob.partial = slices > 1 ? region(*workspace, layout.partial) : nullptr;
   // the largest phase has ceil(D / stride) x ceil(H / stride) x ceil(W / stride) voxels per image
   const int64_t rows = d.N * ceil_div(d.D, p.stride_d) * ceil_div(d.H, p.stride_h) * ceil_div(d.W, p.stride_w);
-  launch_rows_cols(prob, rows, d.Cp(), int(p.stride_d * p.stride_h * p.stride_w), stream,
-                   "conv_backward_input (TF32 pipeline)");
+  const int phases = int(p.stride_d * p.stride_h * p.stride_w);
+  if (slices == 1) {
+    launch_rows_cols(prob, rows, d.Cp(), phases, stream, "conv_backward_input (TF32 pipeline)");
+    return true;
+  }
+  pipeline::launch_tf32_gemm<DgradProblem, CfgS>(
+      prob, dim3(static_cast<unsigned>(ceil_div(rows, 64)), static_cast<unsigned>(ceil_div(d.Cp(), 64)),
+                 static_cast<unsigned>(phases * slices)),
+      stream, "conv_backward_input (TF32 pipeline, split reduction)");
+  dgrad_split_reduce_kernel<<<grid_for(prob.voxels * d.C, 256), 256, 0, stream>>>(
+      prob.partial, slices, prob.voxels, int(d.C), int(d.Cp()), int(d.D), int(d.H), int(d.W), prob.bias,
+      prob.bias_stride, prob.dx, prob.sdx_n, prob.sdx_c, prob.sdx_d, prob.sdx_h, prob.sdx_w);
+  MEDKERN_CUDA_CHECK_LAUNCH("dgrad_split_reduce_kernel");
   return true;
 }
 

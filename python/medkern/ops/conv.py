@@ -19,6 +19,7 @@ here, from torch's caching allocator, so the op itself neither allocates nor syn
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable, Optional, Union
 
 import torch
@@ -55,9 +56,19 @@ def _tf32_workspace(op: str, ref: Tensor, input_shape, weight_shape, stride, pad
     """Scratch for the TF32 path of convolution op ``op`` (None where that path does not apply)."""
     if ref.device.type != "cuda" or ref.dtype != torch.float32 or not torch.backends.cudnn.allow_tf32:
         return None
-    nbytes = _C.conv_workspace_bytes(op, list(input_shape), list(weight_shape), stride, padding, dilation,
-                                     groups, 0, True, ref.device.index if ref.device.index is not None else -1)
+    device_index = ref.device.index if ref.device.index is not None else torch.cuda.current_device()
+    nbytes = _tf32_workspace_bytes(op, tuple(input_shape), tuple(weight_shape), tuple(stride), tuple(padding),
+                                   tuple(dilation), groups, device_index)
     return torch.empty(nbytes, dtype=torch.uint8, device=ref.device) if nbytes else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _tf32_workspace_bytes(op: str, input_shape: tuple, weight_shape: tuple, stride: tuple, padding: tuple,
+                          dilation: tuple, groups: int, device_index: int) -> int:
+    """The TF32 path's workspace size: a pure function of the shapes and the device (its SM count
+    sets the split of the weight gradient), asked of C++ once per layer shape rather than per call."""
+    return _C.conv_workspace_bytes(op, list(input_shape), list(weight_shape), list(stride), list(padding),
+                                   list(dilation), groups, 0, True, device_index)
 
 
 def _static(*shapes) -> bool:

@@ -23,6 +23,7 @@ DTYPE_CODES = _C.DTYPE_CODES
 
 
 _torch_codes: dict = {}  # torch.dtype -> code, filled on first use (views are built on every op call)
+_module_of: dict = {}    # array type -> its top-level module name ("torch", "numpy", "cupy", ...)
 
 
 def _torch_dtype_name(dtype: Any) -> str:
@@ -34,7 +35,10 @@ def view(array: Any, name: str = "input") -> "_C.TensorView":
 
     ``name`` is the argument's name, used in the error raised for unsupported arrays.
     """
-    module = type(array).__module__.partition(".")[0]
+    cls = type(array)
+    module = _module_of.get(cls)
+    if module is None:
+        module = _module_of.setdefault(cls, cls.__module__.partition(".")[0])
     if module == "torch":
         code = _torch_codes.get(array.dtype)
         if code is None:  # first sight of this dtype: look it up by name once
@@ -43,11 +47,11 @@ def view(array: Any, name: str = "input") -> "_C.TensorView":
                 _torch_codes[array.dtype] = code
         if code is None:
             raise TypeError(f"argument '{name}' has unsupported dtype {array.dtype}")
-        device = array.device
-        if device.type not in ("cpu", "cuda"):
-            raise ValueError(f"argument '{name}' is on device '{device}'; medkern supports cpu and cuda")
-        return _C.TensorView(array.data_ptr(), code, array.shape, array.stride(),
-                             1 if device.type == "cuda" else 0, device.index or 0)
+        if array.is_cuda:  # (attribute checks: cheaper than building a torch.device on every call)
+            return _C.TensorView(array.data_ptr(), code, array.shape, array.stride(), 1, array.get_device())
+        if not array.is_cpu:
+            raise ValueError(f"argument '{name}' is on device '{array.device}'; medkern supports cpu and cuda")
+        return _C.TensorView(array.data_ptr(), code, array.shape, array.stride(), 0, 0)
     if module in ("numpy", "cupy"):
         code = DTYPE_CODES.get(str(array.dtype))
         if code is None:

@@ -310,3 +310,28 @@ def test_remaining_argument_checks_name_the_argument(tmp_path):
         open_segmentation_data(tmp_path / "f")
     with pytest.raises(ValueError, match="no prediction in"):
         evaluate_label_maps(tmp_path / "empty", tmp_path / "f")
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_augmentation_mirrors_each_axis_on_its_own_draw(spatial_dims):
+    """Every combination of mirrored axes occurs in training (not only all-or-none), so mirrored
+    test-time augmentation sees nothing new; the image and its label move together."""
+    from medkern.segmentation.trainer import augmentation_pipeline
+    import medkern.transforms as T
+
+    pipeline = augmentation_pipeline(spatial_dims, seed=3)
+    flips = [t for t in pipeline.transforms if isinstance(t, T.RandomFlip)]
+    assert sorted(tuple(t.axes) for t in flips) == [(a,) for a in range(-spatial_dims, 0)]
+    # one Pipeline of the flips alone: which axes each index mirrors, read from the output itself
+    only_flips = T.Pipeline(flips, seed=3)
+    shape = (5, 6, 7)[-spatial_dims:]
+    x = torch.arange(float(np.prod(shape))).reshape(1, 1, *shape)
+    seen = set()
+    for i in range(64):
+        out, lab = only_flips(x.clone(), indices=[i], label=x.clone().long())
+        mirrored = next(axes for axes in ([()] + [c for r in range(1, spatial_dims + 1)
+                                                  for c in itertools.combinations(range(2, 2 + spatial_dims), r)])
+                        if torch.equal(out, x.flip(axes) if axes else x))
+        assert torch.equal(lab.float(), out)
+        seen.add(mirrored)
+    assert len(seen) == 2 ** spatial_dims

@@ -60,8 +60,10 @@ def augmentation_pipeline(spatial_dims: int, seed: int, enabled: bool = True):
     if not enabled:
         return None
     axes = tuple(range(-spatial_dims, 0))
-    chain = [T.RandomAffine(degrees=15 if spatial_dims == 3 else 30, scale=(0.85, 1.25), p=0.5),
-             T.RandomFlip(axes=axes, p=0.5)]
+    # mirroring per axis, each with its own draw (nnU-Net's): every one of the 2^dims mirror images
+    # is seen in training, so mirrored test-time augmentation (predict --tta) meets no new input
+    chain = [T.RandomAffine(degrees=15 if spatial_dims == 3 else 30, scale=(0.85, 1.25), p=0.5)]
+    chain += [T.RandomFlip(axes=(axis,), p=0.5) for axis in axes]
     if spatial_dims == 3:
         chain.append(T.ElasticDeform(num_control_points=5, max_displacement=2.0, p=0.2))
     chain += [T.RandomIntensity(scale=(0.75, 1.25), shift=(-0.1, 0.1), p=0.3), T.GaussianNoise((0.0, 0.1))]

@@ -118,3 +118,22 @@ def test_bad_inputs_are_named(tmp_path, capsys, hippocampus_run):
     assert main(["train", "--task", "segmentation", "--data", str(data_file("hippocampus")), "--model", "unet2d",
                  "--max-cases", "3", "--quiet", "--out", str(tmp_path / "q")]) == 1
     assert "unet2d does not fit 3-D data" in capsys.readouterr().err
+
+
+def test_evaluate_the_held_out_split_reproduces_the_training_dice(hippocampus_run, capsys):
+    """--split val scores the cases the training held out (its seed, fraction and --max-cases):
+    the same Dice as metrics.json's best epoch; --tta adds mirrored passes; --split test has no
+    meaning for segmentation data and is refused."""
+    root, out = hippocampus_run
+    m = json.loads((out / "metrics.json").read_text())
+    assert main(["evaluate", "--checkpoint", str(out / "best.pt"), "--data", str(root), "--split", "val",
+                 "--device", "cpu"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == m["val_cases"] and report["split"] == "val" and report["tta"] is False
+    for name, value in m["val_dice_per_class"].items():
+        got = report["per_class"][name]["dice"]
+        assert (got is None and value is None) or got == pytest.approx(value, abs=1e-6)
+    assert main(["evaluate", "--checkpoint", str(out / "best.pt"), "--data", str(root), "--split", "val",
+                 "--tta", "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["tta"] is True
+    assert main(["evaluate", "--checkpoint", str(out / "best.pt"), "--data", str(root), "--split", "test"]) == 2

@@ -122,7 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p, required=False)
     p.add_argument("--pred", metavar="DIR", help="label maps (NAME.nii.gz / NAME.png) to score against --ref")
     p.add_argument("--ref", metavar="DIR", help="reference folder (decathlon task or image/mask folder)")
-    p.add_argument("--split", choices=("test", "val", "train"), default="test", help="split (default: test)")
+    p.add_argument("--split", choices=("test", "val", "train"), default=None,
+                   help="split (default: test; segmentation: every case of --data, or with val / train the "
+                        "cases the checkpoint's training held out / trained on)")
+    p.add_argument("--tta", action="store_true", help="segmentation: average over mirrored inputs")
     p.add_argument("--device", type=_device_arg, default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.set_defaults(handler=_cmd_evaluate)
 
@@ -238,7 +241,7 @@ def _cmd_evaluate(args) -> int:
     if args.data is None and args.dataset is None:
         raise UsageError("give --data or --dataset")
     _require_file(args.data, "--data")
-    result = evaluate_checkpoint(args.checkpoint, args.data, args.dataset, args.split, args.device)
+    result = evaluate_checkpoint(args.checkpoint, args.data, args.dataset, args.split or "test", args.device)
     print(json.dumps(json_safe(result)))
     return 0
 

@@ -94,7 +94,7 @@ def evaluate_checkpoint_command(args) -> int:
     from ..cli import UsageError
     from ..train import load_checkpoint
     from ..train.trainer import json_safe, resolve_device
-    from .data import open_segmentation_data
+    from .data import open_segmentation_data, split_by_subject
     from .evaluate import evaluate_predictions
     from .predict import predict_case
 
@@ -103,17 +103,29 @@ def evaluate_checkpoint_command(args) -> int:
     device = resolve_device(args.device)
     model, meta = load_checkpoint(args.checkpoint, device)
     norm = meta["normalization"]
-    data = open_segmentation_data(args.data, log=_log(args))
+    train_args = meta.get("args", {})
+    # with --split, read the cases as the training did (its --max-cases), so the split is the same
+    data = open_segmentation_data(args.data, log=_log(args),
+                                  max_cases=train_args.get("max_cases") if args.split is not None else None)
     if data.spatial_dims != int(norm["spatial_dims"]):
         raise ValueError(f"argument --data: {data.spatial_dims}-D cases, the checkpoint's model is "
                          f"{norm['spatial_dims']}-D")
+    cases = data.cases
+    if args.split is not None:  # the checkpoint's own split of these cases (same seed and fraction)
+        if args.split == "test":
+            raise UsageError("argument --split: segmentation data has no test split; give val (the cases the "
+                             "training held out) or train, or leave --split out for every case")
+        train_idx, val_idx = split_by_subject(data.subjects, float(train_args.get("val_fraction", 0.2)),
+                                              int(train_args.get("seed", 0)))
+        cases = [data.cases[i] for i in (val_idx if args.split == "val" else train_idx)]
     items = []
-    for case in data.cases:
+    for case in cases:
         # the cases are already z-scored; predict_case z-scores again, which leaves them unchanged
         label = predict_case(model, case.image, norm["patch"], int(meta["num_classes"]), data.spatial_dims,
-                             device=device)
+                             mirror=bool(getattr(args, "tta", False)), device=device)
         items.append((case.name, label, case.label, case.spacing))
     class_names = {int(k): v for k, v in norm["class_names"].items()}
     print(json.dumps(json_safe({**evaluate_predictions(items, class_names), "n": len(items),
+                                "split": args.split or "all", "tta": bool(getattr(args, "tta", False)),
                                 "skipped": [str(e) for e in data.skipped]})))
     return 0

@@ -198,3 +198,26 @@ def test_image_mask_folder_errors_name_the_file(tmp_path):
     with pytest.raises(CaseError, match="masks/3.png: label shape"):
         ds[3]
     assert len(ds.check()) == 3
+
+
+@pytest.mark.parametrize("perm", [(0, 1, 2), (1, 0, 2), (2, 1, 0), (1, 2, 0)])
+def test_left_right_axis_follows_the_affine(tmp_path, perm):
+    """The axis augmentation may mirror is the array axis along the patient's left-right, as
+    nibabel's axis codes name it (NIfTI axis a is medkern's axis -(a + 1): (D, H, W) reverses it)."""
+    from medkern.io import read_nifti
+    from medkern.segmentation.data import left_right_axes
+    affine = np.eye(4)
+    affine[:3, :3] = np.eye(3)[:, perm] * np.array([1.0, -2.0, 3.0])
+    path = tmp_path / "v.nii.gz"
+    nib.save(nib.Nifti1Image(np.random.rand(4, 5, 6).astype(np.float32), affine), str(path))
+    codes = nib.aff2axcodes(affine)
+    nifti_axis = next(a for a, c in enumerate(codes) if c in ("L", "R"))
+    assert left_right_axes(read_nifti(path), 3) == (-(nifti_axis + 1),)
+    assert left_right_axes(read_nifti(path), 2) is None
+
+
+def test_hippocampus_mirrors_across_its_sagittal_plane_only():
+    from medkern.segmentation import open_segmentation_data
+    data = open_segmentation_data(data_file("hippocampus"), max_cases=2)
+    codes = nib.aff2axcodes(nib.load(str(data_file("hippocampus") / "imagesTr" / "hippocampus_001.nii.gz")).affine)
+    assert data.mirror_axes == (-(codes.index("L") if "L" in codes else codes.index("R")) - 1,)

@@ -335,3 +335,29 @@ def test_augmentation_mirrors_each_axis_on_its_own_draw(spatial_dims):
         assert torch.equal(lab.float(), out)
         seen.add(mirrored)
     assert len(seen) == 2 ** spatial_dims
+
+
+class _RampAlongH(torch.nn.Module):
+    """Output = input x a ramp along H: unchanged by mirroring W, changed by mirroring H."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        ramp = torch.arange(x.shape[-2], dtype=x.dtype).view(-1, 1) + 1.0
+        return torch.cat([x * ramp * self.scale, -x * ramp], dim=1)
+
+
+def test_sliding_window_mirrors_only_the_axes_asked():
+    x = torch.rand(1, 6, 10, 12) + 0.1
+    plain = sliding_window(_RampAlongH(), x, (6, 8, 8), num_classes=2)
+    # mirroring W alone leaves this model's output as it was; mirroring H as well does not
+    assert torch.allclose(sliding_window(_RampAlongH(), x, (6, 8, 8), num_classes=2, mirror=(-1,)), plain, atol=1e-5)
+    assert torch.allclose(sliding_window(_RampAlongH(), x, (6, 8, 8), num_classes=2, mirror=(2,)), plain, atol=1e-5)
+    assert not torch.allclose(sliding_window(_RampAlongH(), x, (6, 8, 8), num_classes=2, mirror=(-2, -1)), plain,
+                              atol=1e-3)
+    assert not torch.allclose(sliding_window(_RampAlongH(), x, (6, 8, 8), num_classes=2, mirror=True), plain,
+                              atol=1e-3)
+    with pytest.raises(ValueError, match="'mirror'"):
+        sliding_window(_RampAlongH(), x, (6, 8, 8), num_classes=2, mirror=(3,))

@@ -96,7 +96,7 @@ def evaluate_checkpoint_command(args) -> int:
     from ..train.trainer import json_safe, resolve_device
     from .data import open_segmentation_data, split_by_subject
     from .evaluate import evaluate_predictions
-    from .predict import predict_case
+    from .predict import predict_case, tta_mirror
 
     if args.data is None:
         raise UsageError("argument --data: give the folder of cases to evaluate the segmentation checkpoint on")
@@ -122,7 +122,7 @@ def evaluate_checkpoint_command(args) -> int:
     for case in cases:
         # the cases are already z-scored; predict_case z-scores again, which leaves them unchanged
         label = predict_case(model, case.image, norm["patch"], int(meta["num_classes"]), data.spatial_dims,
-                             mirror=bool(getattr(args, "tta", False)), device=device)
+                             mirror=tta_mirror(meta, bool(getattr(args, "tta", False))), device=device)
         items.append((case.name, label, case.label, case.spacing))
     class_names = {int(k): v for k, v in norm["class_names"].items()}
     print(json.dumps(json_safe({**evaluate_predictions(items, class_names), "n": len(items),

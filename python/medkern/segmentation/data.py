@@ -27,6 +27,7 @@ class SegmentationData:
     cases: list                # CaseArrays
     subjects: list             # per case
     skipped: list              # CaseError of the cases left out
+    mirror_axes: tuple | None = None  # spatial axes (negative) that augmentation may mirror; None: all
 
     @property
     def num_classes(self) -> int:
@@ -87,7 +88,24 @@ def open_segmentation_data(root, csv: str = "labels.csv", spacing_column: str | 
             skipped.append(CaseError(case.image.files[0] if case.image.files else case.name, str(err)))
             log(f"skipped: {err}")
     in_channels = cases[0].image.shape[0]
-    return SegmentationData(name, root, spatial_dims, in_channels, class_names, cases, subjects, skipped)
+    return SegmentationData(name, root, spatial_dims, in_channels, class_names, cases, subjects, skipped,
+                            mirror_axes=left_right_axes(raw[0].image, spatial_dims))
+
+
+def left_right_axes(volume, spatial_dims: int) -> tuple | None:
+    """The axes a mirror keeps anatomically plausible: for a volume with a patient geometry, the one
+    array axis along the patient's left-right direction (a reflection in the sagittal plane gives
+    the other side's anatomy; one front-to-back or top-to-bottom does not, and it swaps regions
+    such as the anterior and posterior hippocampus). None (every axis) for 2-D images and volumes
+    without a direction."""
+    direction = getattr(volume, "direction", None)
+    if spatial_dims != 3 or direction is None:
+        return None
+    d = np.abs(np.asarray(direction, dtype=float))
+    if d.shape != (3, 3):
+        return None
+    column = int(np.argmax(d[0]))  # columns: patient directions of the W, H and D axes
+    return (-(column + 1),)
 
 
 def split_by_subject(subjects: list, val_fraction: float, seed: int) -> tuple[list, list]:

@@ -39,9 +39,11 @@ def window_starts(size: int, patch: int, overlap: float) -> list[int]:
 
 @torch.inference_mode()
 def sliding_window(model: torch.nn.Module, image, patch: Sequence[int], num_classes: int | None = None,
-                   overlap: float = 0.5, batch_size: int = 4, mirror: bool = False, gaussian: bool = True,
-                   device=None) -> torch.Tensor:
+                   overlap: float = 0.5, batch_size: int = 4, mirror: bool | Sequence[int] = False,
+                   gaussian: bool = True, device=None) -> torch.Tensor:
     """Averaged logits (K, *spatial) of ``model`` over ``image`` ((C, *spatial) tensor or array).
+    ``mirror``: also average over mirror images, along every spatial axis (True) or along the
+    given spatial axes (0-based or negative), every combination of them.
     ``model`` maps (N, C, *patch) to (N, K, *patch); it is run in eval mode on ``device``
     (default: the model's). Returns float32 on that device."""
     if not 0.0 <= overlap < 1.0:
@@ -59,6 +61,14 @@ def sliding_window(model: torch.nn.Module, image, patch: Sequence[int], num_clas
         raise ValueError(f"argument 'image' is empty: shape {tuple(x.shape)}")
     x = x.to(device=device, dtype=torch.float32)
     spatial = tuple(x.shape[1:])
+    dims = len(patch)
+    if isinstance(mirror, bool):
+        mirror_spatial = tuple(range(dims)) if mirror else ()
+    else:
+        mirror_spatial = tuple(sorted({int(a) % dims for a in mirror}))
+        if any(not -dims <= int(a) < dims for a in mirror):
+            raise ValueError(f"argument 'mirror': axes {tuple(mirror)} out of range for {dims} spatial dims")
+    mirrored = tuple(2 + a for a in mirror_spatial)  # axes of the (N, C, *spatial) window batch
     pad = [max(0, p - n) for p, n in zip(patch, spatial)]
     if any(pad):  # centre the image in a zero border of at least one patch
         flat = []
@@ -71,8 +81,7 @@ def sliding_window(model: torch.nn.Module, image, patch: Sequence[int], num_clas
     model.eval()
     total = None
     norm = torch.zeros(padded, device=device)
-    flips = [()] + ([axes for r in range(1, len(patch) + 1)
-                     for axes in itertools.combinations(range(2, 2 + len(patch)), r)] if mirror else [])
+    flips = [()] + [axes for r in range(1, len(mirrored) + 1) for axes in itertools.combinations(mirrored, r)]
     for b in range(0, len(starts), batch_size):
         chunk = starts[b:b + batch_size]
         windows = torch.stack([x[(slice(None),) + tuple(slice(s, s + p) for s, p in zip(st, patch))]

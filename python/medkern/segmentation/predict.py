@@ -40,7 +40,16 @@ def collect_inputs(inputs: Iterable) -> list[Path]:
     return out
 
 
-def predict_case(model, image: np.ndarray, patch, num_classes: int, spatial_dims: int, mirror: bool = False,
+def tta_mirror(meta: dict, tta: bool):
+    """What predict --tta mirrors: the axes the checkpoint's training mirrored (its
+    normalization's mirror_axes; every axis where it has none recorded), or nothing without --tta."""
+    if not tta:
+        return False
+    axes = (meta.get("normalization") or {}).get("mirror_axes")
+    return True if axes is None else tuple(int(a) for a in axes)
+
+
+def predict_case(model, image: np.ndarray, patch, num_classes: int, spatial_dims: int, mirror=False,
                  device=None, batch_size: int = 4) -> np.ndarray:
     """Label map (uint8, spatial shape of ``image``) of one image ((C, *spatial) or (*spatial))."""
     image = np.asarray(image)
@@ -84,7 +93,8 @@ def predict_files(model, meta: dict, inputs: Iterable, output_dir, mirror: bool 
             if image.ndim != spatial_dims + 1 or image.shape[0] != in_channels:
                 raise ImageFileError(path, f"shape {volume.shape} does not fit the model ({spatial_dims}-D, "
                                            f"{in_channels} channel{'s' if in_channels > 1 else ''})")
-            label = predict_case(model, image, patch, num_classes, spatial_dims, mirror=mirror, device=device)
+            label = predict_case(model, image, patch, num_classes, spatial_dims, mirror=tta_mirror(meta, mirror),
+                                 device=device)
             suffix = ".nii.gz" if str(path).lower().endswith(".nii.gz") else path.suffix
             target = output_dir / f"{_stem(path)}{suffix}"
             written.append(write_label_map(target, label, volume, num_classes))

@@ -54,16 +54,18 @@ class SegmentationConfig:
     accelerate: bool = True           # medkern.accelerate: swap in medkern's layers and fusions
 
 
-def augmentation_pipeline(spatial_dims: int, seed: int, enabled: bool = True):
-    """The fused augmentation of segmentation training (None when disabled)."""
+def augmentation_pipeline(spatial_dims: int, seed: int, enabled: bool = True, mirror_axes=None):
+    """The fused augmentation of segmentation training (None when disabled); ``mirror_axes``: the
+    spatial axes (negative) mirrored, each on its own draw (default: all of them)."""
     from .. import transforms as T
     if not enabled:
         return None
     axes = tuple(range(-spatial_dims, 0))
-    # mirroring per axis, each with its own draw (nnU-Net's): every one of the 2^dims mirror images
-    # is seen in training, so mirrored test-time augmentation (predict --tta) meets no new input
+    # mirroring per axis, each with its own draw: every mirror image test-time augmentation
+    # (predict --tta) makes is seen in training; a volume mirrors only across its sagittal plane
+    # (open_segmentation_data's mirror_axes)
     chain = [T.RandomAffine(degrees=15 if spatial_dims == 3 else 30, scale=(0.85, 1.25), p=0.5)]
-    chain += [T.RandomFlip(axes=(axis,), p=0.5) for axis in axes]
+    chain += [T.RandomFlip(axes=(axis,), p=0.5) for axis in (axes if mirror_axes is None else mirror_axes)]
     if spatial_dims == 3:
         chain.append(T.ElasticDeform(num_control_points=5, max_displacement=2.0, p=0.2))
     chain += [T.RandomIntensity(scale=(0.75, 1.25), shift=(-0.1, 0.1), p=0.3), T.GaussianNoise((0.0, 0.1))]
@@ -139,7 +141,8 @@ def train_segmentation(config: SegmentationConfig, log: Callable[[str], None] | 
         f"{device}; patch {'x'.join(map(str, patch))}, batch {config.batch_size}, {iterations} steps/epoch, "
         f"features {tuple(config.features)}" + (f"; {len(data.skipped)} cases skipped" if data.skipped else ""))
     sampler = PatchSampler(train_cases, patch, seed=config.seed)
-    pipeline = augmentation_pipeline(data.spatial_dims, config.seed, config.augment == "default")
+    pipeline = augmentation_pipeline(data.spatial_dims, config.seed, config.augment == "default",
+                                     mirror_axes=data.mirror_axes)
     augment = BatchAugment(pipeline, device=device, mask_key=1) if pipeline is not None else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=1e-5)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * iterations)
@@ -151,6 +154,7 @@ def train_segmentation(config: SegmentationConfig, log: Callable[[str], None] | 
     meta = dict(model_name=model_name, in_channels=data.in_channels, num_classes=data.num_classes,
                 task="segmentation", args=args, model_options=options,
                 normalization={"kind": "zscore-per-case", "patch": list(patch), "spatial_dims": data.spatial_dims,
+                               "mirror_axes": None if data.mirror_axes is None else list(data.mirror_axes),
                                "class_names": {str(k): v for k, v in data.class_names.items()}})
     foreground = [data.class_names[k] for k in sorted(data.class_names) if k > 0]
     history, epoch_seconds = [], []

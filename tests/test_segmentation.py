@@ -361,3 +361,11 @@ def test_sliding_window_mirrors_only_the_axes_asked():
                               atol=1e-3)
     with pytest.raises(ValueError, match="'mirror'"):
         sliding_window(_RampAlongH(), x, (6, 8, 8), num_classes=2, mirror=(3,))
+
+
+def test_sliding_window_records_no_graph_and_keeps_the_models_mode():
+    conv = torch.nn.Conv3d(1, 2, 3, padding=1)
+    conv.train()
+    out = sliding_window(conv, torch.rand(1, 6, 7, 8), (4, 4, 4), num_classes=2)
+    assert not out.requires_grad and out.grad_fn is None
+    assert conv.training

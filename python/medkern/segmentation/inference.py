@@ -78,30 +78,35 @@ def sliding_window(model: torch.nn.Module, image, patch: Sequence[int], num_clas
     padded = tuple(x.shape[1:])
     starts = list(itertools.product(*(window_starts(n, p, overlap) for n, p in zip(padded, patch))))
     weight = gaussian_importance(patch, device=device) if gaussian else torch.ones(patch, device=device)
+    was_training = model.training
     model.eval()
-    total = None
-    norm = torch.zeros(padded, device=device)
-    flips = [()] + [axes for r in range(1, len(mirrored) + 1) for axes in itertools.combinations(mirrored, r)]
-    for b in range(0, len(starts), batch_size):
-        chunk = starts[b:b + batch_size]
-        windows = torch.stack([x[(slice(None),) + tuple(slice(s, s + p) for s, p in zip(st, patch))]
-                               for st in chunk])
-        logits = None
-        for axes in flips:
-            inp = windows.flip(axes) if axes else windows
-            out = model(inp)
-            out = out.flip(axes) if axes else out
-            logits = out.float() if logits is None else logits + out.float()
-        logits = logits / len(flips)
-        if total is None:
-            k = logits.shape[1]
-            if num_classes is not None and k != num_classes:
-                raise ValueError(f"argument 'model' gives {k} channels, expected num_classes={num_classes}")
-            total = torch.zeros((k,) + padded, device=device)
-        for st, out in zip(chunk, logits):
-            region = tuple(slice(s, s + p) for s, p in zip(st, patch))
-            total[(slice(None),) + region] += out * weight
-            norm[region] += weight
+    try:
+        with torch.no_grad():  # inference: no autograd graph, no saved activations
+            total = None
+            norm = torch.zeros(padded, device=device)
+            flips = [()] + [axes for r in range(1, len(mirrored) + 1) for axes in itertools.combinations(mirrored, r)]
+            for b in range(0, len(starts), batch_size):
+                chunk = starts[b:b + batch_size]
+                windows = torch.stack([x[(slice(None),) + tuple(slice(s, s + p) for s, p in zip(st, patch))]
+                                       for st in chunk])
+                logits = None
+                for axes in flips:
+                    inp = windows.flip(axes) if axes else windows
+                    out = model(inp)
+                    out = out.flip(axes) if axes else out
+                    logits = out.float() if logits is None else logits + out.float()
+                logits = logits / len(flips)
+                if total is None:
+                    k = logits.shape[1]
+                    if num_classes is not None and k != num_classes:
+                        raise ValueError(f"argument 'model' gives {k} channels, expected num_classes={num_classes}")
+                    total = torch.zeros((k,) + padded, device=device)
+                for st, out in zip(chunk, logits):
+                    region = tuple(slice(s, s + p) for s, p in zip(st, patch))
+                    total[(slice(None),) + region] += out * weight
+                    norm[region] += weight
+    finally:
+        model.train(was_training)
     total /= norm
     crop = tuple(slice(p // 2, p // 2 + n) for p, n in zip(pad, spatial))
     return total[(slice(None),) + crop]

@@ -59,16 +59,13 @@ struct GroupArgs {
   double slope, eps;
 };
 
-template <class T>
-__global__ void group_norm_forward_kernel(const T* x, GroupLayout lx, T* y, GroupDims d, FastDivmod by_s,
-                                          GroupArgs a) {
-  using Acc = acc_t<T>;
-  __shared__ double stats[2];
-  const int64_t unit = blockIdx.x, n = unit / d.G, c0 = (unit % d.G) * d.Cg;
-  const int64_t count = d.Cg * d.S;
-  const T* xb = x + n * lx.n + c0 * lx.c;
+// (count, mean, M2) of a unit's values [begin, end) (flat index i = c * S + s, from xb), Welford per
+// thread combined over the block; valid in thread 0. The whole-unit and the sliced passes share it.
+template <class Acc, class T>
+__device__ MeanM2 block_stats(const T* xb, const GroupLayout& lx, const FastDivmod& by_s, int64_t begin,
+                              int64_t end) {
   Acc k = 0, mean = 0, m2 = 0;
-  for (int64_t i = threadIdx.x; i < count; i += blockDim.x) {
+  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
     uint32_t c, s;
     by_s.divmod(static_cast<uint32_t>(i), c, s);
     const Acc v = to_acc<Acc>(xb[c * lx.c + s * lx.s]);
@@ -77,7 +74,18 @@ __global__ void group_norm_forward_kernel(const T* x, GroupLayout lx, T* y, Grou
     mean += delta / k;
     m2 += delta * (v - mean);
   }
-  const MeanM2 total = block_mean_m2(MeanM2{double(k), double(mean), double(m2)});
+  return block_mean_m2(MeanM2{double(k), double(mean), double(m2)});
+}
+
+template <class T>
+__global__ void group_norm_forward_kernel(const T* x, GroupLayout lx, T* y, GroupDims d, FastDivmod by_s,
+                                          GroupArgs a) {
+  using Acc = acc_t<T>;
+  __shared__ double stats[2];
+  const int64_t unit = blockIdx.x, n = unit / d.G, c0 = (unit % d.G) * d.Cg;
+  const int64_t count = d.Cg * d.S;
+  const T* xb = x + n * lx.n + c0 * lx.c;
+  const MeanM2 total = block_stats<Acc>(xb, lx, by_s, 0, count);
   if (threadIdx.x == 0) {
     stats[0] = total.mean;
     stats[1] = batch_norm_invstd(total.m2 / total.count, a.eps);
@@ -156,17 +164,7 @@ __global__ void group_norm_stats_slices_kernel(const T* x, GroupLayout lx, Group
   const int64_t unit = blockIdx.x, n = unit / d.G, c0 = (unit % d.G) * d.Cg;
   const int64_t count = d.Cg * d.S, begin = blockIdx.y * chunk, end = begin + chunk < count ? begin + chunk : count;
   const T* xb = x + n * lx.n + c0 * lx.c;
-  Acc k = 0, mean = 0, m2 = 0;
-  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
-    uint32_t c, s;
-    by_s.divmod(static_cast<uint32_t>(i), c, s);
-    const Acc v = to_acc<Acc>(xb[c * lx.c + s * lx.s]);
-    k += Acc(1);
-    const Acc delta = v - mean;
-    mean += delta / k;
-    m2 += delta * (v - mean);
-  }
-  const MeanM2 total = block_mean_m2(MeanM2{double(k), double(mean), double(m2)});
+  const MeanM2 total = block_stats<Acc>(xb, lx, by_s, begin, end);
   if (threadIdx.x == 0) partial[unit * gridDim.y + blockIdx.y] = total;
 }
 

@@ -8,6 +8,10 @@ import statistics
 import time
 from typing import Callable, Iterable
 
+# glibc settings that keep freed memory for reuse instead of unmapping it ("--allocator tuned")
+TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 31),
+                "MALLOC_TOP_PAD_": str(1 << 28)}
+
 
 @dataclasses.dataclass
 class BenchCase:

@@ -23,8 +23,8 @@ import subprocess
 import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
-TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 31),
-                "MALLOC_TOP_PAD_": str(1 << 28)}
+sys.path.insert(0, str(HERE))
+from common import TUNED_MALLOC  # noqa: E402
 
 
 def discover(only: list[str] | None, device: str = "cpu") -> list[str]:

@@ -74,7 +74,13 @@ def test_accelerate_swaps_in_place_and_keeps_parameters():
     # the BatchNorm2d + ReLU pair of the Sequential became one fused layer and an Identity
     assert type(model[0]) is medkern.nn.Conv2d and type(model[1]) is medkern.nn.BatchNormAct2d
     assert type(model[2]) is torch.nn.Identity and model[1].activation == "relu"
-    assert model.medkern_report["fused"] == ["1 + 2 (BatchNorm2d + ReLU)"]
+    fused = model.medkern_report["fused"]
+    assert fused[0].startswith("1 + 2 (BatchNorm2d + ReLU: one pass")
+    # every convolution feeding a BatchNorm is folded in eval mode: the stem, 2 per block, the shortcut
+    folds = [f for f in fused if "folded into the convolution" in f]
+    assert sorted(f.split(" (")[0] for f in folds) == sorted(
+        ["0 + 1 + relu", "4.conv1 + 4.bn1", "4.conv2 + 4.bn2", "5.conv1 + 5.bn1", "5.conv2 + 5.bn2",
+         "5.down.0 + 5.down.1"])
     assert type(model[4].conv1) is medkern.nn.Conv2d and type(model[-1]) is medkern.nn.Linear
     assert model.medkern_report["kept"] == {}
     assert "5.down.0" in model.medkern_report["accelerated"]

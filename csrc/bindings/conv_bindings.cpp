@@ -129,7 +129,7 @@ ConvOp parse_op(const std::string& op) {
 // The kernels, on 5-D views, on the device of `where`.
 void run_forward(const TensorView& input, const TensorView& weight, const TensorView* bias, const TensorView& output,
                  const ConvParams& p, bool allow_tf32, std::uintptr_t stream, const TensorView* workspace,
-                 KernelOp op) {
+                 KernelOp op, const TensorView* prepared = nullptr) {
   const TensorView x = as_volume(input), w = as_volume(weight), y = as_volume(output);
   if (input.is_cuda()) {
 #ifdef MEDKERN_WITH_CUDA
@@ -138,7 +138,7 @@ void run_forward(const TensorView& input, const TensorView& weight, const Tensor
     no_cuda_kernel(op);
 #endif
   } else {
-    cpu::conv_forward(x, w, bias, y, p);
+    cpu::conv_forward(x, w, bias, y, p, prepared);
   }
 }
 
@@ -184,18 +184,25 @@ void register_family(py::module_& m, const ConvFamily& f) {
         [f, dims](const TensorView& input, const TensorView& weight, const OptionalView& bias,
                   const TensorView& output, const Values& stride, const Values& padding, const Values& dilation,
                   int64_t groups, bool fuse_relu, bool allow_tf32, std::uintptr_t stream,
-                  const OptionalView& workspace) {
+                  const OptionalView& workspace, const OptionalView& prepared) {
           const ConvParams p = make_params(dims, stride, padding, dilation, groups, fuse_relu);
           const auto out_shape = check_conv(input, "input", weight, "weight", p, f);
           check_bias(get(bias), input, weight.size(0), "bias");
           check_output(output, "output", input, out_shape);
           check_workspace(get(workspace), input, "input");
-          run_forward(input, weight, get(bias), output, p, allow_tf32, stream, get(workspace), f.forward);
+          if (get(prepared)) {
+            check_same_device(input, "input", *get(prepared), "prepared");
+            check_contiguous(*get(prepared), "prepared");
+          }
+          run_forward(input, weight, get(bias), output, p, allow_tf32, stream, get(workspace), f.forward,
+                      get(prepared));
         },
         py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("output"), py::arg("stride"), py::arg("padding"),
         py::arg("dilation"), py::arg("groups"), py::arg("fuse_relu") = false, py::arg("allow_tf32") = false,
-        py::arg("stream") = 0, py::arg("workspace") = py::none(), py::call_guard<py::gil_scoped_release>(),
-        "output = conv(input, weight) + bias, then max(., 0) when fuse_relu.");
+        py::arg("stream") = 0, py::arg("workspace") = py::none(), py::arg("prepared") = py::none(),
+        py::call_guard<py::gil_scoped_release>(),
+        "output = conv(input, weight) + bias, then max(., 0) when fuse_relu. `prepared` (CPU): the weights as "
+        "conv_prepare_weight made them for this layer, reused instead of packed per call.");
 
   m.def(kernel_op_name(f.backward_input),
         [f, dims](const TensorView& grad_output, const TensorView& weight, const TensorView& grad_input,
@@ -355,6 +362,45 @@ void register_conv(py::module_& m) {
         },
         py::arg("phase"), py::arg("in_size"), py::arg("kernel"), py::arg("stride"), py::arg("pad"),
         "(first, count, taps, base) of one stride phase of the input gradient (see common/conv_math.h).");
+
+  // Prepared weights (CPU inference): the dimensionality is len(stride); 2-D shapes get a unit depth.
+  auto volume_of = [](Values s, int dims) {
+    if (dims == 2) s.insert(s.begin() + 2, 1);
+    return s;
+  };
+  m.def("conv_prepared_weight_bytes",
+        [volume_of](const Values& input_shape, const Values& weight_shape, const Values& stride, const Values& padding,
+                    const Values& dilation, int64_t groups, int dtype) -> int64_t {
+          const int dims = spatial_dims_of(stride);
+          const ConvParams p = make_params(dims, stride, padding, dilation, groups, false);
+          const Values out = conv_output_shape(input_shape, weight_shape, p, dims);
+          MEDKERN_CHECK_TYPE(dtype >= 0 && dtype <= static_cast<int>(DType::Bool), "unknown dtype code ", dtype);
+          return cpu::conv_prepared_weight_bytes(volume_of(input_shape, dims), volume_of(weight_shape, dims),
+                                                 volume_of(out, dims), p, static_cast<DType>(dtype));
+        },
+        py::arg("input_shape"), py::arg("weight_shape"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+        py::arg("groups"), py::arg("dtype"),
+        "Bytes of the prepared weights of a CPU convolution forward with these shapes (0: its kernel has "
+        "nothing to prepare).");
+  m.def("conv_prepare_weight",
+        [volume_of](const TensorView& weight, const Values& input_shape, const Values& stride, const Values& padding,
+                    const Values& dilation, int64_t groups, const TensorView& prepared) {
+          const int dims = spatial_dims_of(stride);
+          const ConvParams p = make_params(dims, stride, padding, dilation, groups, false);
+          MEDKERN_CHECK_VALUE(!weight.is_cuda() && !prepared.is_cuda(),
+                              "conv_prepare_weight: arguments 'weight' and 'prepared' must be CPU tensors");
+          MEDKERN_CHECK_TYPE(weight.dtype == DType::Float32 || weight.dtype == DType::Float64,
+                             "argument 'weight' must be float32 or float64");
+          MEDKERN_CHECK_VALUE(static_cast<int>(input_shape.size()) == dims + 2 && weight.ndim == dims + 2,
+                              "arguments 'input_shape' and 'weight' need ", dims + 2, " dimensions");
+          check_contiguous(prepared, "prepared");
+          const Values out = conv_output_shape(input_shape, shape_of(weight), p, dims);
+          cpu::conv_prepare_weight(as_volume(weight), volume_of(input_shape, dims), volume_of(out, dims), p, prepared);
+        },
+        py::arg("weight"), py::arg("input_shape"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+        py::arg("groups"), py::arg("prepared"), py::call_guard<py::gil_scoped_release>(),
+        "Writes the prepared weights of the forward (input_shape, weight) into `prepared` "
+        "(conv_prepared_weight_bytes bytes).");
 
   m.def("conv_workspace_bytes",
         [](const std::string& op, const Values& input_shape, const Values& weight_shape, const Values& stride,

@@ -16,6 +16,7 @@
 #include "cpu/gemm_driver.h"
 #include "medkern/conv.h"
 #include "medkern/parallel.h"
+#include "medkern/simd.h"
 #include "medkern/workspace.h"
 
 namespace medkern::cpu {
@@ -302,11 +303,23 @@ MatrixRef<T> activation_matrix(T* base, int64_t n0, int64_t c0, int64_t pixels, 
   return m;
 }
 
+// The forward's weights packed for the GEMM, one panel set per group, into dst (gemm_weight_elements).
+template <class T>
+int64_t gemm_weight_elements(const Geometry& g) { return packed_a_size<T>(g.Kg, g.CRS) * g.G; }
+
+template <class T>
+void pack_gemm_weights(const TensorView& weight, const Geometry& g, T* dst) {
+  const T* w = dense_weight<T>(weight, kSlotWeight);
+  const int64_t packed_size = packed_a_size<T>(g.Kg, g.CRS);
+  for (int64_t grp = 0; grp < g.G; ++grp)
+    pack_a<T>(g.Kg, g.CRS, dense_matrix<const T>(w + grp * g.Kg * g.CRS, g.CRS), dst + grp * packed_size, true);
+}
+
+// `prepared`: the weights as pack_gemm_weights left them, or null to pack them here.
 template <class T>
 void forward_gemm(const TensorView& input, const TensorView& weight, const TensorView* bias,
-                  const TensorView& output, const Geometry& g) {
+                  const TensorView& output, const Geometry& g, const T* prepared) {
   const T* x = input.ptr<const T>();
-  const T* w = dense_weight<T>(weight, kSlotWeight);
   std::vector<T> bias_dense;
   const T* b = dense_vector<T>(bias, bias_dense);
   T* y = output.ptr<T>();
@@ -314,11 +327,13 @@ void forward_gemm(const TensorView& input, const TensorView& weight, const Tenso
   const bool direct_input = is_pointwise(g) && g.xs[4] == 1 && g.xs[3] == g.W && (g.xs[2] == g.H * g.W || g.D == 1);
   const ChunkPlan plan = plan_chunks(g, 0);  // no column matrix: blocks need not fit a buffer
   const int64_t packed_size = packed_a_size<T>(g.Kg, g.CRS);
-  T* packed = thread_workspace_as<T>(static_cast<size_t>(packed_size * g.G), kSlotPackedWeights);
+  if (!prepared) {
+    T* packed = thread_workspace_as<T>(static_cast<size_t>(packed_size * g.G), kSlotPackedWeights);
+    pack_gemm_weights<T>(weight, g, packed);
+    prepared = packed;
+  }
   std::vector<PackedA<T>> weights(g.G);
-  for (int64_t grp = 0; grp < g.G; ++grp)
-    weights[grp] = pack_a<T>(g.Kg, g.CRS, dense_matrix<const T>(w + grp * g.Kg * g.CRS, g.CRS),
-                             packed + grp * packed_size, true);
+  for (int64_t grp = 0; grp < g.G; ++grp) weights[grp] = packed_a_at<T>(g.Kg, g.CRS, prepared + grp * packed_size);
   auto run_chunk = [&](int64_t chunk, bool threaded) {
     const Block blk = plan.block(chunk, g);
     const int64_t n0 = blk.n0, nb = blk.nb, per_sample = blk.rows() * g.Q;
@@ -499,13 +514,68 @@ DirectShape direct_shape(const Geometry& g) {
 // A depth-1 convolution (2-D, or 3-D with a unit depth everywhere) that Winograd F(2x2, 3x3) takes.
 bool planar(const Geometry& g) { return g.D == 1 && g.T == 1 && g.OD == 1 && g.p.pad_d == 0; }
 
+// Which kernel a forward runs: the path decides what its prepared weights hold.
+enum class ForwardPath : int32_t { Direct = 1, Winograd = 2, Gemm = 3 };
+
 template <class T>
-void forward_impl(const TensorView& input, const TensorView& weight, const TensorView* bias,
-                  const TensorView& output, const Geometry& g) {
+ForwardPath forward_path(const Geometry& g, bool output_contiguous) {
   const ConvParams& p = g.p;
   // the direct kernel's strided-column loop is scalar: a strided 3-D layer does better as a GEMM
   const bool strided_volume = g.T > 1 && p.stride_w > 1;
-  if (conv_direct_applies(g.Cg * g.T, g.Kg, g.Q) && !strided_volume && output.is_contiguous()) {
+  if (conv_direct_applies(g.Cg * g.T, g.Kg, g.Q) && !strided_volume && output_contiguous) return ForwardPath::Direct;
+  if (std::is_same_v<T, float> && planar(g) && conv2d_winograd_applies(g.C, g.K, g.P, g.Q, g.R, g.S, p) &&
+      output_contiguous)
+    return ForwardPath::Winograd;
+  return ForwardPath::Gemm;
+}
+
+// Prepared weights: a 64-byte header (what they were made for), then the packed elements.
+struct PreparedHeader {
+  uint32_t magic;
+  int32_t path, simd, element_bytes;
+  int64_t K, CRS, G, elements;
+  int64_t reserved[2];
+};
+static_assert(sizeof(PreparedHeader) == 64, "the payload stays 64-byte aligned");
+constexpr uint32_t kPreparedMagic = 0x4d4b5057;
+
+template <class T>
+PreparedHeader prepared_header(const Geometry& g, ForwardPath path) {
+  PreparedHeader h{};
+  h.magic = kPreparedMagic;
+  h.path = static_cast<int32_t>(path);
+  h.simd = static_cast<int32_t>(simd_level());
+  h.element_bytes = static_cast<int32_t>(sizeof(T));
+  h.K = g.K; h.CRS = g.CRS; h.G = g.G;
+  h.elements = path == ForwardPath::Gemm       ? gemm_weight_elements<T>(g)
+               : path == ForwardPath::Winograd ? conv2d_winograd_weight_elements(g.K, g.C)
+                                               : 0;
+  return h;
+}
+
+// The payload of `prepared` when its header matches this layer, path and SIMD level; else null
+// (the forward then packs the weights itself, so a stale buffer costs time, never correctness).
+template <class T>
+const T* prepared_payload(const TensorView* prepared, const Geometry& g, ForwardPath path) {
+  if (!prepared || path == ForwardPath::Direct) return nullptr;
+  const PreparedHeader want = prepared_header<T>(g, path);
+  if (prepared->numel() * static_cast<int64_t>(dtype_size(prepared->dtype)) <
+      static_cast<int64_t>(sizeof(PreparedHeader)) + want.elements * static_cast<int64_t>(sizeof(T)))
+    return nullptr;
+  const auto* base = static_cast<const unsigned char*>(prepared->data);
+  PreparedHeader have;
+  std::memcpy(&have, base, sizeof(have));
+  if (std::memcmp(&have, &want, sizeof(have)) != 0) return nullptr;
+  return reinterpret_cast<const T*>(base + sizeof(PreparedHeader));
+}
+
+template <class T>
+void forward_impl(const TensorView& input, const TensorView& weight, const TensorView* bias,
+                  const TensorView& output, const Geometry& g, const TensorView* prepared) {
+  const ConvParams& p = g.p;
+  const ForwardPath path = forward_path<T>(g, output.is_contiguous());
+  const T* ready = prepared_payload<T>(prepared, g, path);
+  if (path == ForwardPath::Direct) {
     const T* w = dense_weight<T>(weight, kSlotWeight);
     std::vector<T> bias_dense;
     conv_direct_forward<T>(input.ptr<const T>(), direct_shape(g), w, dense_vector<T>(bias, bias_dense),
@@ -513,17 +583,17 @@ void forward_impl(const TensorView& input, const TensorView& weight, const Tenso
     return;
   }
   if constexpr (std::is_same_v<T, float>) {
-    if (planar(g) && conv2d_winograd_applies(g.C, g.K, g.P, g.Q, g.R, g.S, p) && output.is_contiguous()) {
-      const float* w = dense_weight<float>(weight, kSlotWeight);
+    if (path == ForwardPath::Winograd) {
+      const float* w = ready ? nullptr : dense_weight<float>(weight, kSlotWeight);
       std::vector<float> bias_dense;
       const int64_t shape[4] = {g.N, g.C, g.H, g.W};
       const int64_t xs[4] = {g.xs[0], g.xs[1], g.xs[3], g.xs[4]};
       conv2d_winograd_forward(input.ptr<const float>(), shape, xs, w, g.K, false, dense_vector<float>(bias, bias_dense),
-                              output.ptr<float>(), g.P, g.Q, p.pad_h, p.pad_w, p.fuse_relu);
+                              output.ptr<float>(), g.P, g.Q, p.pad_h, p.pad_w, p.fuse_relu, ready);
       return;
     }
   }
-  forward_gemm<T>(input, weight, bias, output, g);
+  forward_gemm<T>(input, weight, bias, output, g, ready);
 }
 
 // Backward-input of a 3x3 stride-1 planar layer as the forward Winograd convolution of grad_output
@@ -584,17 +654,75 @@ bool backward_input_as_forward(const TensorView& grad_output, const TensorView& 
   int64_t stride = 1;
   for (int i = 4; i >= 0; --i) { wf.shape[i] = shape[i]; wf.strides[i] = stride; stride *= shape[i]; }
   const Geometry fg = make_geometry(grad_output, wf, grad_input, f);
-  forward_impl<T>(grad_output, wf, bias, grad_input, fg);
+  forward_impl<T>(grad_output, wf, bias, grad_input, fg, nullptr);
   return true;
 }
 
 }  // namespace
 
 void conv_forward(const TensorView& input, const TensorView& weight, const TensorView* bias,
-                  const TensorView& output, const ConvParams& p) {
+                  const TensorView& output, const ConvParams& p, const TensorView* prepared) {
   const Geometry g = make_geometry(input, weight, output, p);
-  if (input.dtype == DType::Float64) forward_impl<double>(input, weight, bias, output, g);
-  else forward_impl<float>(input, weight, bias, output, g);
+  if (input.dtype == DType::Float64) forward_impl<double>(input, weight, bias, output, g, prepared);
+  else forward_impl<float>(input, weight, bias, output, g, prepared);
+}
+
+namespace {
+// The geometry of a forward from shapes alone (5-D; dense input and output).
+Geometry shape_geometry(const std::vector<int64_t>& x, const std::vector<int64_t>& w, const std::vector<int64_t>& y,
+                        const ConvParams& p) {
+  Geometry g;
+  g.N = x[0]; g.C = x[1]; g.D = x[2]; g.H = x[3]; g.W = x[4];
+  g.K = w[0]; g.Cg = w[1]; g.T = w[2]; g.R = w[3]; g.S = w[4];
+  g.G = p.groups; g.Kg = g.K / g.G;
+  g.OD = y[2]; g.P = y[3]; g.Q = y[4];
+  g.PQ = g.OD * g.P * g.Q; g.CRS = g.Cg * g.T * g.R * g.S;
+  g.p = p;
+  g.xs[4] = 1; g.xs[3] = g.W; g.xs[2] = g.H * g.W; g.xs[1] = g.D * g.H * g.W; g.xs[0] = g.C * g.xs[1];
+  return g;
+}
+
+template <class T>
+int64_t prepared_bytes(const Geometry& g) {
+  const ForwardPath path = forward_path<T>(g, true);
+  if (path == ForwardPath::Direct) return 0;
+  return static_cast<int64_t>(sizeof(PreparedHeader)) + prepared_header<T>(g, path).elements * int64_t(sizeof(T));
+}
+
+template <class T>
+void prepare(const TensorView& weight, const Geometry& g, const TensorView& prepared) {
+  const ForwardPath path = forward_path<T>(g, true);
+  MEDKERN_CHECK_VALUE(prepared.numel() * int64_t(dtype_size(prepared.dtype)) >= prepared_bytes<T>(g),
+                      "argument 'prepared' holds ", prepared.numel() * int64_t(dtype_size(prepared.dtype)),
+                      " bytes, this layer's prepared weights take ", prepared_bytes<T>(g));
+  if (path == ForwardPath::Direct) return;
+  auto* base = static_cast<unsigned char*>(prepared.data);
+  const PreparedHeader h = prepared_header<T>(g, path);
+  T* dst = reinterpret_cast<T*>(base + sizeof(PreparedHeader));
+  if constexpr (std::is_same_v<T, float>) {
+    if (path == ForwardPath::Winograd)
+      conv2d_winograd_prepare_weights(dense_weight<float>(weight, kSlotWeight), g.K, g.C, false, dst);
+  }
+  if (path == ForwardPath::Gemm) pack_gemm_weights<T>(weight, g, dst);
+  std::memcpy(base, &h, sizeof(h));
+}
+}  // namespace
+
+int64_t conv_prepared_weight_bytes(const std::vector<int64_t>& input_shape, const std::vector<int64_t>& weight_shape,
+                                   const std::vector<int64_t>& output_shape, const ConvParams& p, DType dtype) {
+  const Geometry g = shape_geometry(input_shape, weight_shape, output_shape, p);
+  if (dtype == DType::Float64) return prepared_bytes<double>(g);
+  if (dtype == DType::Float32) return prepared_bytes<float>(g);
+  return 0;
+}
+
+void conv_prepare_weight(const TensorView& weight, const std::vector<int64_t>& input_shape,
+                         const std::vector<int64_t>& output_shape, const ConvParams& p, const TensorView& prepared) {
+  std::vector<int64_t> w(5);
+  for (int i = 0; i < 5; ++i) w[i] = weight.size(i);
+  const Geometry g = shape_geometry(input_shape, w, output_shape, p);
+  if (weight.dtype == DType::Float64) prepare<double>(weight, g, prepared);
+  else prepare<float>(weight, g, prepared);
 }
 
 void conv_backward_input(const TensorView& grad_output, const TensorView& weight, const TensorView* bias,

@@ -1,5 +1,6 @@
 // cpu/conv2d_winograd.cpp — F(2x2, 3x3) Winograd convolution on the CPU (see the header). The
-// weights are transformed and packed once per call (16 K x C panels); the output's tile rows
+// weights are transformed and packed once per call (16 K x C panels), or once per layer for
+// inference (conv2d_winograd_prepare_weights); the output's tile rows
 // are taken in blocks per thread: input transform of the block into V (16 x C x tiles), 16
 // GEMMs M[xi] = U[xi] V[xi] on the packed micro-kernel, output transform (+ bias, relu) into y.
 // The tile transforms run one tile row at a time (cpu/simd/winograd_kernels.h, vectorized).
@@ -70,12 +71,10 @@ bool conv2d_winograd_applies(int64_t C, int64_t K, int64_t P, int64_t Q, int64_t
          p.groups == 1 && C >= 64 && K >= 64 && P >= 12 && Q >= 12;
 }
 
-void conv2d_winograd_forward(const float* x, const int64_t shape[4], const int64_t xs[4], const float* w, int64_t K,
-                             bool transposed_weight, const float* bias, float* y, int64_t P, int64_t Q, int64_t pad_h,
-                             int64_t pad_w, bool relu) {
-  const int64_t N = shape[0], C = shape[1], H = shape[2], W = shape[3];
-  const Transforms tf = transforms_for_machine();
-  // weights: U[xi] (K x C), transformed, then packed for the micro-kernel
+int64_t conv2d_winograd_weight_elements(int64_t K, int64_t C) { return kPoints * packed_a_size<float>(K, C); }
+
+void conv2d_winograd_prepare_weights(const float* w, int64_t K, int64_t C, bool transposed_weight, float* dst) {
+  // U[xi] (K x C), transformed, then packed for the micro-kernel
   float* raw = thread_workspace_as<float>(static_cast<size_t>(kPoints * K * C), kSlotRawU);
   parallel_for(0, K, 1, [&](int64_t kb, int64_t ke) {
     float g[9], u[16];
@@ -87,10 +86,23 @@ void conv2d_winograd_forward(const float* x, const int64_t shape[4], const int64
       }
   });
   const int64_t panel = packed_a_size<float>(K, C);
-  float* packed = thread_workspace_as<float>(static_cast<size_t>(kPoints * panel), kSlotPackedU);
-  PackedA<float> panels[kPoints];
   for (int xi = 0; xi < kPoints; ++xi)
-    panels[xi] = pack_a<float>(K, C, dense_matrix<const float>(raw + xi * K * C, C), packed + xi * panel, true);
+    pack_a<float>(K, C, dense_matrix<const float>(raw + xi * K * C, C), dst + xi * panel, true);
+}
+
+void conv2d_winograd_forward(const float* x, const int64_t shape[4], const int64_t xs[4], const float* w, int64_t K,
+                             bool transposed_weight, const float* bias, float* y, int64_t P, int64_t Q, int64_t pad_h,
+                             int64_t pad_w, bool relu, const float* prepared) {
+  const int64_t N = shape[0], C = shape[1], H = shape[2], W = shape[3];
+  const Transforms tf = transforms_for_machine();
+  const int64_t panel = packed_a_size<float>(K, C);
+  if (!prepared) {
+    float* packed = thread_workspace_as<float>(static_cast<size_t>(kPoints * panel), kSlotPackedU);
+    conv2d_winograd_prepare_weights(w, K, C, transposed_weight, packed);
+    prepared = packed;
+  }
+  PackedA<float> panels[kPoints];
+  for (int xi = 0; xi < kPoints; ++xi) panels[xi] = packed_a_at<float>(K, C, prepared + xi * panel);
 
   // blocks of whole tile rows; V (16 x C x tiles) and M (16 x K x tiles) of a block stay near
   // the size of a core's L2

@@ -128,6 +128,11 @@ PackedA<T> pack_a(int64_t M, int64_t K, const MatrixRef<const T>& A, T* dst, boo
 }
 
 template <class T>
+PackedA<T> packed_a_at(int64_t M, int64_t K, const T* data) {
+  return {data, M, K, gemm_kernel_for<T>(simd_level()).mr};
+}
+
+template <class T>
 void gemm_blocked(int64_t M, int64_t N, int64_t K, const MatrixRef<const T>& A, const MatrixRef<const T>& B,
                   const MatrixRef<T>& C, bool accumulate, const T* row_bias, const T* col_bias, bool relu,
                   bool allow_threads) {
@@ -269,6 +274,8 @@ void gemm_blocked(int64_t N, const PackedA<T>& A, const BPanelSource<T>& B, cons
 
 template int64_t packed_a_size<float>(int64_t, int64_t);
 template int64_t packed_a_size<double>(int64_t, int64_t);
+template PackedA<float> packed_a_at<float>(int64_t, int64_t, const float*);
+template PackedA<double> packed_a_at<double>(int64_t, int64_t, const double*);
 template PackedA<float> pack_a<float>(int64_t, int64_t, const MatrixRef<const float>&, float*, bool);
 template PackedA<double> pack_a<double>(int64_t, int64_t, const MatrixRef<const double>&, double*, bool);
 template void gemm_blocked<float>(int64_t, const PackedA<float>&, const BPanelSource<float>&,

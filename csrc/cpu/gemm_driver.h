@@ -43,6 +43,10 @@ int64_t packed_a_size(int64_t M, int64_t K);
 template <class T>
 PackedA<T> pack_a(int64_t M, int64_t K, const MatrixRef<const T>& A, T* dst, bool allow_threads);
 
+// An A that pack_a wrote to `data` earlier in this process (a convolution's prepared weights).
+template <class T>
+PackedA<T> packed_a_at(int64_t M, int64_t K, const T* data);
+
 // A right operand the caller packs itself, panel by panel (an implicit im2col): pack(ctx, j0, nr,
 // k0, kc, NR, dst) writes rows [k0, k0+kc) x columns [j0, j0+nr) as dst[k*NR + j], zeros in
 // columns nr..NR-1. Called from several threads at once when the GEMM is threaded.

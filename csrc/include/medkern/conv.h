@@ -45,10 +45,19 @@ std::vector<int64_t> conv_transpose_output_shape(const std::vector<int64_t>& inp
 TensorView as_volume(const TensorView& v);
 
 namespace cpu {
-// All views 5-D. forward: output dense or strided. backward_input: grad_input dense, overwritten,
-// plus bias[c] when given (the transposed convolution's bias).
+// All views 5-D. forward: output dense or strided; `prepared` (optional) holds the weights as
+// conv_prepare_weight left them for this layer (ignored when they were made for another shape,
+// path or SIMD level). backward_input: grad_input dense, overwritten, plus bias[c] when given
+// (the transposed convolution's bias).
 void conv_forward(const TensorView& input, const TensorView& weight, const TensorView* bias,
-                  const TensorView& output, const ConvParams& p);
+                  const TensorView& output, const ConvParams& p, const TensorView* prepared = nullptr);
+// Prepared weights for inference: the forward's packed (or Winograd-transformed) weights, made once
+// and reused while the weights do not change. Bytes they take for these 5-D shapes (0: the path
+// this layer takes has nothing to prepare), and the preparation into `prepared` (any dtype, dense).
+int64_t conv_prepared_weight_bytes(const std::vector<int64_t>& input_shape, const std::vector<int64_t>& weight_shape,
+                                   const std::vector<int64_t>& output_shape, const ConvParams& p, DType dtype);
+void conv_prepare_weight(const TensorView& weight, const std::vector<int64_t>& input_shape,
+                         const std::vector<int64_t>& output_shape, const ConvParams& p, const TensorView& prepared);
 void conv_backward_input(const TensorView& grad_output, const TensorView& weight, const TensorView* bias,
                          const TensorView& grad_input, const ConvParams& p);
 void conv_backward_weight(const TensorView& grad_output, const TensorView& input, const TensorView& grad_weight,

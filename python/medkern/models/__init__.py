@@ -7,7 +7,7 @@ from types import ModuleType
 
 import torch
 
-from .resnet import BasicBlock, ResNet28, resnet18_28
+from .resnet import BasicBlock, ResNet28, resnet18_28, resnet18_224
 from .seed_cnn import SeedCNN, layer_namespace
 from .unet import UNet
 
@@ -40,4 +40,4 @@ def build_model(name: str, in_channels: int = 1, num_classes: int = 2,
     return MODELS[name](in_channels=in_channels, num_classes=num_classes, layers=layers, **options)
 
 
-__all__ = ["UNet", "SeedCNN", "ResNet28", "BasicBlock", "resnet18_28", "build_model", "MODELS", "SEGMENTATION_MODELS", "VOLUME_CLASSIFIERS", "layer_namespace"]
+__all__ = ["UNet", "SeedCNN", "ResNet28", "BasicBlock", "resnet18_28", "resnet18_224", "build_model", "MODELS", "SEGMENTATION_MODELS", "VOLUME_CLASSIFIERS", "layer_namespace"]

@@ -5,10 +5,12 @@ optimizer references stay exactly the same objects; outputs and gradients match 
 Layers medkern cannot take (a subclass with its own forward, an unsupported option or dtype)
 stay torch's, and the returned report says which and why.
 
-Then it fuses: wherever an nn.Sequential runs a normalization layer (BatchNorm2d/3d,
-InstanceNorm2d/3d, GroupNorm) directly followed by a ReLU / LeakyReLU, the norm becomes its
-NormAct variant (one pass forward and backward) and the activation an Identity; parameters and
-state_dict keys do not change. The report lists each fusion.
+Then it fuses across layers (fusion.py: found with torch.fx, or among nn.Sequential entries where
+the model does not trace): a normalization layer (BatchNorm2d/3d, InstanceNorm2d/3d, GroupNorm)
+whose output only a ReLU / LeakyReLU takes becomes its NormAct variant (one pass forward and
+backward) and the activation an Identity; a BatchNorm that only takes a convolution's output is
+folded into that convolution in eval mode. Parameters and state_dict keys do not change. The
+report lists each fusion.
 """
 from __future__ import annotations
 
@@ -19,8 +21,8 @@ import torch
 from .activation import LeakyReLU, ReLU
 from .conv import Conv2d, Conv3d, ConvTranspose2d, ConvTranspose3d
 from .linear import Linear
-from .normalization import (BatchNorm2d, BatchNorm3d, FUSED_NORMS, GroupNorm, InstanceNorm2d, InstanceNorm3d,
-                            fusable_activation, fuse_norm_act)
+from .fusion import apply_fusions
+from .normalization import BatchNorm2d, BatchNorm3d, GroupNorm, InstanceNorm2d, InstanceNorm3d
 from .pooling import AvgPool2d, AvgPool3d, MaxPool2d, MaxPool3d
 
 # exact torch class -> medkern class (subclasses of torch's layers keep their own forward)
@@ -53,31 +55,13 @@ def _reason_to_keep(module: torch.nn.Module) -> str | None:
     return None
 
 
-def _fuse_norm_activations(model: torch.nn.Module) -> list[str]:
-    """Fuses each (medkern norm, ReLU / LeakyReLU) pair of consecutive nn.Sequential entries;
-    returns 'norm name + activation name (kinds)' per fusion."""
-    fused = []
-    for seq_name, seq in model.named_modules():
-        if type(seq) is not torch.nn.Sequential:
-            continue
-        names = list(seq._modules)
-        for first, second in zip(names, names[1:]):
-            norm, act = seq._modules[first], seq._modules[second]
-            if type(norm) not in FUSED_NORMS or norm._forward_hooks or fusable_activation(act) is None:
-                continue
-            kinds = f"{type(norm).__name__} + {type(act).__name__}"
-            fuse_norm_act(norm, act)
-            seq._modules[second] = torch.nn.Identity()
-            prefix = f"{seq_name}." if seq_name else ""
-            fused.append(f"{prefix}{first} + {prefix}{second} ({kinds})")
-    return fused
-
-
-def accelerate(model: torch.nn.Module, *, verbose: bool = True, strict: bool = False) -> torch.nn.Module:
+def accelerate(model: torch.nn.Module, *, verbose: bool = True, strict: bool = False,
+               fuse: bool = True) -> torch.nn.Module:
     """Replace supported torch.nn layers of ``model`` by medkern's, in place, and return ``model``.
 
     ``model.medkern_report`` afterwards holds ``{"accelerated": [names], "kept": {name: reason},
-    "fused": ["norm + activation (kinds)"]}``.
+    "fused": ["layers (kinds: what runs fused; how found)"]}``.
+    ``fuse=False`` swaps the layers only.
     With ``verbose`` a warning lists the layers kept as torch's; with ``strict`` that is an error.
     """
     if not isinstance(model, torch.nn.Module):
@@ -102,5 +86,5 @@ def accelerate(model: torch.nn.Module, *, verbose: bool = True, strict: bool = F
     if kept and verbose:
         warnings.warn("medkern.accelerate kept these layers as torch's: "
                       + "; ".join(f"{n}: {r}" for n, r in kept.items()), UserWarning, stacklevel=2)
-    model.medkern_report = {"accelerated": accelerated, "kept": kept, "fused": _fuse_norm_activations(model)}
+    model.medkern_report = {"accelerated": accelerated, "kept": kept, "fused": apply_fusions(model) if fuse else []}
     return model

@@ -2,7 +2,8 @@
 (same constructor, parameters, state_dict keys) whose forward runs medkern's ops. Only the forward
 changes, so ``accelerate`` can swap a layer's class in place. ``fuse_relu=True`` (keyword-only, not
 stored in the state_dict) on the convolutions applies ReLU in the kernel's epilogue, replacing a
-following ``nn.ReLU``. Non-zero ``padding_mode`` ('reflect', 'replicate', 'circular') pads with
+following ``nn.ReLU``. In eval mode the convolutions use an inference cache (a BatchNorm folded
+by ``accelerate``, the CPU kernel's prepared weights: see fusion.py). Non-zero ``padding_mode`` ('reflect', 'replicate', 'circular') pads with
 ``F.pad`` first, as torch itself does, then convolves without padding.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import ops
+from .fusion import _CACHE, inference_weights
 
 __all__ = ["Conv2d", "Conv3d", "ConvTranspose2d", "ConvTranspose3d"]
 
@@ -30,12 +32,19 @@ class _FusedReluConv:
         text = super().extra_repr()
         return text + ", fuse_relu=True" if self.fuse_relu else text
 
+    def train(self, mode: bool = True):
+        self.__dict__.pop(_CACHE, None)  # the inference cache lives only while in eval mode
+        return super().train(mode)
+
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias):
-        conv = self._ops[1] if self.fuse_relu else self._ops[0]
+        padding = self.padding
         if self.padding_mode != "zeros":
-            padded = F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
-            return conv(padded, weight, bias, self.stride, 0, self.dilation, self.groups)
-        return conv(input, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+            input = F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
+            padding = 0
+        # eval mode: a folded BatchNorm and the CPU kernel's prepared weights (see fusion.py)
+        weight, bias, fuse_relu, prepared = inference_weights(self, input, weight, bias, padding)
+        conv = self._ops[1] if fuse_relu else self._ops[0]
+        return conv(input, weight, bias, self.stride, padding, self.dilation, self.groups, prepared=prepared)
 
 
 class Conv2d(_FusedReluConv, torch.nn.Conv2d):

@@ -15,8 +15,10 @@ from typing import Optional
 
 import torch
 
+from ..ops.activation import leaky_relu
 from ..ops.batch_norm import batch_norm
 from ..ops.group_norm import group_norm, instance_norm
+from .fusion import passes_through
 
 __all__ = ["BatchNorm2d", "BatchNorm3d", "InstanceNorm2d", "InstanceNorm3d", "GroupNorm", "NormAct",
            "BatchNormAct2d", "BatchNormAct3d", "InstanceNormAct2d", "InstanceNormAct3d", "GroupNormAct",
@@ -32,6 +34,8 @@ class _Activation:
 class _BatchNorm(_Activation):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         self._check_input_dim(input)
+        if passes_through(self):  # folded into the convolution before it (eval mode, see fusion.py)
+            return leaky_relu(input, self.negative_slope) if self.activation == "leaky_relu" else input
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)

@@ -10,11 +10,12 @@ implementation and the dispatcher, and between medkern's kernel and torch's.
 """
 from .activation import leaky_relu, relu
 from .batch_norm import batch_norm
-from .conv import conv2d, conv2d_relu, conv3d, conv3d_relu, conv_transpose2d, conv_transpose3d
+from .conv import conv2d, conv2d_relu, conv3d, conv3d_relu, conv_transpose2d, conv_transpose3d, prepare_conv_weight
 from .group_norm import group_norm, instance_norm
 from .linear import linear
 from .pooling import avg_pool2d, avg_pool3d, max_pool2d, max_pool3d
 
-__all__ = ["conv2d", "conv2d_relu", "conv3d", "conv3d_relu", "conv_transpose2d", "conv_transpose3d", "linear",
+__all__ = ["conv2d", "conv2d_relu", "conv3d", "conv3d_relu", "conv_transpose2d", "conv_transpose3d",
+           "prepare_conv_weight", "linear",
            "max_pool2d", "avg_pool2d", "max_pool3d", "avg_pool3d", "batch_norm", "group_norm", "instance_norm", "relu",
            "leaky_relu"]

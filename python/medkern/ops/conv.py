@@ -32,7 +32,8 @@ from ._arguments import IntPair, IntTuple, check_devices, spatial
 from ._eager import direct_backward_ok, uses_torch_kernel
 from ._registration import DifferentiableOp, RegisteredOp
 
-__all__ = ["conv2d", "conv2d_relu", "conv3d", "conv3d_relu", "conv_transpose2d", "conv_transpose3d"]
+__all__ = ["conv2d", "conv2d_relu", "conv3d", "conv3d_relu", "conv_transpose2d", "conv_transpose3d",
+           "prepare_conv_weight"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,7 +130,7 @@ def _register_conv(d: _Dimensionality, bias_backward: RegisteredOp) -> Different
     no_output_padding = [0] * d.dims
 
     def impl(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride: list[int], padding: list[int],
-             dilation: list[int], groups: int, fuse_relu: bool = False) -> Tensor:
+             dilation: list[int], groups: int, fuse_relu: bool = False, prepared: Optional[Tensor] = None) -> Tensor:
         if uses_torch_kernel(d.kernel("forward"), input, weight):
             out = d.torch_conv(input, weight, bias, stride, padding, dilation, groups)
             return F.relu(out) if fuse_relu else out
@@ -139,7 +140,8 @@ def _register_conv(d: _Dimensionality, bias_backward: RegisteredOp) -> Different
         forward_kernel(_backend.view(input, "input"), _backend.view(weight, "weight"),
                        _backend.optional_view(bias, "bias"), _backend.view(out, "output"), stride, padding, dilation,
                        groups, fuse_relu, torch.backends.cudnn.allow_tf32, _backend.stream_of(input),
-                       workspace=_backend.optional_view(ws, "workspace"))
+                       workspace=_backend.optional_view(ws, "workspace"),
+                       prepared=_backend.optional_view(prepared, "prepared"))
         return out
 
     def backward_input_impl(grad_output: Tensor, weight: Tensor, input_shape: list[int], stride: list[int],
@@ -170,7 +172,7 @@ def _register_conv(d: _Dimensionality, bias_backward: RegisteredOp) -> Different
                       workspace=_backend.optional_view(ws, "workspace"))
         return grad_weight
 
-    def fake(input, weight, bias, stride, padding, dilation, groups, fuse_relu=False):
+    def fake(input, weight, bias, stride, padding, dilation, groups, fuse_relu=False, prepared=None):
         return input.new_empty(_conv_shape(input.shape, weight.shape, stride, padding, dilation, groups))
 
     forward = RegisteredOp(name, impl, fake)
@@ -181,7 +183,7 @@ def _register_conv(d: _Dimensionality, bias_backward: RegisteredOp) -> Different
                                    grad_output.new_empty(weight_shape))
 
     def setup_context(ctx, inputs, output):
-        input, weight, bias, stride, padding, dilation, groups, fuse_relu = inputs
+        input, weight, bias, stride, padding, dilation, groups, fuse_relu = inputs[:8]
         ctx.save_for_backward(input, weight, output if fuse_relu else None)
         ctx.params = (list(stride), list(padding), list(dilation), groups)
         ctx.fuse_relu = fuse_relu
@@ -199,7 +201,7 @@ def _register_conv(d: _Dimensionality, bias_backward: RegisteredOp) -> Different
             grad_weight = backward_weight.route[direct](grad, input, list(weight.shape), *ctx.params)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = bias_backward.route[direct](grad)
-        return grad_input, grad_weight, grad_bias, None, None, None, None, None
+        return grad_input, grad_weight, grad_bias, None, None, None, None, None, None
 
     return DifferentiableOp(forward, setup_context, gradients, tensor_count=3)
 
@@ -284,7 +286,7 @@ def _register_conv_transpose(d: _Dimensionality, bias_backward: RegisteredOp) ->
             grad_weight = backward_weight.route[direct](grad, input, list(weight.shape), *ctx.params)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = bias_backward.route[direct](grad)
-        return grad_input, grad_weight, grad_bias, None, None, None, None, None
+        return grad_input, grad_weight, grad_bias, None, None, None, None, None, None
 
     return DifferentiableOp(forward, setup_context, gradients, tensor_count=3)
 
@@ -325,14 +327,45 @@ def _resolve_padding(dims: int, input: Tensor, weight: Tensor, padding, stride: 
     return input, [t // 2 for t in totals]
 
 
-def _conv(dims: int, input, weight, bias, stride, padding, dilation, groups, fuse_relu):
+def _conv(dims: int, input, weight, bias, stride, padding, dilation, groups, fuse_relu, prepared=None):
     check_devices(input, weight, bias)
     stride, dilation = spatial(stride, "stride", dims), spatial(dilation, "dilation", dims)
     input, padding = _resolve_padding(dims, input, weight, padding, stride, dilation)
     unbatched = input.dim() == dims + 1  # (C, [D,] H, W), as torch accepts
+    if prepared is not None and not isinstance(prepared, Tensor):
+        raise TypeError(f"argument 'prepared' must be a Tensor from prepare_conv_weight or None, "
+                        f"got {type(prepared).__name__}")
     out = _CONV[dims](input.unsqueeze(0) if unbatched else input, weight, bias, stride, padding, dilation,
-                      int(groups), fuse_relu)
+                      int(groups), fuse_relu, prepared)
     return out[0] if unbatched else out
+
+
+def prepare_conv_weight(weight: Tensor, input_shape, stride=1, padding=0, dilation=1,
+                        groups: int = 1) -> Optional[Tensor]:
+    """The weights of a CPU convolution forward packed (or Winograd-transformed) once, for
+    inference calls that pass them as ``prepared=`` instead of packing the weights per call;
+    None where that layer's kernel has nothing to prepare (CUDA, other dtypes, the direct kernel).
+    ``input_shape`` is the (batched) input's shape; the batch size does not matter. The buffer
+    holds a header naming the shapes, path and SIMD level it was made for, and a forward it does
+    not match ignores it. It is valid while ``weight`` is unchanged."""
+    dims = weight.dim() - 2 if isinstance(weight, Tensor) else 0
+    if dims not in (2, 3):
+        _weight_rank(weight, 2)
+    if weight.device.type != "cpu" or weight.dtype not in (torch.float32, torch.float64):
+        return None
+    input_shape = [int(s) for s in input_shape]
+    if len(input_shape) != dims + 2:
+        raise ValueError(f"argument 'input_shape' must have {dims + 2} entries (N, C, spatial...), got {input_shape}")
+    stride, dilation = spatial(stride, "stride", dims), spatial(dilation, "dilation", dims)
+    padding = spatial(padding, "padding", dims)
+    nbytes = _C.conv_prepared_weight_bytes(input_shape, list(weight.shape), stride, padding, dilation, int(groups),
+                                           _backend.DTYPE_CODES[str(weight.dtype).rpartition('.')[2]])
+    if nbytes == 0:
+        return None
+    prepared = torch.empty(nbytes, dtype=torch.uint8)
+    _C.conv_prepare_weight(_backend.view(weight, "weight"), input_shape, stride, padding, dilation, int(groups),
+                           _backend.view(prepared, "prepared"))
+    return prepared
 
 
 def _conv_transpose(dims: int, input, weight, bias, stride, padding, output_padding, groups, dilation):
@@ -346,27 +379,31 @@ def _conv_transpose(dims: int, input, weight, bias, stride, padding, output_padd
 
 
 def conv2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride: IntPair = 1,
-           padding: Union[IntPair, str] = 0, dilation: IntPair = 1, groups: int = 1) -> Tensor:
+           padding: Union[IntPair, str] = 0, dilation: IntPair = 1, groups: int = 1, *,
+           prepared: Optional[Tensor] = None) -> Tensor:
     """``torch.nn.functional.conv2d`` on medkern's kernels (NCHW, float32/float64)."""
-    return _conv(2, input, weight, bias, stride, padding, dilation, groups, False)
+    return _conv(2, input, weight, bias, stride, padding, dilation, groups, False, prepared)
 
 
 def conv2d_relu(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride: IntPair = 1,
-                padding: Union[IntPair, str] = 0, dilation: IntPair = 1, groups: int = 1) -> Tensor:
+                padding: Union[IntPair, str] = 0, dilation: IntPair = 1, groups: int = 1, *,
+                prepared: Optional[Tensor] = None) -> Tensor:
     """``relu(conv2d(...))`` in one pass: the ReLU is applied in the GEMM's epilogue."""
-    return _conv(2, input, weight, bias, stride, padding, dilation, groups, True)
+    return _conv(2, input, weight, bias, stride, padding, dilation, groups, True, prepared)
 
 
 def conv3d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride: IntTuple = 1,
-           padding: Union[IntTuple, str] = 0, dilation: IntTuple = 1, groups: int = 1) -> Tensor:
+           padding: Union[IntTuple, str] = 0, dilation: IntTuple = 1, groups: int = 1, *,
+           prepared: Optional[Tensor] = None) -> Tensor:
     """``torch.nn.functional.conv3d`` on medkern's kernels (NCDHW or unbatched CDHW, float32/float64)."""
-    return _conv(3, input, weight, bias, stride, padding, dilation, groups, False)
+    return _conv(3, input, weight, bias, stride, padding, dilation, groups, False, prepared)
 
 
 def conv3d_relu(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride: IntTuple = 1,
-                padding: Union[IntTuple, str] = 0, dilation: IntTuple = 1, groups: int = 1) -> Tensor:
+                padding: Union[IntTuple, str] = 0, dilation: IntTuple = 1, groups: int = 1, *,
+                prepared: Optional[Tensor] = None) -> Tensor:
     """``relu(conv3d(...))`` in one pass: the ReLU is applied in the GEMM's epilogue."""
-    return _conv(3, input, weight, bias, stride, padding, dilation, groups, True)
+    return _conv(3, input, weight, bias, stride, padding, dilation, groups, True, prepared)
 
 
 def conv_transpose2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride: IntPair = 1,

@@ -1,6 +1,7 @@
 """Whole networks, the way a user meets them: a model built from torch.nn, run three ways in one
-process from the same weights — torch eager, ``torch.compile(model)`` (default mode) and
-``medkern.accelerate(model)`` — and reported as ratios to eager (below 1.0 is faster).
+process from the same weights — torch eager, ``torch.compile(model)`` (default mode),
+``medkern.accelerate(model)`` and ``torch.compile(medkern.accelerate(model))`` — and reported as
+ratios (below 1.0 is faster).
 
     python benchmarks/bench_models.py [--models seedcnn,resnet18,resnet18_224,unet3d]
         [--modes train,infer,latency] [--device cpu|cuda] [--no-compile] [--threads N]
@@ -39,7 +40,7 @@ MODELS = {
     "unet3d": ((1, 40, 56, 40), 3, 2, 2),
 }
 INFER_BATCH = {"seedcnn": 128, "resnet18": 128, "resnet18_224": 128, "unet3d": 2}
-COLUMNS = ("eager", "compile", "medkern")
+COLUMNS = ("eager", "compile", "medkern", "medkern_compile")
 
 
 def build(name: str):
@@ -67,6 +68,8 @@ def variants(name: str, device: str, with_compile: bool) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out["medkern"] = medkern.accelerate(copy.deepcopy(base), verbose=False)
+        if with_compile:
+            out["medkern_compile"] = torch.compile(medkern.accelerate(copy.deepcopy(base), verbose=False))
     return out
 
 
@@ -151,21 +154,24 @@ def run_model(name: str, modes: list[str], device: str, with_compile: bool, repe
                 row[f"{k}_ratio"] = times[k][0] / times["eager"][0]
         if "compile" in times:
             row["medkern_vs_compile"] = times["medkern"][0] / times["compile"][0]
+            row["medkern_compile_vs_compile"] = times["medkern_compile"][0] / times["compile"][0]
         rows.append(row)
     return rows
 
 
 def print_table(rows: list[dict]) -> None:
     header = (f"{'model':<13} {'mode':<8} {'batch':>5} {'eager ms':>10} {'compile ms':>10} {'medkern ms':>10} "
-              f"{'compile/eager':>13} {'medkern/eager':>13} {'medkern/compile':>15}")
+              f"{'mk+compile ms':>13} {'compile/eager':>13} {'medkern/eager':>13} {'medkern/compile':>15} "
+              f"{'mk+compile/compile':>18}")
     print(header)
     print("-" * len(header))
     for r in rows:
         def cell(key, fmt, width):
             return f"{r[key]:{width}{fmt}}" if key in r else f"{'-':>{width}}"
         print(f"{r['model']:<13} {r['mode']:<8} {r['batch']:>5} {cell('eager_ms', '.1f', 10)} "
-              f"{cell('compile_ms', '.1f', 10)} {cell('medkern_ms', '.1f', 10)} {cell('compile_ratio', '.2f', 13)} "
-              f"{cell('medkern_ratio', '.2f', 13)} {cell('medkern_vs_compile', '.2f', 15)}")
+              f"{cell('compile_ms', '.1f', 10)} {cell('medkern_ms', '.1f', 10)} {cell('medkern_compile_ms', '.1f', 13)} "
+              f"{cell('compile_ratio', '.2f', 13)} {cell('medkern_ratio', '.2f', 13)} "
+              f"{cell('medkern_vs_compile', '.2f', 15)} {cell('medkern_compile_vs_compile', '.2f', 18)}")
 
 
 def main(argv: list[str] | None = None) -> int:

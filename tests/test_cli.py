@@ -57,6 +57,14 @@ def test_train_summary_on_stdout(capsys, breastmnist, tmp_path):
     assert code == 0
     assert "test  AUC" in out and "published MedMNIST v2 ResNet-18 (28) test: AUC 0.901  ACC 0.863" in out
     assert "epoch 1/1" in err  # per-epoch line without --quiet (no bar: stderr is not a terminal)
+    # the first line says which path runs: the seed CNN's two conv+ReLU pairs run fused
+    assert "fused: 2 conv+ReLU epilogues" in err.splitlines()[0]
+
+
+def test_train_no_fuse_says_so(capsys, breastmnist, tmp_path):
+    code, _, err = _run(capsys, ["train", "--data", str(breastmnist), "--epochs", "1", "--out", str(tmp_path),
+                                 "--batch-size", "256", "--no-fuse"])
+    assert code == 0 and "fusions off (--no-fuse)" in err.splitlines()[0]
 
 
 def test_evaluate_prints_json(capsys, trained):

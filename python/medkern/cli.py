@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_non_negative_int, default=0,
                    help="DataLoader worker processes; 0 batches preloaded tensors in-process (default: 0)")
     p.add_argument("--save-last", action="store_true", help="also write last.pt after every epoch")
+    p.add_argument("--no-fuse", action="store_true",
+                   help="run medkern's layers unfused (default: fused conv+ReLU, norm+activation and, at "
+                        "evaluation, BatchNorm folded into convolutions, as medkern.accelerate does)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.set_defaults(handler=_cmd_train)
 
@@ -210,7 +213,7 @@ def _cmd_train(args) -> int:
                          batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
                          weight_decay=args.weight_decay, schedule=args.schedule, seed=args.seed,
                          device=args.device, out=args.out, workers=args.workers, progress=not args.quiet,
-                         save_last=args.save_last)
+                         save_last=args.save_last, fuse=not args.no_fuse)
     log = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True))
     m = train(config, log=log)
     out = pathlib.Path(args.out)

@@ -28,7 +28,8 @@ import torch
 
 from ..ops.conv import prepare_conv_weight
 
-__all__ = ["find_fusions", "apply_fusions", "clear_inference_cache", "inference_weights", "passes_through"]
+__all__ = ["find_fusions", "apply_fusions", "fusion_summary", "clear_inference_cache", "inference_weights",
+           "passes_through"]
 
 _CACHE = "_medkern_inference_cache"
 _FOLD = "_medkern_fold"          # on a convolution: (batch norm,)
@@ -152,6 +153,22 @@ def apply_fusions(model: torch.nn.Module) -> list[str]:
         report.append(f"{conv_name} + {norm_name}{act} ({type(conv).__name__} + {type(norm).__name__}: folded into "
                       f"the convolution in eval mode; found by {how})")
     return report
+
+
+def fusion_summary(model: torch.nn.Module) -> str:
+    """One phrase for what runs fused in ``model``, e.g. 'fused: 2 conv+ReLU epilogues, 20
+    BatchNorms folded into convolutions at eval' (built fused or fused by accelerate)."""
+    from .normalization import NormAct
+    counts = {"conv+ReLU epilogues": 0, "norm+activation passes": 0, "BatchNorms folded into convolutions at eval": 0}
+    for m in model.modules():
+        if getattr(m, "fuse_relu", False):
+            counts["conv+ReLU epilogues"] += 1
+        if isinstance(m, NormAct):
+            counts["norm+activation passes"] += 1
+        if _FOLD in m.__dict__:
+            counts["BatchNorms folded into convolutions at eval"] += 1
+    parts = [f"{n} {what}" for what, n in counts.items() if n]
+    return "fused: " + (", ".join(parts) if parts else "nothing to fuse")
 
 
 # ---- inference state --------------------------------------------------------------------------------

@@ -40,9 +40,11 @@ def train_command(args) -> int:
         epochs=args.epochs or DEFAULTS["epochs"], batch_size=args.batch_size or DEFAULTS["batch_size"],
         patch=args.patch, iterations=args.iterations, features=args.features or default_features(device),
         lr=args.lr or DEFAULTS["lr"], val_fraction=args.val_fraction, seed=args.seed, device=str(device),
-        augment=args.augment, max_cases=args.max_cases, progress=not args.quiet)
+        augment=args.augment, max_cases=args.max_cases, progress=not args.quiet,
+        accelerate=not getattr(args, "no_fuse", False))
     log = _log(args)
-    log(f"medkern train --task segmentation: medkern kernels with fused norm+activation (accelerate), "
+    fused = "fused norm+activation (accelerate)" if config.accelerate else "accelerate's fusions off (--no-fuse)"
+    log(f"medkern train --task segmentation: medkern kernels, {fused}, "
         f"{config.epochs} epochs, batch {config.batch_size}, lr {config.lr:g}, features {config.features}, "
         f"seed {config.seed}")
     m = train_segmentation(config, log=log)

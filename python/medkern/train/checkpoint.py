@@ -66,6 +66,9 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     options = payload.get("model_options") or {}
     model = build_model(payload["model"], payload["in_channels"], payload["num_classes"], layers=layers, **options)
     model.load_state_dict(payload["state_dict"])
+    if layers is None or layers == "medkern":  # medkern's fusions (state_dict keys do not change)
+        from ..nn.accelerate import accelerate
+        accelerate(model, verbose=False)
     model.to(device).eval()
     meta = {k: v for k, v in payload.items() if k != "state_dict"}
     return model, meta

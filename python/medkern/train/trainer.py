@@ -42,6 +42,7 @@ class TrainConfig:
     workers: int = 0
     progress: bool = True            # tqdm bars on stderr (only shown on a terminal)
     save_last: bool = False
+    fuse: bool = True                  # medkern.accelerate's fusions (conv+ReLU, norm+activation, BatchNorm folding)
 
 
 @dataclasses.dataclass
@@ -188,6 +189,11 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = None) -> dict
                         f"(use {fits})")
     torch.manual_seed(config.seed)
     model = build_model(config.model, spec.in_channels, spec.num_classes).to(device)
+    fused = "accelerate's fusions off (--no-fuse)"
+    if config.fuse:
+        from ..nn.accelerate import accelerate
+        from ..nn.fusion import fusion_summary
+        fused = fusion_summary(accelerate(model, verbose=False))
     optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, config.weight_decay)
     loader = BatchLoader(splits["train"], config.batch_size, shuffle=True, seed=config.seed,
                          workers=config.workers, device=device)
@@ -205,7 +211,7 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = None) -> dict
     best_auc, best_epoch, best_state = -math.inf, 0, None
     show_bar = _progress_enabled(config.progress)
     log(f"training {config.model} on {spec.name} ({len(splits['train'])} train / {len(splits['val'])} val, "
-        f"{spec.num_classes} classes, {spec.task}) on {device}")
+        f"{spec.num_classes} classes, {spec.task}) on {device}, medkern kernels, {fused}")
     for epoch in range(1, config.epochs + 1):
         start = time.perf_counter()
         with tqdm(total=len(loader), desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False,

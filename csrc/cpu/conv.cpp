@@ -209,15 +209,17 @@ struct Im2colSource {
         const Run& run = runs[u];
         T* o = d + run.at;
         const int64_t id = run.id0 + t * g.p.dilation_d, ih = run.ih0 + r * g.p.dilation_h;
-        if (id < 0 || id >= g.D || ih < 0 || ih >= g.H) { std::fill(o, o + run.len, T(0)); continue; }
-        const int64_t a = std::clamp<int64_t>(lo - run.q0, 0, run.len), b = std::clamp<int64_t>(hi - run.q0, a, run.len);
-        std::fill(o, o + a, T(0));
+        if (id < 0 || id >= g.D || ih < 0 || ih >= g.H) { for (int i = 0; i < run.len; ++i) o[i] = T(0); continue; }
+        const int a = static_cast<int>(std::clamp<int64_t>(lo - run.q0, 0, run.len));
+        const int b = static_cast<int>(std::clamp<int64_t>(hi - run.q0, a, run.len));
         const T* in = run.line + c * g.xs[1] + id * g.xs[2] + ih * g.xs[3] + ((run.q0 + a) * g.p.stride_w + iw_shift) * g.xs[4];
-        if (step == 1) std::memcpy(o + a, in, sizeof(T) * static_cast<size_t>(b - a));
-        else for (int64_t i = 0; i < b - a; ++i) o[a + i] = in[i * step];
-        std::fill(o + b, o + run.len, T(0));
+        // runs are a few elements long: plain loops (vectorised) beat memcpy / fill calls here
+        for (int i = 0; i < a; ++i) o[i] = T(0);
+        if (step == 1) for (int i = 0; i < b - a; ++i) o[a + i] = in[i];
+        else for (int i = 0; i < b - a; ++i) o[a + i] = in[i * step];
+        for (int i = b; i < run.len; ++i) o[i] = T(0);
       }
-      std::fill(d + nr, d + NR, T(0));
+      for (int i = nr; i < NR; ++i) d[i] = T(0);
       if (++e == g.S) { e = 0; if (++r == g.R) { r = 0; if (++t == g.T) { t = 0; ++c; } } }
     }
   }

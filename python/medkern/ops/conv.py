@@ -28,6 +28,7 @@ from torch import Tensor
 
 from .. import _backend
 from .._backend import _C
+from .activation import _relu_backward
 from ._arguments import IntPair, IntTuple, check_devices, spatial
 from ._eager import direct_backward_ok, uses_torch_kernel
 from ._registration import DifferentiableOp, RegisteredOp
@@ -191,9 +192,9 @@ def _register_conv(d: _Dimensionality, bias_backward: RegisteredOp) -> Different
 
     def gradients(ctx, grad):
         input, weight, output = ctx.saved_tensors
-        if ctx.fuse_relu:
-            grad = grad * (output > 0)
         direct = direct_backward_ok(grad, input, weight)
+        if ctx.fuse_relu:  # the ReLU's mask from the saved output, in one pass (medkern::relu_backward)
+            grad = _relu_backward.route[direct_backward_ok(grad, output)](grad, output)
         grad_input = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
             grad_input = backward_input.route[direct](grad, weight, list(input.shape), *ctx.params)

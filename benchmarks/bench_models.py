@@ -8,6 +8,7 @@ ratios (below 1.0 is faster).
         [--allocator default|tuned] [--repeat 5] [--json out.json]
 
 Modes: ``train`` is one training step (zero_grad, forward, cross-entropy, backward, Adam step);
+on a GPU the medkern model's step also runs replayed from a CUDA graph (``medkern_graphs``);
 ``infer`` is batch inference under ``torch.inference_mode`` in eval mode, reported as images per
 second; ``latency`` is the same with batch 1. Batch sizes are per model (``BATCHES``; 224x224
 ResNet-18 trains at batch 16 on a CPU, where 128 takes minutes per step) and printed with the
@@ -83,6 +84,16 @@ def batch(name: str, size: int, device: str):
     return x.to(device), y.to(device)
 
 
+def graphed_train_step(model, x, y):
+    """medkern's model with its training step replayed from a CUDA graph (capturable Adam)."""
+    import torch
+    import torch.nn.functional as F
+    from medkern.train import GraphedTrainStep, make_capturable_optimizer
+    optimizer = make_capturable_optimizer("adam", model.parameters(), 1e-3, 0.0, x.device)
+    graphed = GraphedTrainStep(model, optimizer, F.cross_entropy, x, y)
+    return lambda: graphed(x, y)
+
+
 def train_step(model, x, y):
     import torch
     import torch.nn.functional as F
@@ -138,6 +149,8 @@ def run_model(name: str, modes: list[str], device: str, with_compile: bool, repe
             for m in models.values():
                 m.train()
             steps = {k: train_step(m, x, y) for k, m in models.items()}
+            if device.startswith("cuda"):
+                steps["medkern_graphs"] = graphed_train_step(models["medkern"], x, y)
         else:
             size = INFER_BATCH[name] if mode == "infer" else 1
             x, _ = batch(name, size, device)
@@ -155,6 +168,9 @@ def run_model(name: str, modes: list[str], device: str, with_compile: bool, repe
         if "compile" in times:
             row["medkern_vs_compile"] = times["medkern"][0] / times["compile"][0]
             row["medkern_compile_vs_compile"] = times["medkern_compile"][0] / times["compile"][0]
+        if "medkern_graphs" in times:
+            print(f"  {name} {mode}: medkern with CUDA graphs {times['medkern_graphs'][0] * 1e3:.2f} ms, "
+                  f"{row['medkern_graphs_ratio']:.2f} of eager", file=sys.stderr)
         rows.append(row)
     return rows
 

@@ -101,6 +101,8 @@ run_step pytest 160 $PY -m pytest -m "cuda and not slow" -q tests -p no:cachepro
 
 # ---- 4. benchmarks (before the sanitizers: the numbers matter most when time runs short) -------
 run_step bench 170 env PYTHONPATH="$ROOT:$PYTHONPATH" $PY scripts/gpu_bench.py "$OUTDIR" --repeat 3
+run_step models 120 env PYTHONPATH="$ROOT:$PYTHONPATH" $PY benchmarks/bench_models.py --device cuda \
+  --models seedcnn,resnet18_224 --modes train,infer --no-compile --repeat 10 --json "$OUTDIR/bench_models.json"
 run_step conv_profile 60 env PYTHONPATH="$ROOT:$PYTHONPATH" $PY scripts/gpu_conv_profile.py "$OUTDIR" --iters 3 --dims "${GPU_PROFILE_DIMS:-3}"
 
 # ---- 5. sanitizers ---------------------------------------------------------------------------

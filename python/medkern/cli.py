@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-fuse", action="store_true",
                    help="run medkern's layers unfused (default: fused conv+ReLU, norm+activation and, at "
                         "evaluation, BatchNorm folded into convolutions, as medkern.accelerate does)")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="classification on a GPU: capture the training step once in a CUDA graph and replay it "
+                        "for every full batch (Adam runs with capturable=True)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.set_defaults(handler=_cmd_train)
 
@@ -208,12 +211,17 @@ def _cmd_train(args) -> int:
     for key, value in CLASSIFICATION_DEFAULTS.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.cuda_graphs:
+        from .train.trainer import resolve_device
+        if resolve_device(args.device).type != "cuda":
+            raise UsageError(f"argument --cuda-graphs: needs a CUDA device; training would run on "
+                             f"{resolve_device(args.device)} (--device {args.device})")
     _require_file(args.data, "--data")
     config = TrainConfig(data=args.data, dataset=args.dataset, model=args.model, epochs=args.epochs,
                          batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
                          weight_decay=args.weight_decay, schedule=args.schedule, seed=args.seed,
                          device=args.device, out=args.out, workers=args.workers, progress=not args.quiet,
-                         save_last=args.save_last, fuse=not args.no_fuse)
+                         save_last=args.save_last, fuse=not args.no_fuse, cuda_graphs=args.cuda_graphs)
     log = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True))
     m = train(config, log=log)
     out = pathlib.Path(args.out)

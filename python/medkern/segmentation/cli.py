@@ -34,6 +34,9 @@ def train_command(args) -> int:
         raise UsageError("argument --data: segmentation needs a folder (--data DIR)")
     if args.model is not None and args.model not in ("unet2d", "unet3d"):
         raise UsageError(f"argument --model: segmentation trains unet2d or unet3d, got {args.model}")
+    if getattr(args, "cuda_graphs", False):
+        raise UsageError("argument --cuda-graphs: CUDA graphs serve classification training (segmentation patches "
+                         "are sampled and augmented per step on the host)")
     device = resolve_device(args.device)
     config = SegmentationConfig(
         data=args.data, model=args.model, out=args.out if args.out != "runs/medkern" else "runs/segmentation",

@@ -42,7 +42,8 @@ class TrainConfig:
     workers: int = 0
     progress: bool = True            # tqdm bars on stderr (only shown on a terminal)
     save_last: bool = False
-    fuse: bool = True                  # medkern.accelerate's fusions (conv+ReLU, norm+activation, BatchNorm folding)
+    fuse: bool = True                # medkern.accelerate's fusions (conv+ReLU, norm+activation, BatchNorm folding)
+    cuda_graphs: bool = False        # replay full-size training steps from a CUDA graph (cuda_graph.py)
 
 
 @dataclasses.dataclass
@@ -105,16 +106,19 @@ def make_loss(task: str) -> torch.nn.Module:
 
 
 def train_one_epoch(model: torch.nn.Module, loader, optimizer: torch.optim.Optimizer, loss_fn: Callable,
-                    scheduler=None, bar=None) -> float:
+                    scheduler=None, bar=None, graphed: Callable | None = None) -> float:
     """One pass over ``loader``; returns the mean training loss. The running loss stays a tensor
-    (no per-batch host sync) and is read once at the end."""
+    (no per-batch host sync) and is read once at the end. ``graphed`` (a LazyGraphedStep) runs the
+    batches it accepts from a CUDA graph; the rest run eagerly."""
     model.train()
     total, seen = None, 0
     for step, (x, y) in enumerate(loader):
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        optimizer.step()
+        loss = graphed(x, y) if graphed is not None else None
+        if loss is None:
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            optimizer.step()
         if scheduler is not None:
             scheduler.step()
         batch_loss = loss.detach() * x.shape[0]
@@ -194,13 +198,23 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = None) -> dict
         from ..nn.accelerate import accelerate
         from ..nn.fusion import fusion_summary
         fused = fusion_summary(accelerate(model, verbose=False))
-    optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, config.weight_decay)
+    graphed = None
+    if config.cuda_graphs:
+        from .cuda_graph import LazyGraphedStep, make_capturable_optimizer
+        if device.type != "cuda":
+            raise ValueError(f"argument 'cuda_graphs': CUDA graphs need a CUDA device, training runs on {device}")
+        optimizer = make_capturable_optimizer(config.optimizer, model.parameters(), config.lr, config.weight_decay,
+                                              device)
+    else:
+        optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, config.weight_decay)
     loader = BatchLoader(splits["train"], config.batch_size, shuffle=True, seed=config.seed,
                          workers=config.workers, device=device)
     scheduler = None
     if config.schedule == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * len(loader))
     loss_fn = make_loss(spec.task)
+    if config.cuda_graphs:
+        graphed = LazyGraphedStep(model, optimizer, loss_fn, config.batch_size)
 
     out = pathlib.Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -211,13 +225,15 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = None) -> dict
     best_auc, best_epoch, best_state = -math.inf, 0, None
     show_bar = _progress_enabled(config.progress)
     log(f"training {config.model} on {spec.name} ({len(splits['train'])} train / {len(splits['val'])} val, "
-        f"{spec.num_classes} classes, {spec.task}) on {device}, medkern kernels, {fused}")
+        f"{spec.num_classes} classes, {spec.task}) on {device}, medkern kernels, {fused}"
+        + (", CUDA graphs" if config.cuda_graphs else ""))
     for epoch in range(1, config.epochs + 1):
         start = time.perf_counter()
         with tqdm(total=len(loader), desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False,
                   disable=not show_bar, file=sys.stderr) as bar:
             # a disabled bar is not passed: its per-batch updates would still read the loss (a GPU sync)
-            train_loss = train_one_epoch(model, loader, optimizer, loss_fn, scheduler, bar if show_bar else None)
+            train_loss = train_one_epoch(model, loader, optimizer, loss_fn, scheduler, bar if show_bar else None,
+                                         graphed)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - start

@@ -212,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
     import medkern
+    # every model instance and mode (grad / inference, batch size) of one forward function is a
+    # separate compiled entry: the default limit (8) would silently fall back to eager
+    torch._dynamo.config.recompile_limit = 1024
     if args.threads:
         torch.set_num_threads(args.threads)
         medkern.set_num_threads(args.threads)

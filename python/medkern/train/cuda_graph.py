@@ -11,7 +11,8 @@ optimizer's state on one CUDA device; an optimizer that can run inside a graph (
 with ``capturable=True``, or SGD); for a learning-rate schedule, the learning rate as a CUDA
 tensor (``lr=torch.tensor(1e-3, device="cuda")``: schedulers fill it in place, where a float
 would be frozen into the graph). Capturing needs a few warm-up steps; the model's and the
-optimizer's state are restored after them, so the graphed run trains exactly as the eager one.
+optimizer's state are restored in place after them (state the warm-up created is zeroed, which
+is its fresh value), so the graphed run trains exactly as the eager one.
 The returned loss is the graph's static output tensor: overwritten by the next replay.
 """
 from __future__ import annotations
@@ -36,7 +37,7 @@ def make_capturable_optimizer(name: str, params, lr: float, weight_decay: float,
 
 
 def _check(model: torch.nn.Module, optimizer: torch.optim.Optimizer, example_x: torch.Tensor,
-           example_y: torch.Tensor) -> torch.device:
+           example_y: torch.Tensor) -> None:
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"argument 'model' must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(optimizer, torch.optim.Optimizer):
@@ -44,8 +45,16 @@ def _check(model: torch.nn.Module, optimizer: torch.optim.Optimizer, example_x: 
     for name, t in (("example_x", example_x), ("example_y", example_y)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"argument '{name}' must be a torch.Tensor, got {type(t).__name__}")
-    if not torch.cuda.is_available():
-        raise RuntimeError("CUDA graphs need a CUDA device; none is usable here (train without --cuda-graphs)")
+    for group in optimizer.param_groups:
+        if group.get("capturable") is False:
+            raise ValueError(f"argument 'optimizer': {type(optimizer).__name__} must be built with capturable=True "
+                             f"to run inside a CUDA graph")
+        if group.get("fused") or group.get("differentiable"):
+            raise ValueError("argument 'optimizer': fused or differentiable optimizers are not captured here")
+        if group.get("dampening", 0) != 0:
+            # a fresh momentum buffer is set up as zeros before capture, which equals torch's first
+            # step (buffer = gradient) only without dampening
+            raise ValueError("argument 'optimizer': SGD with dampening is not captured here")
     device = example_x.device
     if device.type != "cuda":
         raise ValueError(f"argument 'example_x' must be on a CUDA device for CUDA graphs, got {device}")
@@ -54,13 +63,26 @@ def _check(model: torch.nn.Module, optimizer: torch.optim.Optimizer, example_x: 
     for name, p in model.named_parameters():
         if p.device != device:
             raise ValueError(f"argument 'model': parameter {name} is on {p.device}, the batch on {device}")
-    for group in optimizer.param_groups:
-        if group.get("capturable") is False:
-            raise ValueError(f"argument 'optimizer': {type(optimizer).__name__} must be built with capturable=True "
-                             f"to run inside a CUDA graph")
-        if group.get("fused") or group.get("differentiable"):
-            raise ValueError("argument 'optimizer': fused or differentiable optimizers are not captured here")
-    return device
+
+
+def _restore_optimizer(optimizer: torch.optim.Optimizer, before: dict) -> None:
+    """Puts the optimizer's state back as it was before the warm-up, in place, so the capture
+    records updates of these very tensors. State the warm-up created (a fresh optimizer's step
+    counts and moments) is zeroed rather than dropped: created during capture, its initialisation
+    would be recorded too and replayed on every step."""
+    for param, state in optimizer.state.items():
+        old = before.get(param, {})
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                if key in old:
+                    value.copy_(old[key])
+                else:
+                    value.zero_()
+            elif key in old:
+                state[key] = old[key]
+            else:
+                raise ValueError(f"argument 'optimizer': its state '{key}' is a Python number, which a CUDA graph "
+                                 f"cannot update (build it with capturable=True)")
 
 
 class GraphedTrainStep:
@@ -70,14 +92,16 @@ class GraphedTrainStep:
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable,
                  example_x: torch.Tensor, example_y: torch.Tensor, warmup: int = 3):
-        device = _check(model, optimizer, example_x, example_y)
         if warmup < 1:
             raise ValueError(f"argument 'warmup' must be at least 1, got {warmup}")
+        _check(model, optimizer, example_x, example_y)
+        device = example_x.device
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.static_x, self.static_y = example_x.clone(), example_y.clone()
         model.train()
         saved_model = copy.deepcopy(model.state_dict())
-        saved_optimizer = copy.deepcopy(optimizer.state_dict())
+        saved_state = {p: {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in st.items()}
+                       for p, st in optimizer.state.items()}
         # warm-up on a side stream (as torch's capture recipe asks): lazy state, workspaces, autotuning
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
@@ -86,7 +110,7 @@ class GraphedTrainStep:
                 self._eager_step(self.static_x, self.static_y)
         torch.cuda.current_stream(device).wait_stream(side)
         model.load_state_dict(saved_model)      # in place: parameters keep their identity
-        optimizer.load_state_dict(saved_optimizer)
+        _restore_optimizer(optimizer, saved_state)
         self.graph = torch.cuda.CUDAGraph()
         optimizer.zero_grad(set_to_none=True)
         with torch.cuda.graph(self.graph):

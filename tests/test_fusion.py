@@ -217,3 +217,12 @@ def test_prepare_conv_weight_rejects_bad_arguments():
     with pytest.raises(TypeError, match="'prepared'"):
         medkern.ops.conv2d(torch.randn(1, 4, 5, 5), torch.randn(4, 4, 3, 3), prepared="packed")
     assert medkern.ops.prepare_conv_weight(torch.randn(4, 4, 3, 3).half(), (1, 4, 5, 5)) is None
+    # the compiled entry point's own checks (the Python wrapper never reaches them)
+    from medkern._backend import _C, view
+    w = torch.randn(64, 64, 3, 3)
+    with pytest.raises(ValueError, match="'prepared' holds 16 bytes"):
+        _C.conv_prepare_weight(view(w), [1, 64, 16, 16], [1, 1], [1, 1], [1, 1], 1, view(torch.empty(16, dtype=torch.uint8)))
+    with pytest.raises(TypeError, match="'weight' must be float32 or float64"):
+        _C.conv_prepare_weight(view(w.half()), [1, 64, 16, 16], [1, 1], [1, 1], [1, 1], 1, view(torch.empty(16)))
+    with pytest.raises(ValueError, match="'input_shape' and 'weight' need 4"):
+        _C.conv_prepare_weight(view(w), [64, 16, 16], [1, 1], [1, 1], [1, 1], 1, view(torch.empty(16)))

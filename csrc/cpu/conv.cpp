@@ -38,14 +38,21 @@ struct Geometry {
   int64_t xs[5];  // input (or grad_input) strides
 };
 
-Geometry make_geometry(const TensorView& x, const TensorView& w, const TensorView& y, const ConvParams& p) {
+// From 5-D shapes, with a dense input's strides (prepared weights are made from shapes alone).
+Geometry shape_geometry(const int64_t* x, const int64_t* w, const int64_t* y, const ConvParams& p) {
   Geometry g;
-  g.N = x.size(0); g.C = x.size(1); g.D = x.size(2); g.H = x.size(3); g.W = x.size(4);
-  g.K = w.size(0); g.Cg = w.size(1); g.T = w.size(2); g.R = w.size(3); g.S = w.size(4);
+  g.N = x[0]; g.C = x[1]; g.D = x[2]; g.H = x[3]; g.W = x[4];
+  g.K = w[0]; g.Cg = w[1]; g.T = w[2]; g.R = w[3]; g.S = w[4];
   g.G = p.groups; g.Kg = g.K / g.G;
-  g.OD = y.size(2); g.P = y.size(3); g.Q = y.size(4);
+  g.OD = y[2]; g.P = y[3]; g.Q = y[4];
   g.PQ = g.OD * g.P * g.Q; g.CRS = g.Cg * g.T * g.R * g.S;
   g.p = p;
+  g.xs[4] = 1; g.xs[3] = g.W; g.xs[2] = g.H * g.W; g.xs[1] = g.D * g.H * g.W; g.xs[0] = g.C * g.xs[1];
+  return g;
+}
+
+Geometry make_geometry(const TensorView& x, const TensorView& w, const TensorView& y, const ConvParams& p) {
+  Geometry g = shape_geometry(x.shape.data(), w.shape.data(), y.shape.data(), p);
   for (int i = 0; i < 5; ++i) g.xs[i] = x.stride(i);
   return g;
 }
@@ -670,20 +677,6 @@ void conv_forward(const TensorView& input, const TensorView& weight, const Tenso
 }
 
 namespace {
-// The geometry of a forward from shapes alone (5-D; dense input and output).
-Geometry shape_geometry(const std::vector<int64_t>& x, const std::vector<int64_t>& w, const std::vector<int64_t>& y,
-                        const ConvParams& p) {
-  Geometry g;
-  g.N = x[0]; g.C = x[1]; g.D = x[2]; g.H = x[3]; g.W = x[4];
-  g.K = w[0]; g.Cg = w[1]; g.T = w[2]; g.R = w[3]; g.S = w[4];
-  g.G = p.groups; g.Kg = g.K / g.G;
-  g.OD = y[2]; g.P = y[3]; g.Q = y[4];
-  g.PQ = g.OD * g.P * g.Q; g.CRS = g.Cg * g.T * g.R * g.S;
-  g.p = p;
-  g.xs[4] = 1; g.xs[3] = g.W; g.xs[2] = g.H * g.W; g.xs[1] = g.D * g.H * g.W; g.xs[0] = g.C * g.xs[1];
-  return g;
-}
-
 template <class T>
 int64_t prepared_bytes(const Geometry& g) {
   const ForwardPath path = forward_path<T>(g, true);
@@ -694,9 +687,9 @@ int64_t prepared_bytes(const Geometry& g) {
 template <class T>
 void prepare(const TensorView& weight, const Geometry& g, const TensorView& prepared) {
   const ForwardPath path = forward_path<T>(g, true);
-  MEDKERN_CHECK_VALUE(prepared.numel() * int64_t(dtype_size(prepared.dtype)) >= prepared_bytes<T>(g),
-                      "argument 'prepared' holds ", prepared.numel() * int64_t(dtype_size(prepared.dtype)),
-                      " bytes, this layer's prepared weights take ", prepared_bytes<T>(g));
+  const int64_t have = prepared.numel() * int64_t(dtype_size(prepared.dtype)), need = prepared_bytes<T>(g);
+  MEDKERN_CHECK_VALUE(have >= need, "argument 'prepared' holds ", have, " bytes, this layer's prepared weights take ",
+                      need);
   if (path == ForwardPath::Direct) return;
   auto* base = static_cast<unsigned char*>(prepared.data);
   const PreparedHeader h = prepared_header<T>(g, path);
@@ -712,7 +705,7 @@ void prepare(const TensorView& weight, const Geometry& g, const TensorView& prep
 
 int64_t conv_prepared_weight_bytes(const std::vector<int64_t>& input_shape, const std::vector<int64_t>& weight_shape,
                                    const std::vector<int64_t>& output_shape, const ConvParams& p, DType dtype) {
-  const Geometry g = shape_geometry(input_shape, weight_shape, output_shape, p);
+  const Geometry g = shape_geometry(input_shape.data(), weight_shape.data(), output_shape.data(), p);
   if (dtype == DType::Float64) return prepared_bytes<double>(g);
   if (dtype == DType::Float32) return prepared_bytes<float>(g);
   return 0;
@@ -720,9 +713,7 @@ int64_t conv_prepared_weight_bytes(const std::vector<int64_t>& input_shape, cons
 
 void conv_prepare_weight(const TensorView& weight, const std::vector<int64_t>& input_shape,
                          const std::vector<int64_t>& output_shape, const ConvParams& p, const TensorView& prepared) {
-  std::vector<int64_t> w(5);
-  for (int i = 0; i < 5; ++i) w[i] = weight.size(i);
-  const Geometry g = shape_geometry(input_shape, w, output_shape, p);
+  const Geometry g = shape_geometry(input_shape.data(), weight.shape.data(), output_shape.data(), p);
   if (weight.dtype == DType::Float64) prepare<double>(weight, g, prepared);
   else prepare<float>(weight, g, prepared);
 }

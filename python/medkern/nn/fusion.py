@@ -197,7 +197,7 @@ def passes_through(norm) -> bool:
     return owner is not None and _fold_active(owner[0], norm)
 
 
-def _folded(conv, norm, weight: torch.Tensor, bias: Optional[torch.Tensor]):
+def _folded(norm, weight: torch.Tensor, bias: Optional[torch.Tensor]):
     scale = torch.rsqrt(norm.running_var.to(weight.dtype) + norm.eps)
     if norm.weight is not None:
         scale = scale * norm.weight.to(weight.dtype)
@@ -213,8 +213,7 @@ def inference_weights(conv, input: torch.Tensor, weight: torch.Tensor, bias: Opt
     """(weight, bias, fuse_relu, prepared) for this call of ``conv``: its own with nothing prepared
     in training, else folded with its BatchNorm when that pair is active, and the CPU kernel's
     prepared weights, cached on the layer while every source tensor keeps its identity and version."""
-    if conv.training or torch.compiler.is_compiling():
-        conv.__dict__.pop(_CACHE, None)
+    if conv.training or torch.compiler.is_compiling():  # (train() drops the cache)
         return weight, bias, conv.fuse_relu, None
     fold = conv.__dict__.get(_FOLD)
     norm = fold[0] if fold is not None and _fold_active(conv, fold[0]) else None
@@ -222,7 +221,8 @@ def inference_weights(conv, input: torch.Tensor, weight: torch.Tensor, bias: Opt
         return weight, bias, conv.fuse_relu, None  # nothing to fold or prepare
     sources = (weight, bias) if norm is None else (weight, bias, norm.weight, norm.bias, norm.running_mean,
                                                    norm.running_var)
-    key = (tuple(None if t is None else (id(t), t._version) for t in sources), tuple(input.shape[1:]), input.dtype,
+    # the cache holds the source tensors themselves: identity is checked below, versions here
+    key = (tuple(None if t is None else t._version for t in sources), tuple(input.shape[1:]), input.dtype,
            input.device)
     cached = conv.__dict__.get(_CACHE)
     if cached is not None and cached[0] == key and all(a is b for a, b in zip(cached[1], sources)):
@@ -230,7 +230,7 @@ def inference_weights(conv, input: torch.Tensor, weight: torch.Tensor, bias: Opt
     fuse_relu = conv.fuse_relu
     if norm is not None:
         with torch.no_grad():
-            weight, bias = _folded(conv, norm, weight, bias)
+            weight, bias = _folded(norm, weight, bias)
         fuse_relu = norm.activation == "relu"
     prepared = None
     if input.device.type == "cpu" and input.dtype == weight.dtype and not isinstance(padding, str):

@@ -19,19 +19,15 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import os
 import pathlib
-import platform
 import statistics
-import subprocess
 import sys
 import time
 import warnings
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import TUNED_MALLOC  # noqa: E402
+from common import environment, rerun_with_allocator, write_json  # noqa: E402
 
 # model -> (input shape without batch, classes, training batch on cpu, training batch on cuda)
 MODELS = {
@@ -207,8 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     bad = [m for m in models if m not in MODELS] + [m for m in modes if m not in ("train", "infer", "latency")]
     if bad:
         parser.error(f"unknown model or mode: {', '.join(bad)}")
-    if args.allocator == "tuned" and os.environ.get("MALLOC_MMAP_THRESHOLD_") is None:
-        return subprocess.call([sys.executable, *sys.argv], env=dict(os.environ, **TUNED_MALLOC))
+    status = rerun_with_allocator(args.allocator)
+    if status is not None:
+        return status
 
     import torch
     import medkern
@@ -221,14 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in models:
         rows += run_model(name, modes, args.device, not args.no_compile, args.repeat, args.warmup)
-    env = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
-           "threads": torch.get_num_threads(), "medkern": medkern.info(), "allocator": args.allocator,
-           "device": args.device}
-    print(f"torch {env['torch']}, {env['threads']} threads, medkern {env['medkern']['version']} "
+    env = environment(args.allocator, device=args.device)
+    print(f"torch {env['torch']}, {env['torch_threads']} threads, medkern {env['medkern']['version']} "
           f"(simd {env['medkern']['simd_level']}), allocator {args.allocator}, device {args.device}")
     print_table(rows)
-    if args.json:
-        pathlib.Path(args.json).write_text(json.dumps({"env": env, "rows": rows}, indent=1, default=str))
+    write_json(args.json, env, rows)
     return 0
 
 

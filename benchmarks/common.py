@@ -4,13 +4,42 @@ reported as the ratio medkern / peer (below 1.0 means medkern is faster)."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import pathlib
+import platform
 import statistics
+import subprocess
+import sys
 import time
 from typing import Callable, Iterable
 
 # glibc settings that keep freed memory for reuse instead of unmapping it ("--allocator tuned")
 TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 31),
                 "MALLOC_TOP_PAD_": str(1 << 28)}
+
+
+def rerun_with_allocator(allocator: str) -> int | None:
+    """For ``--allocator tuned``: re-runs this script with TUNED_MALLOC set (glibc reads it at
+    start-up) and returns its exit status; None when the script should go on in this process."""
+    if allocator == "tuned" and os.environ.get("MALLOC_MMAP_THRESHOLD_") is None:
+        return subprocess.call([sys.executable, *sys.argv], env=dict(os.environ, **TUNED_MALLOC))
+    return None
+
+
+def environment(allocator: str, **extra) -> dict:
+    """Machine, versions and the settings both sides ran under, for a run's JSON and header."""
+    import torch
+    import medkern
+    return {"machine": platform.processor() or platform.machine(), "python": platform.python_version(),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "medkern": medkern.info(),
+            "allocator": allocator, "malloc_env": {k: os.environ[k] for k in TUNED_MALLOC if k in os.environ},
+            **extra}
+
+
+def write_json(path: str | None, env: dict, rows: list[dict]) -> None:
+    if path:
+        pathlib.Path(path).write_text(json.dumps({"env": env, "rows": rows}, indent=1, default=str))
 
 
 @dataclasses.dataclass

@@ -14,17 +14,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import math
-import os
 import pathlib
-import platform
-import subprocess
 import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import TUNED_MALLOC  # noqa: E402
+from common import environment, rerun_with_allocator, write_json  # noqa: E402
 
 
 def discover(only: list[str] | None, device: str = "cpu") -> list[str]:
@@ -75,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="CPU threads for both medkern and torch")
     args = parser.parse_args(argv)
 
-    if args.allocator == "tuned" and os.environ.get("MALLOC_MMAP_THRESHOLD_") is None:
-        env = dict(os.environ, **TUNED_MALLOC)
-        return subprocess.call([sys.executable, *sys.argv], env=env)
+    status = rerun_with_allocator(args.allocator)
+    if status is not None:
+        return status
 
     import torch
     import medkern
@@ -95,15 +91,11 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"# {family}: {len(cases)} cases", file=sys.stderr, flush=True)
         rows += run_cases(cases)
-    env = {"machine": platform.processor() or platform.machine(), "python": platform.python_version(),
-           "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-           "medkern": medkern.info(), "allocator": args.allocator,
-           "malloc_env": {k: os.environ[k] for k in TUNED_MALLOC if k in os.environ}}
+    env = environment(args.allocator)
     print(f"torch {env['torch']} ({env['torch_threads']} threads), medkern {env['medkern']['version']} "
           f"(simd {env['medkern']['simd_level']}, {env['medkern']['threads']} threads), allocator {args.allocator}")
     print_table(rows)
-    if args.json:
-        pathlib.Path(args.json).write_text(json.dumps({"env": env, "rows": rows}, indent=1, default=str))
+    write_json(args.json, env, rows)
     return 0
 
 

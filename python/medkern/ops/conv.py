@@ -360,7 +360,7 @@ def prepare_conv_weight(weight: Tensor, input_shape, stride=1, padding=0, dilati
     stride, dilation = spatial(stride, "stride", dims), spatial(dilation, "dilation", dims)
     padding = spatial(padding, "padding", dims)
     nbytes = _C.conv_prepared_weight_bytes(input_shape, list(weight.shape), stride, padding, dilation, int(groups),
-                                           _backend.DTYPE_CODES[str(weight.dtype).rpartition('.')[2]])
+                                           _backend.DTYPE_CODES[_backend._torch_dtype_name(weight.dtype)])
     if nbytes == 0:
         return None
     prepared = torch.empty(nbytes, dtype=torch.uint8)
